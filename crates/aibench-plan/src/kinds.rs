@@ -1,0 +1,176 @@
+//! What each service kind runs by default: its command, health check and metrics endpoint.
+//!
+//! Commands use the runtime variables that the platform sets when it starts a service:
+//! `${HOST}`, `${PORT}`, `${AIBENCH_DATA_DIR}` (a fresh directory for the service's state),
+//! `${AIBENCH_PORT_<NAME>}` for named ports, and `${AIBENCH_EXE}` (this aibench binary).
+
+use aibench_recipe::{ArgValue, HealthCheck, Service, ServiceKind};
+
+#[derive(Clone, Debug)]
+pub struct KindDefaults {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub setup: Vec<Vec<String>>,
+    pub health: HealthCheck,
+    pub health_path: Option<String>,
+    pub health_timeout_s: f64,
+    pub metrics_path: Option<String>,
+}
+
+fn v(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// The defaults for a service's kind, with its model filled in.
+pub fn defaults(s: &Service) -> KindDefaults {
+    let model = s.model.clone().unwrap_or_default();
+    let http = |path: &str| (HealthCheck::Http, Some(path.to_string()));
+    let (argv, env, setup, (health, health_path), timeout, metrics): (
+        Vec<String>,
+        Vec<(String, String)>,
+        Vec<Vec<String>>,
+        (HealthCheck, Option<String>),
+        f64,
+        Option<&str>,
+    ) = match s.kind {
+        ServiceKind::Vllm => {
+            let mut a = v(&["vllm", "serve", &model, "--host", "${HOST}", "--port", "${PORT}"]);
+            if let Some(d) = &s.distributed {
+                a.extend([
+                    "--tensor-parallel-size".into(),
+                    d.tensor_parallel_size.to_string(),
+                    "--pipeline-parallel-size".into(),
+                    d.pipeline_parallel_size.to_string(),
+                    "--distributed-executor-backend".into(),
+                    "ray".into(),
+                ]);
+            }
+            (a, vec![], vec![], http("/health"), 1800.0, Some("/metrics"))
+        }
+        ServiceKind::Sglang => (
+            v(&["python3", "-m", "sglang.launch_server", "--model-path", &model, "--host", "${HOST}", "--port", "${PORT}", "--enable-metrics"]),
+            vec![],
+            vec![],
+            http("/health"),
+            1800.0,
+            Some("/metrics"),
+        ),
+        ServiceKind::Tgi => (
+            v(&["text-generation-launcher", "--model-id", &model, "--hostname", "${HOST}", "--port", "${PORT}"]),
+            vec![],
+            vec![],
+            http("/health"),
+            1800.0,
+            Some("/metrics"),
+        ),
+        ServiceKind::Llamacpp => (
+            v(&["llama-server", "--model", &model, "--host", "${HOST}", "--port", "${PORT}", "--metrics"]),
+            vec![],
+            vec![],
+            http("/health"),
+            600.0,
+            Some("/metrics"),
+        ),
+        ServiceKind::Ollama => (
+            v(&["ollama", "serve"]),
+            vec![
+                ("OLLAMA_HOST".into(), "${HOST}:${PORT}".into()),
+                ("OLLAMA_MODELS".into(), "${AIBENCH_DATA_DIR}/models".into()),
+            ],
+            vec![],
+            http("/api/version"),
+            120.0,
+            None,
+        ),
+        ServiceKind::Sim => {
+            let mut a = v(&["${AIBENCH_EXE}", "sim", "--host", "${HOST}", "--port", "${PORT}"]);
+            if !model.is_empty() {
+                a.extend(["--model".into(), model.clone()]);
+            }
+            (a, vec![], vec![], http("/health"), 30.0, Some("/metrics"))
+        }
+        ServiceKind::Redis => {
+            let mut a = v(&["redis-server", "--bind", "${HOST}", "--port", "${PORT}", "--save", "", "--appendonly", "no", "--dir", "${AIBENCH_DATA_DIR}"]);
+            if let Some(p) = s.credentials.as_ref().and_then(|c| c.password.as_ref()) {
+                a.extend(["--requirepass".into(), p.display().to_string()]);
+            }
+            (a, vec![], vec![], (HealthCheck::Ping, None), 30.0, None)
+        }
+        ServiceKind::Postgres => {
+            let user = s.credentials.as_ref().and_then(|c| c.user.clone()).unwrap_or_else(|| "aibench".into());
+            (
+                v(&["postgres", "-D", "${AIBENCH_DATA_DIR}/pgdata", "-h", "${HOST}", "-p", "${PORT}", "-k", "${AIBENCH_DATA_DIR}"]),
+                vec![],
+                vec![v(&["initdb", "-D", "${AIBENCH_DATA_DIR}/pgdata", "-U", &user, "--auth=trust", "--no-sync"])],
+                (HealthCheck::Ping, None),
+                60.0,
+                None,
+            )
+        }
+        ServiceKind::Minio => {
+            let mut env = vec![("MINIO_PROMETHEUS_AUTH_TYPE".to_string(), "public".to_string())];
+            if let Some(c) = &s.credentials {
+                if let Some(u) = &c.user {
+                    env.push(("MINIO_ROOT_USER".into(), u.clone()));
+                }
+                if let Some(p) = &c.password {
+                    env.push(("MINIO_ROOT_PASSWORD".into(), p.display().to_string()));
+                }
+            }
+            (
+                v(&["minio", "server", "${AIBENCH_DATA_DIR}", "--address", "${HOST}:${PORT}", "--console-address", "${HOST}:${AIBENCH_PORT_CONSOLE}"]),
+                env,
+                vec![],
+                http("/minio/health/live"),
+                60.0,
+                Some("/minio/v2/metrics/cluster"),
+            )
+        }
+        ServiceKind::Chroma => (
+            v(&["chroma", "run", "--host", "${HOST}", "--port", "${PORT}", "--path", "${AIBENCH_DATA_DIR}"]),
+            vec![],
+            vec![],
+            http("/api/v2/heartbeat"),
+            120.0,
+            None,
+        ),
+        ServiceKind::Qdrant => (
+            v(&["qdrant"]),
+            vec![
+                ("QDRANT__SERVICE__HOST".into(), "${HOST}".into()),
+                ("QDRANT__SERVICE__HTTP_PORT".into(), "${PORT}".into()),
+                ("QDRANT__STORAGE__STORAGE_PATH".into(), "${AIBENCH_DATA_DIR}".into()),
+            ],
+            vec![],
+            http("/readyz"),
+            120.0,
+            Some("/metrics"),
+        ),
+        ServiceKind::Command => (vec![], vec![], vec![], (HealthCheck::Tcp, None), 600.0, None),
+    };
+    KindDefaults {
+        argv,
+        env,
+        setup,
+        health,
+        health_path,
+        health_timeout_s: timeout,
+        metrics_path: metrics.map(String::from),
+    }
+}
+
+/// Append the service's `args` (`--key value`, `true` as a bare flag) and `extra_args`.
+pub fn render_args(s: &Service, mut argv: Vec<String>) -> Vec<String> {
+    for (key, value) in &s.args {
+        let flag = if key.starts_with('-') { key.clone() } else { format!("--{key}") };
+        match value {
+            ArgValue::Bool(true) => argv.push(flag),
+            ArgValue::Bool(false) => {}
+            ArgValue::Int(i) => argv.extend([flag, i.to_string()]),
+            ArgValue::Float(f) => argv.extend([flag, f.to_string()]),
+            ArgValue::Text(t) => argv.extend([flag, t.clone()]),
+        }
+    }
+    argv.extend(s.extra_args.iter().cloned());
+    argv
+}

@@ -1,0 +1,520 @@
+//! Checks beyond the schema: references between sections, port collisions, platform settings,
+//! and plausibility of resources and load.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+use crate::locate::KeyPath;
+use crate::model::*;
+use crate::yaml::Node;
+
+struct Ctx<'a> {
+    tree: &'a Node,
+    diags: Diagnostics,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, path: &KeyPath, msg: impl Into<String>, help: Option<String>) {
+        let (pos, width) = path.pos(self.tree);
+        let mut d = Diagnostic::error(pos, path.to_string(), msg).with_width(width);
+        d.help = help;
+        self.diags.push(d);
+    }
+
+    fn warn(&mut self, path: &KeyPath, msg: impl Into<String>, help: Option<String>) {
+        let (pos, width) = path.pos(self.tree);
+        let mut d = Diagnostic::warning(pos, path.to_string(), msg).with_width(width);
+        d.help = help;
+        self.diags.push(d);
+    }
+}
+
+/// Names of the top-level sections a sweep key may start with.
+pub const SECTIONS: [&str; 5] = ["platform", "slo", "monitor", "output", "seed"];
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+pub fn validate(recipe: &Recipe, tree: &Node, base_dir: &Path) -> Diagnostics {
+    let mut cx = Ctx {
+        tree,
+        diags: Diagnostics::default(),
+    };
+    let root = KeyPath::root();
+
+    if recipe.name.trim().is_empty() {
+        cx.error(&root.key("name"), "the recipe name is empty", Some("give it a short name, e.g. `opt125m-sweep`".into()));
+    }
+
+    // Names: unique, file-safe, and not a section name (sweep keys start with them).
+    let mut seen: BTreeMap<&str, KeyPath> = BTreeMap::new();
+    let named = recipe
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), root.key("services").index(i).key("name")))
+        .chain(
+            recipe
+                .workloads
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (w.name.as_str(), root.key("workloads").index(i).key("name"))),
+        );
+    for (name, path) in named {
+        if !valid_name(name) {
+            cx.error(
+                &path,
+                format!("invalid name `{name}`"),
+                Some("names are letters, digits, `-` and `_` (up to 63), starting with a letter or digit".into()),
+            );
+        } else if SECTIONS.contains(&name) {
+            cx.error(&path, format!("`{name}` is reserved for the `{name}:` section"), Some("choose another name".into()));
+        }
+        if let Some(first) = seen.get(name) {
+            let line = first.pos(tree).0.line;
+            cx.error(
+                &path,
+                format!("the name `{name}` is used twice"),
+                Some(format!("it is first used at line {line}; services and workloads need distinct names")),
+            );
+        } else {
+            seen.insert(name, path);
+        }
+    }
+
+    platform(&mut cx, recipe);
+    for (i, s) in recipe.services.iter().enumerate() {
+        service(&mut cx, recipe, s, &root.key("services").index(i));
+    }
+    ports(&mut cx, recipe);
+    for (i, w) in recipe.workloads.iter().enumerate() {
+        workload(&mut cx, recipe, w, &root.key("workloads").index(i), base_dir);
+    }
+    if recipe.monitor.interval.std() < std::time::Duration::from_millis(100) {
+        cx.error(
+            &root.key("monitor").key("interval"),
+            "the monitor interval is below 100ms",
+            Some("sampling that often disturbs the service being measured; use `1s` or more".into()),
+        );
+    }
+    cx.diags
+}
+
+fn platform(cx: &mut Ctx, recipe: &Recipe) {
+    let p = KeyPath::root().key("platform");
+    match (recipe.platform.kind, &recipe.platform.slurm) {
+        (PlatformKind::Slurm, None) => cx.error(
+            &p.key("kind"),
+            "`kind: slurm` needs a `slurm:` block",
+            Some("add `slurm: { account: ..., partition: ..., time: 01:00:00 }` under `platform`".into()),
+        ),
+        (PlatformKind::Slurm, Some(s)) => {
+            if s.partition.is_none() && s.account.is_none() {
+                cx.warn(
+                    &p.key("slurm"),
+                    "no `account` or `partition`: jobs go to the cluster's defaults",
+                    Some("most clusters need `account:`; set `partition:` to pick GPU nodes".into()),
+                );
+            }
+            if s.time.is_none() {
+                cx.warn(
+                    &p.key("slurm"),
+                    "no `time` limit: jobs get the partition's default, which may be short",
+                    Some("add `time: 01:00:00`".into()),
+                );
+            }
+        }
+        (PlatformKind::Local, Some(_)) => cx.warn(
+            &p.key("slurm"),
+            "`slurm` settings are ignored on the local platform",
+            Some("set `platform.kind: slurm` to use them".into()),
+        ),
+        (PlatformKind::Local, None) => {}
+    }
+    if let Some(c) = &recipe.platform.container {
+        container(cx, c, &p.key("container"));
+    }
+}
+
+fn container(cx: &mut Ctx, c: &Container, path: &KeyPath) {
+    if c.runtime != ContainerRuntime::None && c.image.as_deref().unwrap_or("").is_empty() {
+        cx.error(
+            &path.key("runtime"),
+            format!("a `{}` container needs an `image`", runtime_name(c.runtime)),
+            Some("add `image: /path/to/image.sif` (Apptainer) or `image: repo/name:tag`".into()),
+        );
+    }
+}
+
+fn runtime_name(r: ContainerRuntime) -> &'static str {
+    match r {
+        ContainerRuntime::None => "none",
+        ContainerRuntime::Apptainer => "apptainer",
+        ContainerRuntime::Docker => "docker",
+        ContainerRuntime::Podman => "podman",
+    }
+}
+
+fn service(cx: &mut Ctx, recipe: &Recipe, s: &Service, path: &KeyPath) {
+    let kind = s.kind.name();
+    if s.kind == ServiceKind::Command && s.command.is_none() {
+        cx.error(
+            &path.key("kind"),
+            "`kind: command` needs a `command`",
+            Some("add `command: \"my-server --port ${PORT}\"`, or choose a known kind".into()),
+        );
+    }
+    let empty_command = match &s.command {
+        Some(CommandLine::Argv(v)) => v.is_empty(),
+        Some(CommandLine::Shell(t)) => t.0.trim().is_empty(),
+        None => false,
+    };
+    if empty_command {
+        cx.error(&path.key("command"), "the command is empty", None);
+    }
+    let needs_model = matches!(
+        s.kind,
+        ServiceKind::Vllm | ServiceKind::Sglang | ServiceKind::Tgi | ServiceKind::Ollama | ServiceKind::Llamacpp
+    );
+    if needs_model && s.model.is_none() && s.command.is_none() {
+        cx.error(
+            &path.key("kind"),
+            format!("a `{kind}` service needs a `model`"),
+            Some(match s.kind {
+                ServiceKind::Ollama => "add `model: llama3.2:1b`".into(),
+                ServiceKind::Llamacpp => "add `model: /models/model.gguf`".into(),
+                _ => "add `model: facebook/opt-125m` (a Hugging Face id or a local path)".into(),
+            }),
+        );
+    }
+    let r = &s.resources;
+    let rp = path.key("resources");
+    if r.nodes == 0 {
+        cx.error(&rp.key("nodes"), "a service needs at least one node", None);
+    }
+    if s.replicas == 0 {
+        cx.error(&path.key("replicas"), "`replicas` must be at least 1", None);
+    }
+    if r.gpus > 0 && !s.kind.can_use_gpu() {
+        cx.warn(
+            &rp.key("gpus"),
+            format!("`{kind}` does not use GPUs; {} requested", r.gpus),
+            Some("drop `gpus` so the GPUs stay free for services that use them".into()),
+        );
+    }
+    if r.gpus == 0 && s.kind.needs_gpu() && recipe.platform.kind == PlatformKind::Slurm {
+        cx.warn(
+            &rp,
+            format!("`{kind}` runs on GPUs, but the service asks for none"),
+            Some("add `resources: { gpus: 1 }`".into()),
+        );
+    }
+    if r.gpus > 16 {
+        cx.warn(&rp.key("gpus"), format!("{} GPUs per node is more than any common node has", r.gpus), None);
+    }
+    if let Some(m) = r.memory {
+        if m.0 > 16 << 40 {
+            cx.warn(&rp.key("memory"), format!("{m} of memory per node is implausible"), None);
+        } else if m.0 < 16 << 20 {
+            cx.warn(&rp.key("memory"), format!("{m} of memory is too little to start a server"), Some("sizes need a unit: `64GiB`".into()));
+        }
+    }
+    if let Some(d) = &s.distributed {
+        let dp = path.key("distributed");
+        if !matches!(s.kind, ServiceKind::Vllm | ServiceKind::Command) {
+            cx.error(&dp, format!("`distributed` is for vLLM over Ray, not `{kind}`"), None);
+        }
+        let world = d.tensor_parallel_size.saturating_mul(d.pipeline_parallel_size);
+        let gpus = r.nodes.saturating_mul(r.gpus);
+        if world == 0 {
+            cx.error(&dp, "parallel sizes must be at least 1", None);
+        } else if gpus > 0 && world != gpus {
+            cx.error(
+                &dp,
+                format!(
+                    "tensor_parallel_size x pipeline_parallel_size = {world}, but the service has {} node(s) x {} GPU(s) = {gpus}",
+                    r.nodes, r.gpus
+                ),
+                Some("vLLM needs one GPU per rank: make the product equal nodes x gpus".into()),
+            );
+        }
+        if r.nodes < 2 {
+            cx.warn(&dp, "`distributed` on one node: a Ray cluster is not needed", Some("use `args: { tensor-parallel-size: N }` instead".into()));
+        }
+    } else if r.nodes > 1 && s.kind != ServiceKind::Command {
+        cx.error(
+            &rp.key("nodes"),
+            format!("a `{kind}` service spans {} nodes but has no `distributed` settings", r.nodes),
+            Some("add `distributed: { tensor_parallel_size: ..., pipeline_parallel_size: ... }`".into()),
+        );
+    }
+    if let Some(c) = &s.container {
+        container(cx, c, &path.key("container"));
+    }
+    for (j, dep) in s.depends_on.iter().enumerate() {
+        let dp = path.key("depends_on").index(j);
+        if dep == &s.name {
+            cx.error(&dp, "a service cannot depend on itself", None);
+        } else if !recipe.services.iter().any(|o| &o.name == dep) {
+            let help = did_you_mean(dep, recipe.services.iter().map(|o| o.name.as_str()))
+                .map(|n| format!("did you mean `{n}`?"));
+            cx.error(&dp, format!("unknown service `{dep}`"), help);
+        }
+    }
+    if let Some(h) = &s.health {
+        if h.check == HealthCheck::Http && h.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            cx.error(&path.key("health").key("path"), "an HTTP path starts with `/`", None);
+        }
+        if h.interval > h.timeout {
+            cx.warn(&path.key("health"), "the check interval is longer than the timeout", None);
+        }
+    }
+}
+
+fn ports(cx: &mut Ctx, recipe: &Recipe) {
+    let mut used: BTreeMap<u16, KeyPath> = BTreeMap::new();
+    for (i, s) in recipe.services.iter().enumerate() {
+        let sp = KeyPath::root().key("services").index(i);
+        let mut mine: Vec<(u16, KeyPath)> = Vec::new();
+        if let Some(p) = s.port {
+            mine.push((p, sp.key("port")));
+        }
+        for (name, p) in &s.ports {
+            mine.push((*p, sp.key("ports").key(name.clone())));
+        }
+        if let Some(m) = &s.metrics {
+            if let Some(p) = m.port {
+                if Some(p) != s.port {
+                    mine.push((p, sp.key("metrics").key("port")));
+                }
+            }
+        }
+        if let Some(d) = &s.distributed {
+            mine.push((d.ray_port, sp.key("distributed").key("ray_port")));
+        }
+        if s.replicas > 1 && s.port.is_some() && recipe.platform.kind == PlatformKind::Local {
+            cx.error(
+                &sp.key("port"),
+                format!("{} replicas cannot share port {} on one machine", s.replicas, s.port.unwrap_or(0)),
+                Some("leave `port` unset and each replica gets a free port".into()),
+            );
+        }
+        for (port, path) in mine {
+            if port == 0 {
+                continue;
+            }
+            if port < 1024 {
+                cx.warn(&path, format!("port {port} needs root privileges"), Some("use a port above 1023".into()));
+            }
+            match used.get(&port) {
+                Some(first) => {
+                    let line = first.pos(cx.tree).0.line;
+                    cx.error(
+                        &path,
+                        format!("port {port} is already taken by `{first}` (line {line})"),
+                        Some("give each service its own port, or leave `port` unset for a free one".into()),
+                    );
+                }
+                None => {
+                    used.insert(port, path);
+                }
+            }
+        }
+    }
+}
+
+fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_dir: &Path) {
+    let target = recipe.services.iter().find(|s| s.name == w.target);
+    let is_url = w.target.contains("://");
+    match target {
+        Some(s) => {
+            if !s.kind.protocols().contains(&w.protocol) {
+                let allowed: Vec<&str> = s.kind.protocols().iter().map(|p| p.name()).collect();
+                cx.error(
+                    &path.key("protocol"),
+                    format!("a `{}` service does not speak `{}`", s.kind.name(), w.protocol.name()),
+                    Some(format!("use one of: {}", allowed.join(", "))),
+                );
+            }
+        }
+        None if is_url => {
+            let scheme = w.target.split("://").next().unwrap_or("");
+            if !matches!(scheme, "http" | "https" | "redis" | "postgres" | "postgresql" | "s3") {
+                cx.error(&path.key("target"), format!("unsupported URL scheme `{scheme}`"), Some("use http://, https://, redis:// or postgres://".into()));
+            }
+        }
+        None => {
+            let names: Vec<&str> = recipe.services.iter().map(|s| s.name.as_str()).collect();
+            let help = match did_you_mean(&w.target, names.iter().copied()) {
+                Some(n) => format!("did you mean `{n}`?"),
+                None if names.is_empty() => "no services are defined: add one under `services`, or give a URL such as `http://host:8000`".into(),
+                None => format!("the services are: {}; or give a URL such as `http://host:8000`", names.join(", ")),
+            };
+            cx.error(&path.key("target"), format!("unknown service `{}`", w.target), Some(help));
+        }
+    }
+    if w.protocol.is_llm() && w.model.is_none() && target.is_some_and(|s| s.model.is_none() && s.kind != ServiceKind::Sim) {
+        cx.warn(&path, "no model name to send: neither the workload nor its service names one", Some("add `model:` to the workload".into()));
+    }
+    if w.protocol == Protocol::Http && w.http.is_none() {
+        cx.warn(&path.key("protocol"), "`protocol: http` without an `http:` request sends `GET /`", Some("add `http: { method: POST, path: /v1/embeddings, body: ... }`".into()));
+    }
+    if w.http.is_some() && w.protocol != Protocol::Http {
+        cx.warn(&path.key("http"), format!("`http` is ignored for `protocol: {}`", w.protocol.name()), None);
+    }
+    if let Some(e) = &w.endpoint {
+        if !e.starts_with('/') {
+            cx.error(&path.key("endpoint"), "an endpoint path starts with `/`", Some(format!("write `/{e}`")));
+        }
+    }
+
+    // The dataset must suit the protocol.
+    let dp = path.key("dataset");
+    let fits = match &w.dataset {
+        Dataset::Synthetic { .. } | Dataset::Jsonl { .. } | Dataset::Sharegpt { .. } | Dataset::Hellaswag { .. } => {
+            w.protocol.is_llm() || w.protocol == Protocol::Http
+        }
+        Dataset::KeyValue { .. } => matches!(w.protocol, Protocol::Redis | Protocol::S3),
+        Dataset::Vectors { .. } => w.protocol == Protocol::Vector,
+        Dataset::Sql { .. } => w.protocol == Protocol::Postgres,
+    };
+    let kind_name = match &w.dataset {
+        Dataset::Synthetic { .. } => "synthetic",
+        Dataset::Jsonl { .. } => "jsonl",
+        Dataset::Sharegpt { .. } => "sharegpt",
+        Dataset::Hellaswag { .. } => "hellaswag",
+        Dataset::KeyValue { .. } => "key-value",
+        Dataset::Vectors { .. } => "vectors",
+        Dataset::Sql { .. } => "sql",
+    };
+    if !fits {
+        let suggestion = match w.protocol {
+            Protocol::Redis | Protocol::S3 => "key-value",
+            Protocol::Vector => "vectors",
+            Protocol::Postgres => "sql",
+            _ => "synthetic",
+        };
+        cx.error(
+            &dp.key("kind"),
+            format!("a `{kind_name}` dataset does not fit `protocol: {}`", w.protocol.name()),
+            Some(format!("use `dataset: {{ kind: {suggestion} }}`")),
+        );
+    }
+    if let Dataset::Jsonl { path: p, .. } | Dataset::Sharegpt { path: p, .. } | Dataset::Hellaswag { path: p, .. } = &w.dataset {
+        let full = base_dir.join(p);
+        if !p.contains("${") && !full.exists() && !Path::new(p).exists() {
+            cx.warn(&dp.key("path"), format!("dataset file `{p}` not found"), Some("relative paths are taken from the recipe's folder".into()));
+        }
+    }
+    if let Dataset::Sql { queries, .. } = &w.dataset {
+        if queries.is_empty() {
+            cx.error(&dp.key("queries"), "no queries to run", Some("add at least one statement".into()));
+        }
+    }
+    if let Dataset::Synthetic { prompt_tokens, output_tokens, .. } = &w.dataset {
+        length(cx, prompt_tokens, &dp.key("prompt_tokens"));
+        length(cx, output_tokens, &dp.key("output_tokens"));
+    }
+
+    // Load.
+    let lp = path.key("load");
+    match &w.load {
+        Load::ClosedLoop { users, think_time, think_time_distribution, .. } => {
+            if *users == 0 {
+                cx.error(&lp.key("users"), "a closed loop needs at least one user", None);
+            }
+            if *think_time_distribution != ThinkTime::Fixed && think_time.is_none() {
+                cx.warn(&lp.key("think_time_distribution"), "no `think_time` to distribute", None);
+            }
+        }
+        Load::OpenLoop { arrival, rate, burstiness, steps, ramp, bursts, trace, max_in_flight } => {
+            let need = |cx: &mut Ctx, present: bool, field: &str, example: &str| {
+                if !present {
+                    cx.error(
+                        &lp.key("arrival"),
+                        format!("`arrival: {}` needs `{field}`", arrival_name(*arrival)),
+                        Some(format!("add `{field}: {example}` under `load`")),
+                    );
+                }
+            };
+            match arrival {
+                Arrival::Constant | Arrival::Poisson => need(cx, rate.is_some(), "rate", "10/s"),
+                Arrival::Gamma => {
+                    need(cx, rate.is_some(), "rate", "10/s");
+                    need(cx, burstiness.is_some(), "burstiness", "0.5");
+                }
+                Arrival::Step => need(cx, !steps.is_empty(), "steps", "[{ rate: 5/s, duration: 1m }, { rate: 10/s, duration: 1m }]"),
+                Arrival::Ramp => need(cx, ramp.is_some(), "ramp", "{ from: 1/s, to: 50/s, over: 5m }"),
+                Arrival::Bursts => {
+                    need(cx, rate.is_some(), "rate", "50/s");
+                    need(cx, bursts.is_some(), "bursts", "{ on: 10s, off: 20s }");
+                }
+                Arrival::Trace => need(cx, trace.is_some(), "trace", "arrivals.txt"),
+            }
+            if let Some(b) = burstiness {
+                if !(b.is_finite() && *b > 0.0) {
+                    cx.error(&lp.key("burstiness"), "burstiness must be above zero", Some("1 is Poisson; 0.5 is burstier".into()));
+                }
+                if *arrival != Arrival::Gamma {
+                    cx.warn(&lp.key("burstiness"), "`burstiness` only applies to `arrival: gamma`", None);
+                }
+            }
+            if *max_in_flight == Some(0) {
+                cx.error(&lp.key("max_in_flight"), "`max_in_flight` must be at least 1", None);
+            }
+        }
+    }
+    let sp = path.key("stop");
+    if w.stop.duration.is_none() && w.stop.requests.is_none() {
+        let open_ended = !matches!(&w.load, Load::OpenLoop { arrival: Arrival::Step | Arrival::Ramp | Arrival::Trace, .. });
+        if open_ended {
+            cx.error(&sp, "the workload never stops: give `duration` or `requests`", Some("add `stop: { duration: 2m }`".into()));
+        }
+    }
+    if w.stop.requests == Some(0) {
+        cx.error(&sp.key("requests"), "`requests` must be at least 1", None);
+    }
+    if let (Some(wu), Some(d)) = (w.warmup, w.stop.duration) {
+        if wu >= d {
+            cx.warn(&path.key("warmup"), format!("the warm-up ({wu}) is as long as the measurement ({d})"), None);
+        }
+    }
+    if w.clients.nodes == 0 || w.clients.processes == 0 {
+        cx.error(&path.key("clients"), "clients need at least one node and one process", None);
+    }
+    if w.clients.nodes > 1 && recipe.platform.kind == PlatformKind::Local {
+        cx.error(
+            &path.key("clients").key("nodes"),
+            "client nodes beyond one need `platform.kind: slurm`",
+            Some("use `processes` for more clients on this machine".into()),
+        );
+    }
+}
+
+fn length(cx: &mut Ctx, l: &Length, path: &KeyPath) {
+    match l {
+        Length::Fixed(0) => cx.error(path, "a length of 0 tokens", None),
+        Length::Uniform { min, max } if min > max => {
+            cx.error(path, format!("`min` ({min}) is above `max` ({max})"), None)
+        }
+        Length::Normal { mean: 0, .. } => cx.error(path, "a mean of 0 tokens", None),
+        _ => {}
+    }
+}
+
+fn arrival_name(a: Arrival) -> &'static str {
+    match a {
+        Arrival::Constant => "constant",
+        Arrival::Poisson => "poisson",
+        Arrival::Gamma => "gamma",
+        Arrival::Step => "step",
+        Arrival::Ramp => "ramp",
+        Arrival::Bursts => "bursts",
+        Arrival::Trace => "trace",
+    }
+}

@@ -1,0 +1,172 @@
+//! Writing `requests.jsonl` off the hot path: callers hand records to a channel and a dedicated
+//! thread encodes them into a buffered file.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use crate::record::RequestRecord;
+
+enum Msg {
+    Record(Box<RequestRecord>),
+    Flush(mpsc::SyncSender<io::Result<()>>),
+}
+
+/// A buffered JSON-lines writer running on its own thread.
+///
+/// [`write`](RecordWriter::write) never blocks and never does I/O; encoding and writing happen on
+/// the writer thread. Everything handed over is written by the time [`close`](RecordWriter::close)
+/// returns (or the writer is dropped). The first I/O error stops writing and is reported by
+/// `flush` or `close`.
+pub struct RecordWriter {
+    tx: Option<mpsc::Sender<Msg>>,
+    thread: Option<JoinHandle<io::Result<u64>>>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RecordWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordWriter").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl RecordWriter {
+    /// Create (or truncate) `path` and start the writer thread.
+    pub fn create(path: &Path) -> io::Result<RecordWriter> {
+        let file = File::create(path)?;
+        let mut w = RecordWriter::from_writer(file)?;
+        w.path = Some(path.to_path_buf());
+        Ok(w)
+    }
+
+    /// Start a writer thread over any sink (tests use a `Vec` behind a handle, or a pipe).
+    pub fn from_writer<W: Write + Send + 'static>(sink: W) -> io::Result<RecordWriter> {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let thread = std::thread::Builder::new()
+            .name("aibench-records".into())
+            .spawn(move || writer_loop(BufWriter::with_capacity(1 << 16, sink), rx))?;
+        Ok(RecordWriter { tx: Some(tx), thread: Some(thread), path: None })
+    }
+
+    /// The file being written, if created with [`RecordWriter::create`].
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Queue one record; returns at once.
+    pub fn write(&self, record: RequestRecord) {
+        if let Some(tx) = &self.tx {
+            // A send fails only when the thread has stopped on an I/O error, which `close`
+            // reports.
+            let _ = tx.send(Msg::Record(Box::new(record)));
+        }
+    }
+
+    /// Write out everything queued so far and wait until it is on its way to the file.
+    pub fn flush(&self) -> io::Result<()> {
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
+        let tx = self.tx.as_ref().ok_or_else(|| io::Error::other("record writer closed"))?;
+        tx.send(Msg::Flush(done_tx)).map_err(|_| io::Error::other("record writer stopped"))?;
+        done_rx.recv().map_err(|_| io::Error::other("record writer stopped"))?
+    }
+
+    /// Write everything queued, flush, stop the thread, and return how many records were written.
+    pub fn close(mut self) -> io::Result<u64> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> io::Result<u64> {
+        drop(self.tx.take());
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| io::Error::other("record writer thread panicked"))?,
+            None => Ok(0),
+        }
+    }
+}
+
+impl Drop for RecordWriter {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+fn writer_loop<W: Write>(mut out: BufWriter<W>, rx: mpsc::Receiver<Msg>) -> io::Result<u64> {
+    let mut written = 0u64;
+    let mut failed: Option<io::Error> = None;
+    for msg in rx {
+        match msg {
+            Msg::Record(r) => {
+                if failed.is_some() {
+                    continue;
+                }
+                let res = serde_json::to_writer(&mut out, &*r).map_err(io::Error::from).and_then(|()| out.write_all(b"\n"));
+                match res {
+                    Ok(()) => written += 1,
+                    Err(e) => failed = Some(e),
+                }
+            }
+            Msg::Flush(done) => {
+                let res = match &failed {
+                    Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                    None => out.flush(),
+                };
+                let _ = done.send(res);
+            }
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    out.flush()?;
+    Ok(written)
+}
+
+/// Read `requests.jsonl` back, one record per line (blank lines skipped).
+pub fn read_records(path: &Path) -> io::Result<impl Iterator<Item = io::Result<RequestRecord>>> {
+    let reader = BufReader::new(File::open(path)?);
+    Ok(reader.lines().enumerate().filter_map(|(i, line)| match line {
+        Err(e) => Some(Err(e)),
+        Ok(l) if l.trim().is_empty() => None,
+        Ok(l) => Some(serde_json::from_str(&l).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1))
+        })),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Phase;
+
+    #[test]
+    fn writes_every_record_and_reads_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requests.jsonl");
+        let w = RecordWriter::create(&path).unwrap();
+        for i in 0..1000 {
+            w.write(RequestRecord::new(i, Phase::Measure, i * 10));
+            if i == 500 {
+                w.flush().unwrap();
+                let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+                assert_eq!(lines, 501);
+            }
+        }
+        assert_eq!(w.close().unwrap(), 1000);
+        let back: Vec<_> = read_records(&path).unwrap().collect::<io::Result<_>>().unwrap();
+        assert_eq!(back.len(), 1000);
+        assert_eq!(back[999].intended_us, 9990);
+    }
+
+    #[test]
+    fn drop_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requests.jsonl");
+        {
+            let w = RecordWriter::create(&path).unwrap();
+            w.write(RequestRecord::new(1, Phase::Warmup, 0));
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+    }
+}

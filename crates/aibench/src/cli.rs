@@ -1,0 +1,43 @@
+//! The command line: one subcommand per verb, each `--help` with an example.
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+const ABOUT: &str = "Deploy AI services, drive load at them, and report how they perform on this hardware";
+
+const LONG_ABOUT: &str = "\
+aibench answers one question: how does this AI service perform on this hardware?
+
+From one YAML recipe it deploys the services of an AI factory (LLM servers, vector databases,
+object stores, caches, SQL databases) on this machine or as Slurm jobs, drives load at them,
+and turns what it measured into a report.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  aibench validate examples/quickstart.yaml     check a recipe, every problem at once
+  aibench plan examples/sweep-saturation.yaml   list the trials a sweep expands into
+  aibench schema > recipe.schema.json           the JSON Schema editors autocomplete from
+
+Exit codes: 0 success, 1 failed gate, 2 invalid input, 3 internal or environment fault,
+130 interrupted.";
+
+#[derive(Debug, Parser)]
+#[command(name = "aibench", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+#[command(propagate_version = true, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check recipes and report every problem at once, with file:line:col
+    Validate(cmd::validate::ValidateArgs),
+    /// Expand a recipe into its trials and show what would run where
+    Plan(cmd::plan::PlanArgs),
+    /// Print the recipe JSON Schema (draft 2020-12), generated from the recipe types
+    Schema(cmd::schema::SchemaArgs),
+    /// Print a shell completion script
+    Completions(cmd::completions::CompletionsArgs),
+}

@@ -1,0 +1,37 @@
+//! aibench: deploy AI-factory services, drive load at them, and report how they perform.
+//!
+//! `main` stays thin: it parses the command line with [`Cli`] and hands over to [`run`], which
+//! returns the process exit code. Tests call [`run`] in-process or run the real binary.
+
+pub mod cli;
+pub mod cmd;
+pub mod exit;
+pub mod table;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use cli::{Cli, Command};
+
+/// Entry point used by the binary: parse arguments, run, print the error once.
+pub fn main_entry() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit::INTERNAL.into()
+        }
+    }
+}
+
+/// Run one parsed command line and return the exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate(args) => cmd::validate::run(args),
+        Command::Plan(args) => cmd::plan::run(args),
+        Command::Schema(args) => cmd::schema::run(args),
+        Command::Completions(args) => cmd::completions::run(args),
+    }
+}
