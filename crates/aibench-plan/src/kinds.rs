@@ -21,20 +21,25 @@ fn v(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
+/// argv, env, setup commands, (health check, path), health timeout in seconds, metrics path.
+type KindParts = (
+    Vec<String>,
+    Vec<(String, String)>,
+    Vec<Vec<String>>,
+    (HealthCheck, Option<String>),
+    f64,
+    Option<&'static str>,
+);
+
 /// The defaults for a service's kind, with its model filled in.
 pub fn defaults(s: &Service) -> KindDefaults {
     let model = s.model.clone().unwrap_or_default();
     let http = |path: &str| (HealthCheck::Http, Some(path.to_string()));
-    let (argv, env, setup, (health, health_path), timeout, metrics): (
-        Vec<String>,
-        Vec<(String, String)>,
-        Vec<Vec<String>>,
-        (HealthCheck, Option<String>),
-        f64,
-        Option<&str>,
-    ) = match s.kind {
+    let (argv, env, setup, (health, health_path), timeout, metrics): KindParts = match s.kind {
         ServiceKind::Vllm => {
-            let mut a = v(&["vllm", "serve", &model, "--host", "${HOST}", "--port", "${PORT}"]);
+            let mut a = v(&[
+                "vllm", "serve", &model, "--host", "${HOST}", "--port", "${PORT}",
+            ]);
             if let Some(d) = &s.distributed {
                 a.extend([
                     "--tensor-parallel-size".into(),
@@ -48,7 +53,18 @@ pub fn defaults(s: &Service) -> KindDefaults {
             (a, vec![], vec![], http("/health"), 1800.0, Some("/metrics"))
         }
         ServiceKind::Sglang => (
-            v(&["python3", "-m", "sglang.launch_server", "--model-path", &model, "--host", "${HOST}", "--port", "${PORT}", "--enable-metrics"]),
+            v(&[
+                "python3",
+                "-m",
+                "sglang.launch_server",
+                "--model-path",
+                &model,
+                "--host",
+                "${HOST}",
+                "--port",
+                "${PORT}",
+                "--enable-metrics",
+            ]),
             vec![],
             vec![],
             http("/health"),
@@ -56,7 +72,15 @@ pub fn defaults(s: &Service) -> KindDefaults {
             Some("/metrics"),
         ),
         ServiceKind::Tgi => (
-            v(&["text-generation-launcher", "--model-id", &model, "--hostname", "${HOST}", "--port", "${PORT}"]),
+            v(&[
+                "text-generation-launcher",
+                "--model-id",
+                &model,
+                "--hostname",
+                "${HOST}",
+                "--port",
+                "${PORT}",
+            ]),
             vec![],
             vec![],
             http("/health"),
@@ -64,7 +88,16 @@ pub fn defaults(s: &Service) -> KindDefaults {
             Some("/metrics"),
         ),
         ServiceKind::Llamacpp => (
-            v(&["llama-server", "--model", &model, "--host", "${HOST}", "--port", "${PORT}", "--metrics"]),
+            v(&[
+                "llama-server",
+                "--model",
+                &model,
+                "--host",
+                "${HOST}",
+                "--port",
+                "${PORT}",
+                "--metrics",
+            ]),
             vec![],
             vec![],
             http("/health"),
@@ -83,32 +116,76 @@ pub fn defaults(s: &Service) -> KindDefaults {
             None,
         ),
         ServiceKind::Sim => {
-            let mut a = v(&["${AIBENCH_EXE}", "sim", "--host", "${HOST}", "--port", "${PORT}"]);
+            let mut a = v(&[
+                "${AIBENCH_EXE}",
+                "sim",
+                "--host",
+                "${HOST}",
+                "--port",
+                "${PORT}",
+            ]);
             if !model.is_empty() {
                 a.extend(["--model".into(), model.clone()]);
             }
             (a, vec![], vec![], http("/health"), 30.0, Some("/metrics"))
         }
         ServiceKind::Redis => {
-            let mut a = v(&["redis-server", "--bind", "${HOST}", "--port", "${PORT}", "--save", "", "--appendonly", "no", "--dir", "${AIBENCH_DATA_DIR}"]);
+            let mut a = v(&[
+                "redis-server",
+                "--bind",
+                "${HOST}",
+                "--port",
+                "${PORT}",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                "${AIBENCH_DATA_DIR}",
+            ]);
             if let Some(p) = s.credentials.as_ref().and_then(|c| c.password.as_ref()) {
                 a.extend(["--requirepass".into(), p.display().to_string()]);
             }
             (a, vec![], vec![], (HealthCheck::Ping, None), 30.0, None)
         }
         ServiceKind::Postgres => {
-            let user = s.credentials.as_ref().and_then(|c| c.user.clone()).unwrap_or_else(|| "aibench".into());
+            let user = s
+                .credentials
+                .as_ref()
+                .and_then(|c| c.user.clone())
+                .unwrap_or_else(|| "aibench".into());
             (
-                v(&["postgres", "-D", "${AIBENCH_DATA_DIR}/pgdata", "-h", "${HOST}", "-p", "${PORT}", "-k", "${AIBENCH_DATA_DIR}"]),
+                v(&[
+                    "postgres",
+                    "-D",
+                    "${AIBENCH_DATA_DIR}/pgdata",
+                    "-h",
+                    "${HOST}",
+                    "-p",
+                    "${PORT}",
+                    "-k",
+                    "${AIBENCH_DATA_DIR}",
+                ]),
                 vec![],
-                vec![v(&["initdb", "-D", "${AIBENCH_DATA_DIR}/pgdata", "-U", &user, "--auth=trust", "--no-sync"])],
+                vec![v(&[
+                    "initdb",
+                    "-D",
+                    "${AIBENCH_DATA_DIR}/pgdata",
+                    "-U",
+                    &user,
+                    "--auth=trust",
+                    "--no-sync",
+                ])],
                 (HealthCheck::Ping, None),
                 60.0,
                 None,
             )
         }
         ServiceKind::Minio => {
-            let mut env = vec![("MINIO_PROMETHEUS_AUTH_TYPE".to_string(), "public".to_string())];
+            let mut env = vec![(
+                "MINIO_PROMETHEUS_AUTH_TYPE".to_string(),
+                "public".to_string(),
+            )];
             if let Some(c) = &s.credentials {
                 if let Some(u) = &c.user {
                     env.push(("MINIO_ROOT_USER".into(), u.clone()));
@@ -118,7 +195,15 @@ pub fn defaults(s: &Service) -> KindDefaults {
                 }
             }
             (
-                v(&["minio", "server", "${AIBENCH_DATA_DIR}", "--address", "${HOST}:${PORT}", "--console-address", "${HOST}:${AIBENCH_PORT_CONSOLE}"]),
+                v(&[
+                    "minio",
+                    "server",
+                    "${AIBENCH_DATA_DIR}",
+                    "--address",
+                    "${HOST}:${PORT}",
+                    "--console-address",
+                    "${HOST}:${AIBENCH_PORT_CONSOLE}",
+                ]),
                 env,
                 vec![],
                 http("/minio/health/live"),
@@ -127,7 +212,16 @@ pub fn defaults(s: &Service) -> KindDefaults {
             )
         }
         ServiceKind::Chroma => (
-            v(&["chroma", "run", "--host", "${HOST}", "--port", "${PORT}", "--path", "${AIBENCH_DATA_DIR}"]),
+            v(&[
+                "chroma",
+                "run",
+                "--host",
+                "${HOST}",
+                "--port",
+                "${PORT}",
+                "--path",
+                "${AIBENCH_DATA_DIR}",
+            ]),
             vec![],
             vec![],
             http("/api/v2/heartbeat"),
@@ -139,14 +233,24 @@ pub fn defaults(s: &Service) -> KindDefaults {
             vec![
                 ("QDRANT__SERVICE__HOST".into(), "${HOST}".into()),
                 ("QDRANT__SERVICE__HTTP_PORT".into(), "${PORT}".into()),
-                ("QDRANT__STORAGE__STORAGE_PATH".into(), "${AIBENCH_DATA_DIR}".into()),
+                (
+                    "QDRANT__STORAGE__STORAGE_PATH".into(),
+                    "${AIBENCH_DATA_DIR}".into(),
+                ),
             ],
             vec![],
             http("/readyz"),
             120.0,
             Some("/metrics"),
         ),
-        ServiceKind::Command => (vec![], vec![], vec![], (HealthCheck::Tcp, None), 600.0, None),
+        ServiceKind::Command => (
+            vec![],
+            vec![],
+            vec![],
+            (HealthCheck::Tcp, None),
+            600.0,
+            None,
+        ),
     };
     KindDefaults {
         argv,
@@ -162,7 +266,11 @@ pub fn defaults(s: &Service) -> KindDefaults {
 /// Append the service's `args` (`--key value`, `true` as a bare flag) and `extra_args`.
 pub fn render_args(s: &Service, mut argv: Vec<String>) -> Vec<String> {
     for (key, value) in &s.args {
-        let flag = if key.starts_with('-') { key.clone() } else { format!("--{key}") };
+        let flag = if key.starts_with('-') {
+            key.clone()
+        } else {
+            format!("--{key}")
+        };
         match value {
             ArgValue::Bool(true) => argv.push(flag),
             ArgValue::Bool(false) => {}

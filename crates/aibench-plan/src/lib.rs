@@ -105,7 +105,9 @@ pub fn plan_service(_recipe: &Recipe, s: &Service) -> ServicePlan {
     let d = defaults(s);
     let (argv, shell) = match &s.command {
         Some(aibench_recipe::CommandLine::Shell(t)) => (vec![t.0.clone()], true),
-        Some(aibench_recipe::CommandLine::Argv(v)) => (v.iter().map(|t| t.0.clone()).collect(), false),
+        Some(aibench_recipe::CommandLine::Argv(v)) => {
+            (v.iter().map(|t| t.0.clone()).collect(), false)
+        }
         None => (kinds::render_args(s, d.argv.clone()), false),
     };
     let mut env = d.env.clone();
@@ -116,7 +118,11 @@ pub fn plan_service(_recipe: &Recipe, s: &Service) -> ServicePlan {
     let health = match &s.health {
         Some(h) => HealthPlan {
             check: health_name(h.check).into(),
-            path: h.path.clone().or_else(|| (h.check == HealthCheck::Http).then(|| d.health_path.clone()).flatten()),
+            path: h.path.clone().or_else(|| {
+                (h.check == HealthCheck::Http)
+                    .then(|| d.health_path.clone())
+                    .flatten()
+            }),
             timeout_s: h.timeout.as_secs_f64(),
             interval_s: h.interval.as_secs_f64(),
         },
@@ -159,12 +165,25 @@ fn health_name(h: HealthCheck) -> &'static str {
 fn plan_workload(w: &aibench_recipe::Workload) -> WorkloadPlan {
     use aibench_recipe::Load;
     let load = match &w.load {
-        Load::ClosedLoop { users, think_time, .. } => match think_time {
+        Load::ClosedLoop {
+            users, think_time, ..
+        } => match think_time {
             Some(t) => format!("closed loop, {users} users, think {t}"),
             None => format!("closed loop, {users} users"),
         },
-        Load::OpenLoop { arrival, rate, max_in_flight, .. } => {
-            let mut s = format!("open loop, {}", serde_json::to_value(arrival).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default());
+        Load::OpenLoop {
+            arrival,
+            rate,
+            max_in_flight,
+            ..
+        } => {
+            let mut s = format!(
+                "open loop, {}",
+                serde_json::to_value(arrival)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            );
             if let Some(r) = rate {
                 s.push_str(&format!(" at {r}"));
             }

@@ -29,7 +29,11 @@ fn join(path: &str, key: &str) -> String {
 }
 
 fn list(items: &[String]) -> String {
-    items.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl<'a> Checker<'a> {
@@ -41,7 +45,14 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn error(&mut self, node_pos: Pos, width: usize, path: &str, msg: String, help: Option<String>) {
+    fn error(
+        &mut self,
+        node_pos: Pos,
+        width: usize,
+        path: &str,
+        msg: String,
+        help: Option<String>,
+    ) {
         let mut d = Diagnostic::error(node_pos, path, msg).with_width(width);
         d.help = help;
         self.diags.push(d);
@@ -96,7 +107,12 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn report_interpolation(&mut self, node: &Node, path: &str, errors: Vec<crate::interpolate::InterpolationError>) {
+    fn report_interpolation(
+        &mut self,
+        node: &Node,
+        path: &str,
+        errors: Vec<crate::interpolate::InterpolationError>,
+    ) {
         let quoted = matches!(node.value, Value::Str { plain: false, .. });
         for e in errors {
             let pos = Pos {
@@ -117,12 +133,19 @@ impl<'a> Checker<'a> {
         if matches!(format, "secret" | "template") {
             return self.deferred(node, path, format);
         }
-        if let Some(branches) = schema.get("oneOf").or_else(|| schema.get("anyOf")).and_then(J::as_array) {
+        if let Some(branches) = schema
+            .get("oneOf")
+            .or_else(|| schema.get("anyOf"))
+            .and_then(J::as_array)
+        {
             return self.choice(node, branches, path);
         }
         let node = &self.interpolate(node, path)?;
         if let Some(values) = schema.get("enum").and_then(J::as_array) {
-            let names: Vec<String> = values.iter().filter_map(|v| v.as_str().map(String::from)).collect();
+            let names: Vec<String> = values
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect();
             return self.one_of_names(node, &names, path, "value");
         }
         if let Some(c) = schema.get("const").and_then(J::as_str) {
@@ -153,21 +176,34 @@ impl<'a> Checker<'a> {
                 }
                 if let Some(min) = schema.get("minItems").and_then(J::as_u64) {
                     if (items.len() as u64) < min {
-                        self.error(node.pos, 1, path, format!("needs at least {min} item(s)"), None);
+                        self.error(
+                            node.pos,
+                            1,
+                            path,
+                            format!("needs at least {min} item(s)"),
+                            None,
+                        );
                         ok = false;
                     }
                 }
                 ok.then_some(J::Array(out))
             }
-            Value::Int(i) if types.contains(&"integer") || types.contains(&"number") => {
-                self.bounds(node, *i as f64, &schema, path).then(|| J::from(*i))
-            }
+            Value::Int(i) if types.contains(&"integer") || types.contains(&"number") => self
+                .bounds(node, *i as f64, &schema, path)
+                .then(|| J::from(*i)),
             Value::Float(f) if types.contains(&"integer") && f.fract() == 0.0 && f.is_finite() => {
-                self.bounds(node, *f, &schema, path).then(|| J::from(*f as i64))
+                self.bounds(node, *f, &schema, path)
+                    .then(|| J::from(*f as i64))
             }
             Value::Float(f) if types.contains(&"number") => {
                 if !f.is_finite() {
-                    self.error(node.pos, node.width, path, format!("expected a finite number, found `{f}`"), None);
+                    self.error(
+                        node.pos,
+                        node.width,
+                        path,
+                        format!("expected a finite number, found `{f}`"),
+                        None,
+                    );
                     return None;
                 }
                 self.bounds(node, *f, &schema, path).then(|| J::from(*f))
@@ -175,7 +211,9 @@ impl<'a> Checker<'a> {
             Value::Bool(b) if types.contains(&"boolean") => Some(J::Bool(*b)),
             Value::Str { text, .. } if types.contains(&"string") => Some(J::String(text.clone())),
             // Numbers where text is expected (a model called `7`, a version `15`) are taken as text.
-            Value::Int(_) | Value::Float(_) if types.contains(&"string") => node.scalar_text().map(J::String),
+            Value::Int(_) | Value::Float(_) if types.contains(&"string") => {
+                node.scalar_text().map(J::String)
+            }
             _ => {
                 let expected = types
                     .iter()
@@ -192,17 +230,29 @@ impl<'a> Checker<'a> {
                     .collect::<Vec<_>>()
                     .join(" or ");
                 let found = match node.scalar_text() {
-                    Some(t) if !matches!(node.value, Value::Null) => format!("{} `{t}`", node.type_name()),
+                    Some(t) if !matches!(node.value, Value::Null) => {
+                        format!("{} `{t}`", node.type_name())
+                    }
                     _ => node.type_name().to_string(),
                 };
                 let help = match (types.first(), &node.value) {
-                    (Some(&"array"), Value::Str { text, .. }) => Some(format!("write a list: `[{text}]`")),
-                    (Some(&"boolean"), Value::Str { text, .. }) if matches!(text.as_str(), "yes" | "no" | "on" | "off") => {
+                    (Some(&"array"), Value::Str { text, .. }) => {
+                        Some(format!("write a list: `[{text}]`"))
+                    }
+                    (Some(&"boolean"), Value::Str { text, .. })
+                        if matches!(text.as_str(), "yes" | "no" | "on" | "off") =>
+                    {
                         Some("YAML 1.2 booleans are `true` and `false`".into())
                     }
                     _ => None,
                 };
-                self.error(node.pos, node.width, path, format!("expected {expected}, found {found}"), help);
+                self.error(
+                    node.pos,
+                    node.width,
+                    path,
+                    format!("expected {expected}, found {found}"),
+                    help,
+                );
                 None
             }
         }
@@ -211,14 +261,30 @@ impl<'a> Checker<'a> {
     fn bounds(&mut self, node: &Node, v: f64, schema: &J, path: &str) -> bool {
         if let Some(min) = schema.get("minimum").and_then(J::as_f64) {
             if v < min {
-                let msg = if min == 0.0 { "must not be negative".to_string() } else { format!("must be at least {min}") };
-                self.error(node.pos, node.width, path, format!("{msg}, found {v}"), None);
+                let msg = if min == 0.0 {
+                    "must not be negative".to_string()
+                } else {
+                    format!("must be at least {min}")
+                };
+                self.error(
+                    node.pos,
+                    node.width,
+                    path,
+                    format!("{msg}, found {v}"),
+                    None,
+                );
                 return false;
             }
         }
         if let Some(max) = schema.get("maximum").and_then(J::as_f64) {
             if v > max {
-                self.error(node.pos, node.width, path, format!("must be at most {max}, found {v}"), None);
+                self.error(
+                    node.pos,
+                    node.width,
+                    path,
+                    format!("must be at most {max}, found {v}"),
+                    None,
+                );
                 return false;
             }
         }
@@ -252,14 +318,26 @@ impl<'a> Checker<'a> {
     fn deferred(&mut self, node: &Node, path: &str, format: &str) -> Option<J> {
         let text = match &node.value {
             Value::Str { text, .. } => text.clone(),
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) if format == "template" => node.scalar_text()?,
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) if format == "template" => {
+                node.scalar_text()?
+            }
             _ => {
-                self.error(node.pos, node.width, path, format!("expected a string, found {}", node.type_name()), None);
+                self.error(
+                    node.pos,
+                    node.width,
+                    path,
+                    format!("expected a string, found {}", node.type_name()),
+                    None,
+                );
                 return None;
             }
         };
         let runtime = crate::interpolate::WithRuntimeVars(self.env);
-        let env: &dyn Env = if format == "template" { &runtime } else { self.env };
+        let env: &dyn Env = if format == "template" {
+            &runtime
+        } else {
+            self.env
+        };
         if let Err(errors) = expand(&text, env) {
             self.report_interpolation(node, path, errors);
             return None;
@@ -312,33 +390,48 @@ impl<'a> Checker<'a> {
     fn one_of_names(&mut self, node: &Node, names: &[String], path: &str, what: &str) -> Option<J> {
         let text = match &node.value {
             Value::Str { text, .. } => text.clone(),
-            Value::Bool(_) | Value::Int(_) | Value::Float(_) => node.scalar_text().unwrap_or_default(),
+            Value::Bool(_) | Value::Int(_) | Value::Float(_) => {
+                node.scalar_text().unwrap_or_default()
+            }
             _ => {
                 self.error(
                     node.pos,
                     node.width,
                     path,
-                    format!("expected one of {}, found {}", list(names), node.type_name()),
+                    format!(
+                        "expected one of {}, found {}",
+                        list(names),
+                        node.type_name()
+                    ),
                     None,
                 );
                 return None;
             }
         };
-        if names.iter().any(|n| *n == text) {
+        if names.contains(&text) {
             return Some(J::String(text));
         }
         let help = match did_you_mean(&text, names.iter().map(String::as_str)) {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("expected one of {}", list(names)),
         };
-        self.error(node.pos, node.width, path, format!("unknown {what} `{text}`"), Some(help));
+        self.error(
+            node.pos,
+            node.width,
+            path,
+            format!("unknown {what} `{text}`"),
+            Some(help),
+        );
         None
     }
 
     fn object(&mut self, node: &Node, schema: &J, path: &str) -> Option<J> {
         let entries = node.as_map()?;
         let empty = Map::new();
-        let props = schema.get("properties").and_then(J::as_object).unwrap_or(&empty);
+        let props = schema
+            .get("properties")
+            .and_then(J::as_object)
+            .unwrap_or(&empty);
         let additional = schema.get("additionalProperties");
         let mut out = Map::new();
         let mut ok = true;
@@ -357,11 +450,21 @@ impl<'a> Checker<'a> {
                 Some(J::Bool(false)) => {
                     ok = false;
                     let names: Vec<&str> = props.keys().map(String::as_str).collect();
-                    let help = match synonym(&key.name).filter(|s| names.contains(s)).or_else(|| did_you_mean(&key.name, names.iter().copied())) {
+                    let help = match synonym(&key.name)
+                        .filter(|s| names.contains(s))
+                        .or_else(|| did_you_mean(&key.name, names.iter().copied()))
+                    {
                         Some(s) => format!("did you mean `{s}`?"),
-                        None => format!("expected one of {}", list(&names.iter().map(|s| s.to_string()).collect::<Vec<_>>())),
+                        None => format!(
+                            "expected one of {}",
+                            list(&names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                        ),
                     };
-                    let shown = if path.is_empty() { "the recipe".to_string() } else { format!("`{path}`") };
+                    let shown = if path.is_empty() {
+                        "the recipe".to_string()
+                    } else {
+                        format!("`{path}`")
+                    };
                     self.error(
                         key.pos,
                         key.name.chars().count(),
@@ -395,7 +498,11 @@ impl<'a> Checker<'a> {
                         .and_then(|p| p.get("description"))
                         .and_then(J::as_str)
                         .map(|d| d.lines().next().unwrap_or("").to_string());
-                    let shown = if path.is_empty() { "the recipe".to_string() } else { format!("`{path}`") };
+                    let shown = if path.is_empty() {
+                        "the recipe".to_string()
+                    } else {
+                        format!("`{path}`")
+                    };
                     self.error(
                         node.pos,
                         1,
@@ -415,7 +522,9 @@ impl<'a> Checker<'a> {
         let is_null = |b: &J| b.get("type").and_then(J::as_str) == Some("null");
         // Decide on the expanded value; hand the raw one on, so secrets keep their references
         // and expansion problems are reported once, by the branch's own check.
-        let node = &Checker::new(self.root, self.env).interpolate(raw, path).unwrap_or_else(|| raw.clone());
+        let node = &Checker::new(self.root, self.env)
+            .interpolate(raw, path)
+            .unwrap_or_else(|| raw.clone());
         if matches!(node.value, Value::Null) && branches.iter().any(is_null) {
             return Some(J::Null);
         }
@@ -438,12 +547,18 @@ impl<'a> Checker<'a> {
                     node.pos,
                     node.width,
                     path,
-                    format!("expected a mapping with `{tag}:`, found {}", node.type_name()),
+                    format!(
+                        "expected a mapping with `{tag}:`, found {}",
+                        node.type_name()
+                    ),
                     None,
                 );
                 return None;
             };
-            let names: Vec<String> = branches.iter().filter_map(|b| branch_tag(b, &tag)).collect();
+            let names: Vec<String> = branches
+                .iter()
+                .filter_map(|b| branch_tag(b, &tag))
+                .collect();
             let Some((key, value)) = entries.iter().find(|(k, _)| k.name == tag) else {
                 self.error(
                     node.pos,
@@ -456,7 +571,10 @@ impl<'a> Checker<'a> {
             };
             let value = self.interpolate(value, &join(path, &key.name))?;
             let text = value.scalar_text().unwrap_or_default();
-            return match branches.iter().find(|b| branch_tag(b, &tag).as_deref() == Some(text.as_str())) {
+            return match branches
+                .iter()
+                .find(|b| branch_tag(b, &tag).as_deref() == Some(text.as_str()))
+            {
                 Some(branch) => {
                     let branch = branch.clone();
                     self.check(raw, &branch, path)
@@ -490,7 +608,11 @@ impl<'a> Checker<'a> {
                     node.pos,
                     node.width,
                     path,
-                    format!("expected {}, found {}", expected.join(" or "), node.type_name()),
+                    format!(
+                        "expected {}, found {}",
+                        expected.join(" or "),
+                        node.type_name()
+                    ),
                     None,
                 );
             }
@@ -502,7 +624,9 @@ impl<'a> Checker<'a> {
 /// Words that other benchmark tools use for fields that aibench names differently.
 fn synonym(word: &str) -> Option<&'static str> {
     Some(match word.to_ascii_lowercase().replace('-', "_").as_str() {
-        "concurrency" | "concurrencey" | "max_concurrency" | "clients" | "vus" | "connections" => "users",
+        "concurrency" | "concurrencey" | "max_concurrency" | "clients" | "vus" | "connections" => {
+            "users"
+        }
         "qps" | "rps" | "request_rate" | "requests_per_second" => "rate",
         "num_prompts" | "num_requests" | "count" | "max_requests" => "requests",
         "think" | "sleep" => "think_time",
@@ -555,7 +679,12 @@ fn branch_tag(branch: &J, tag: &str) -> Option<String> {
     let p = branch.get("properties")?.get(tag)?;
     p.get("const")
         .and_then(J::as_str)
-        .or_else(|| p.get("enum").and_then(J::as_array).filter(|a| a.len() == 1).and_then(|a| a[0].as_str()))
+        .or_else(|| {
+            p.get("enum")
+                .and_then(J::as_array)
+                .filter(|a| a.len() == 1)
+                .and_then(|a| a[0].as_str())
+        })
         .map(String::from)
 }
 

@@ -139,7 +139,11 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}: {sev}: {}", self.pos.line, self.pos.col, self.message)?;
+        write!(
+            f,
+            "{}:{}: {sev}: {}",
+            self.pos.line, self.pos.col, self.message
+        )?;
         if !self.path.is_empty() {
             write!(f, " (at {})", self.path)?;
         }
@@ -193,7 +197,10 @@ fn render_one(d: &Diagnostic, source: &Source, color: bool) -> String {
 }
 
 /// The closest candidate to `word` by edit distance, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase().replace('-', "_");
     candidates
         .into_iter()
@@ -225,9 +232,13 @@ mod tests {
         let src = Source::new("r.yaml", "name: x\nload:\n  concurrencey: 8\n");
         let mut ds = Diagnostics::default();
         ds.push(
-            Diagnostic::error(Pos { line: 3, col: 3 }, "load", "unknown field `concurrencey`")
-                .with_width(12)
-                .with_help("did you mean `concurrency`?"),
+            Diagnostic::error(
+                Pos { line: 3, col: 3 },
+                "load",
+                "unknown field `concurrencey`",
+            )
+            .with_width(12)
+            .with_help("did you mean `concurrency`?"),
         );
         let text = ds.render(&src, false);
         assert!(text.starts_with("r.yaml:3:3: error: unknown field `concurrencey` (at load)\n"));

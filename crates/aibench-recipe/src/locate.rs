@@ -36,7 +36,9 @@ impl KeyPath {
         let mut node = tree;
         for seg in &self.0 {
             node = match (seg, &node.value) {
-                (Seg::Key(k), Value::Map(entries)) => &entries.iter().find(|(key, _)| key.name == *k)?.1,
+                (Seg::Key(k), Value::Map(entries)) => {
+                    &entries.iter().find(|(key, _)| key.name == *k)?.1
+                }
                 (Seg::Index(i), Value::Seq(items)) => items.get(*i)?,
                 _ => return None,
             };

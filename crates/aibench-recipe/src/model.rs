@@ -296,7 +296,10 @@ impl ServiceKind {
 
     /// Kinds that cannot do useful work without a GPU.
     pub fn needs_gpu(self) -> bool {
-        matches!(self, ServiceKind::Vllm | ServiceKind::Sglang | ServiceKind::Tgi)
+        matches!(
+            self,
+            ServiceKind::Vllm | ServiceKind::Sglang | ServiceKind::Tgi
+        )
     }
 
     /// Kinds that can use a GPU at all.
@@ -312,8 +315,20 @@ impl ServiceKind {
             ServiceKind::Vllm | ServiceKind::Sglang | ServiceKind::Tgi | ServiceKind::Llamacpp => {
                 &[OpenaiCompletions, OpenaiChat, Http]
             }
-            ServiceKind::Sim => &[OpenaiCompletions, OpenaiChat, OllamaGenerate, OllamaChat, Http],
-            ServiceKind::Ollama => &[OllamaGenerate, OllamaChat, OpenaiCompletions, OpenaiChat, Http],
+            ServiceKind::Sim => &[
+                OpenaiCompletions,
+                OpenaiChat,
+                OllamaGenerate,
+                OllamaChat,
+                Http,
+            ],
+            ServiceKind::Ollama => &[
+                OllamaGenerate,
+                OllamaChat,
+                OpenaiCompletions,
+                OpenaiChat,
+                Http,
+            ],
             ServiceKind::Redis => &[Redis],
             ServiceKind::Postgres => &[Postgres],
             ServiceKind::Minio => &[S3, Http],
@@ -589,7 +604,10 @@ impl Protocol {
     pub fn is_llm(self) -> bool {
         matches!(
             self,
-            Protocol::OpenaiCompletions | Protocol::OpenaiChat | Protocol::OllamaGenerate | Protocol::OllamaChat
+            Protocol::OpenaiCompletions
+                | Protocol::OpenaiChat
+                | Protocol::OllamaGenerate
+                | Protocol::OllamaChat
         )
     }
 }
@@ -745,14 +763,8 @@ fn default_top_k() -> u32 {
 #[serde(untagged)]
 pub enum Length {
     Fixed(u32),
-    Uniform {
-        min: u32,
-        max: u32,
-    },
-    Normal {
-        mean: u32,
-        stddev: u32,
-    },
+    Uniform { min: u32, max: u32 },
+    Normal { mean: u32, stddev: u32 },
 }
 
 /// How requests arrive.
@@ -911,7 +923,10 @@ pub struct Clients {
 
 impl Default for Clients {
     fn default() -> Self {
-        Clients { nodes: 1, processes: 1 }
+        Clients {
+            nodes: 1,
+            processes: 1,
+        }
     }
 }
 
@@ -1056,7 +1071,11 @@ fn default_output_dir() -> String {
 }
 
 fn default_formats() -> Vec<ReportFormat> {
-    vec![ReportFormat::Markdown, ReportFormat::Html, ReportFormat::Json]
+    vec![
+        ReportFormat::Markdown,
+        ReportFormat::Html,
+        ReportFormat::Json,
+    ]
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

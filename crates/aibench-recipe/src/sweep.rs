@@ -62,16 +62,32 @@ fn address(key: &str, json: &J, recipe: &Recipe) -> Result<Vec<J>, (String, Opti
             .unwrap_or_else(|| {
                 format!(
                     "a sweep key starts with a service or workload name or a section: {}",
-                    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             });
-        return Err((format!("`{head}` is not a service, workload or section"), Some(help)));
+        return Err((
+            format!("`{head}` is not a service, workload or section"),
+            Some(help),
+        ));
     }
     let rest: Vec<&str> = segs.collect();
     if rest.is_empty() && head != "seed" {
         return Err((
-            format!("`{key}` names a whole {}; sweep one of its fields", if pointer.len() > 1 { "entry" } else { "section" }),
-            Some(format!("e.g. `{key}.load.rate` or `{key}.args.max-num-seqs`")),
+            format!(
+                "`{key}` names a whole {}; sweep one of its fields",
+                if pointer.len() > 1 {
+                    "entry"
+                } else {
+                    "section"
+                }
+            ),
+            Some(format!(
+                "e.g. `{key}.load.rate` or `{key}.args.max-num-seqs`"
+            )),
         ));
     }
     let _ = json;
@@ -116,13 +132,23 @@ fn set(json: &mut J, pointer: &[J], value: J) {
 }
 
 /// The schema of the field at `pointer`, choosing tagged-union branches by the recipe's values.
-fn leaf_schema(checker: &Checker, schema: &J, json: &J, pointer: &[J]) -> Result<J, (String, Option<String>)> {
+fn leaf_schema(
+    checker: &Checker,
+    schema: &J,
+    json: &J,
+    pointer: &[J],
+) -> Result<J, (String, Option<String>)> {
     let mut s = checker.resolve(schema).clone();
     let mut here = Some(json);
     for (depth, seg) in pointer.iter().enumerate() {
         // Unwrap optional values and pick the branch of a tagged union that the recipe uses.
         for _ in 0..8 {
-            let Some(branches) = s.get("oneOf").or_else(|| s.get("anyOf")).and_then(J::as_array).cloned() else {
+            let Some(branches) = s
+                .get("oneOf")
+                .or_else(|| s.get("anyOf"))
+                .and_then(J::as_array)
+                .cloned()
+            else {
                 break;
             };
             let branches: Vec<J> = branches
@@ -141,15 +167,22 @@ fn leaf_schema(checker: &Checker, schema: &J, json: &J, pointer: &[J]) -> Result
                         })
                     })
                 };
-                let has_seg = |b: &&J| {
-                    matches!(seg, J::String(k) if b.get("properties").and_then(J::as_object).is_some_and(|p| p.contains_key(k)))
-                };
+                let has_seg = |b: &&J| matches!(seg, J::String(k) if b.get("properties").and_then(J::as_object).is_some_and(|p| p.contains_key(k)));
                 let candidates: Vec<&J> = branches.iter().filter(tag_fits).collect();
-                match candidates.iter().copied().find(|b| has_seg(&b)).or(candidates.first().copied()) {
+                match candidates
+                    .iter()
+                    .copied()
+                    .find(|b| has_seg(b))
+                    .or(candidates.first().copied())
+                {
                     Some(b) => b.clone(),
                     None => {
                         let field = seg.as_str().unwrap_or("?");
-                        let parent = pointer[..depth].iter().filter_map(J::as_str).last().unwrap_or("");
+                        let parent = pointer[..depth]
+                            .iter()
+                            .filter_map(J::as_str)
+                            .next_back()
+                            .unwrap_or("");
                         return Err((
                             format!("`{field}` cannot be addressed in `{parent}` as this recipe writes it"),
                             Some("sweep fields that the base recipe's `kind`/`pattern` has".into()),
@@ -167,11 +200,19 @@ fn leaf_schema(checker: &Checker, schema: &J, json: &J, pointer: &[J]) -> Result
                 } else if let Some(a) = s.get("additionalProperties").filter(|a| a.is_object()) {
                     s = checker.resolve(a).clone();
                 } else if let Some(p) = props {
-                    let help = did_you_mean(k, p.keys().map(String::as_str)).map(|n| format!("did you mean `{n}`?"));
-                    let parent = pointer[..depth].iter().filter_map(J::as_str).last().unwrap_or("the recipe");
+                    let help = did_you_mean(k, p.keys().map(String::as_str))
+                        .map(|n| format!("did you mean `{n}`?"));
+                    let parent = pointer[..depth]
+                        .iter()
+                        .filter_map(J::as_str)
+                        .next_back()
+                        .unwrap_or("the recipe");
                     return Err((format!("unknown field `{k}` in `{parent}`"), help));
                 } else {
-                    return Err((format!("`{k}` cannot be addressed: its parent is not a mapping"), None));
+                    return Err((
+                        format!("`{k}` cannot be addressed: its parent is not a mapping"),
+                        None,
+                    ));
                 }
                 here = here.and_then(|h| h.get(k.as_str()));
             }
@@ -217,9 +258,19 @@ fn trial_id(index: usize, total: usize, params: &IndexMap<String, J>) -> String 
         .keys()
         .map(|k| {
             let last = k.rsplit('.').next().unwrap_or(k);
-            let clash = params.keys().filter(|o| o.rsplit('.').next() == Some(last)).count() > 1;
+            let clash = params
+                .keys()
+                .filter(|o| o.rsplit('.').next() == Some(last))
+                .count()
+                > 1;
             if clash {
-                k.rsplitn(3, '.').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("-")
+                k.rsplitn(3, '.')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("-")
             } else {
                 last.to_string()
             }
@@ -241,7 +292,14 @@ fn trial_id(index: usize, total: usize, params: &IndexMap<String, J>) -> String 
 }
 
 /// Expand the recipe's sweep into trials, reporting bad keys and values into `diags`.
-pub fn expand(recipe: &Recipe, json: &J, tree: &Node, schema: &J, env: &dyn Env, diags: &mut Diagnostics) -> Vec<Trial> {
+pub fn expand(
+    recipe: &Recipe,
+    json: &J,
+    tree: &Node,
+    schema: &J,
+    env: &dyn Env,
+    diags: &mut Diagnostics,
+) -> Vec<Trial> {
     let Some(sweep) = &recipe.sweep else {
         return vec![Trial {
             id: "01".into(),
@@ -267,17 +325,26 @@ pub fn expand(recipe: &Recipe, json: &J, tree: &Node, schema: &J, env: &dyn Env,
         );
     let mut errors_before = diags.error_count();
     for (group_path, keys) in groups {
-        let mut axis = Axis { keys: Vec::new(), len: 0 };
+        let mut axis = Axis {
+            keys: Vec::new(),
+            len: 0,
+        };
         for key in keys {
             let kp = group_path.key(key.clone());
             let (kpos, kwidth) = kp.key_pos(tree).unwrap_or_else(|| kp.pos(tree));
             if let Some(first) = seen_keys.get(&key) {
                 let line = first.pos(tree).0.line;
-                diags.push(Diagnostic::error(kpos, kp.to_string(), format!("`{key}` is swept twice")).with_width(kwidth).with_help(format!("it is already swept at line {line}")));
+                diags.push(
+                    Diagnostic::error(kpos, kp.to_string(), format!("`{key}` is swept twice"))
+                        .with_width(kwidth)
+                        .with_help(format!("it is already swept at line {line}")),
+                );
                 continue;
             }
             seen_keys.insert(key.clone(), kp.clone());
-            let pointer = match address(&key, json, recipe).and_then(|p| leaf_schema(&checker, schema, json, &p).map(|s| (p, s))) {
+            let pointer = match address(&key, json, recipe)
+                .and_then(|p| leaf_schema(&checker, schema, json, &p).map(|s| (p, s)))
+            {
                 Ok(ps) => ps,
                 Err((msg, help)) => {
                     let mut d = Diagnostic::error(kpos, kp.to_string(), msg).with_width(kwidth);
@@ -287,11 +354,19 @@ pub fn expand(recipe: &Recipe, json: &J, tree: &Node, schema: &J, env: &dyn Env,
                 }
             };
             let (pointer, leaf) = pointer;
-            let Some(Node { value: Value::Seq(items), .. }) = kp.node(tree) else {
+            let Some(Node {
+                value: Value::Seq(items),
+                ..
+            }) = kp.node(tree)
+            else {
                 continue;
             };
             if items.is_empty() {
-                diags.push(Diagnostic::error(kpos, kp.to_string(), format!("`{key}` has no values")).with_width(kwidth).with_help("list at least one value: `[1, 8, 32]`"));
+                diags.push(
+                    Diagnostic::error(kpos, kp.to_string(), format!("`{key}` has no values"))
+                        .with_width(kwidth)
+                        .with_help("list at least one value: `[1, 8, 32]`"),
+                );
                 continue;
             }
             let mut values = Vec::new();
@@ -302,9 +377,17 @@ pub fn expand(recipe: &Recipe, json: &J, tree: &Node, schema: &J, env: &dyn Env,
             }
             if axis.len != 0 && items.len() != axis.len {
                 diags.push(
-                    Diagnostic::error(kpos, kp.to_string(), format!("`{key}` has {} values, but the other lists in this zip group have {}", items.len(), axis.len))
-                        .with_width(kwidth)
-                        .with_help("lists in a zip group vary together, so they need equal lengths"),
+                    Diagnostic::error(
+                        kpos,
+                        kp.to_string(),
+                        format!(
+                            "`{key}` has {} values, but the other lists in this zip group have {}",
+                            items.len(),
+                            axis.len
+                        ),
+                    )
+                    .with_width(kwidth)
+                    .with_help("lists in a zip group vary together, so they need equal lengths"),
                 );
             }
             axis.len = axis.len.max(items.len());
@@ -320,14 +403,23 @@ pub fn expand(recipe: &Recipe, json: &J, tree: &Node, schema: &J, env: &dyn Env,
     diags.extend(std::mem::take(&mut checker.diags));
     if sweep.matrix.is_empty() && sweep.zip.is_empty() {
         diags.push(
-            Diagnostic::warning(sweep_path.pos(tree).0, "sweep", "the sweep is empty").with_help("add `matrix: { chat.load.users: [1, 8, 32] }`, or remove `sweep`"),
+            Diagnostic::warning(sweep_path.pos(tree).0, "sweep", "the sweep is empty")
+                .with_help("add `matrix: { chat.load.users: [1, 8, 32] }`, or remove `sweep`"),
         );
     }
-    let total: usize = axes.iter().map(|a| a.len.max(1)).try_fold(1usize, |acc, n| acc.checked_mul(n)).unwrap_or(usize::MAX);
+    let total: usize = axes
+        .iter()
+        .map(|a| a.len.max(1))
+        .try_fold(1usize, |acc, n| acc.checked_mul(n))
+        .unwrap_or(usize::MAX);
     if total > MAX_TRIALS {
         diags.push(
-            Diagnostic::error(sweep_path.pos(tree).0, "sweep", format!("the sweep expands into {total} trials; the limit is {MAX_TRIALS}"))
-                .with_help("sweep fewer values, or use `zip` for parameters that vary together"),
+            Diagnostic::error(
+                sweep_path.pos(tree).0,
+                "sweep",
+                format!("the sweep expands into {total} trials; the limit is {MAX_TRIALS}"),
+            )
+            .with_help("sweep fewer values, or use `zip` for parameters that vary together"),
         );
     }
     if diags.error_count() > errors_before {
@@ -357,9 +449,18 @@ pub fn expand(recipe: &Recipe, json: &J, tree: &Node, schema: &J, env: &dyn Env,
         }
         let id = trial_id(index, total, &params);
         match serde_json::from_value::<Recipe>(doc) {
-            Ok(r) => trials.push(Trial { id, index, params, recipe: r }),
+            Ok(r) => trials.push(Trial {
+                id,
+                index,
+                params,
+                recipe: r,
+            }),
             Err(e) => {
-                diags.push(Diagnostic::error(sweep_path.pos(tree).0, "sweep", format!("trial {id}: {e}")));
+                diags.push(Diagnostic::error(
+                    sweep_path.pos(tree).0,
+                    "sweep",
+                    format!("trial {id}: {e}"),
+                ));
                 if diags.error_count() - errors_before >= 5 {
                     break;
                 }

@@ -102,7 +102,9 @@ impl FromStr for Duration {
                 .parse()
                 .map_err(|_| format!("invalid number in duration `{s}`; {hint}"))?;
             rest = &rest[num_len..];
-            let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
             let scale = match unit {
@@ -113,7 +115,9 @@ impl FromStr for Duration {
                 "h" => 3600.0,
                 "d" => 86400.0,
                 "" if rest.starts_with(char::is_whitespace) => {
-                    return Err(format!("invalid duration `{s}`: no spaces between number and unit; {hint}"))
+                    return Err(format!(
+                        "invalid duration `{s}`: no spaces between number and unit; {hint}"
+                    ))
                 }
                 "" => return Err(format!("duration `{s}` has no unit; {hint}")),
                 other => return Err(format!("unknown unit `{other}` in duration `{s}`; {hint}")),
@@ -164,7 +168,9 @@ string_unit!(
     "duration",
     r"^\s*([0-9]+(\.[0-9]+)?(us|µs|ms|s|sec|m|min|h|d))+\s*$",
     "a duration such as `250ms`, `30s`, `2m`, `1h30m`",
-    |v| Err(format!("duration `{v}` has no unit; write e.g. `{v}s` or `{v}ms`"))
+    |v| Err(format!(
+        "duration `{v}` has no unit; write e.g. `{v}s` or `{v}ms`"
+    ))
 );
 
 /// An amount of memory or data: `512MiB`, `64GiB`, `4KiB`, `1GB`, `1000` (bytes).
@@ -180,7 +186,9 @@ impl FromStr for Size {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let num: f64 = num.parse().map_err(|_| format!("invalid size `{s}`; {hint}"))?;
+        let num: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid size `{s}`; {hint}"))?;
         let scale: f64 = match unit.trim() {
             "" | "B" => 1.0,
             "K" | "KiB" => 1024.0,
@@ -203,7 +211,12 @@ impl FromStr for Size {
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (unit, scale) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        for (unit, scale) in [
+            ("TiB", 1u64 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ] {
             if self.0 >= scale && self.0 % scale == 0 {
                 return write!(f, "{}{unit}", self.0 / scale);
             }
@@ -225,7 +238,11 @@ string_unit!(
     "size",
     r"^\s*[0-9]+(\.[0-9]+)?\s*(B|K|KiB|M|MiB|G|GiB|T|TiB|kB|KB|MB|GB|TB)?\s*$",
     "a size such as `4KiB`, `512MiB`, `64GiB`, `1GB`",
-    |v| if v >= 0.0 && v.fract() == 0.0 { Ok(Size(v as u64)) } else { Err(format!("invalid size `{v}`")) }
+    |v| if v >= 0.0 && v.fract() == 0.0 {
+        Ok(Size(v as u64))
+    } else {
+        Err(format!("invalid size `{v}`"))
+    }
 );
 
 /// Events per second. Written `50/s`, `3000/min`, `10/h`, or a bare number meaning per second.
@@ -247,7 +264,9 @@ impl FromStr for Rate {
             Some((n, u)) => (n.trim(), u.trim()),
             None => (t, "s"),
         };
-        let n: f64 = num.parse().map_err(|_| format!("invalid rate `{s}`; {hint}"))?;
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid rate `{s}`; {hint}"))?;
         let per = match unit {
             "s" | "sec" => 1.0,
             "m" | "min" => 60.0,
@@ -303,7 +322,10 @@ impl FromStr for Percent {
         let num = t
             .strip_suffix('%')
             .ok_or_else(|| format!("`{s}` is not a percentage; write it with `%`, e.g. `1%`"))?;
-        let v: f64 = num.trim().parse().map_err(|_| format!("invalid percentage `{s}`"))?;
+        let v: f64 = num
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid percentage `{s}`"))?;
         percent_from(v)
     }
 }
@@ -340,7 +362,9 @@ impl FromStr for SlurmTime {
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
         let bad = || {
-            format!("invalid time limit `{s}`; write `HH:MM:SS`, `D-HH:MM:SS` or a duration like `2h`")
+            format!(
+                "invalid time limit `{s}`; write `HH:MM:SS`, `D-HH:MM:SS` or a duration like `2h`"
+            )
         };
         if t.chars().any(|c| c.is_ascii_alphabetic()) {
             let d: Duration = t.parse()?;
@@ -402,7 +426,10 @@ mod tests {
         assert!("30".parse::<Duration>().unwrap_err().contains("no unit"));
         assert!("5 minutes".parse::<Duration>().is_err());
         assert!("".parse::<Duration>().is_err());
-        assert!("2x".parse::<Duration>().unwrap_err().contains("unknown unit `x`"));
+        assert!("2x"
+            .parse::<Duration>()
+            .unwrap_err()
+            .contains("unknown unit `x`"));
         for s in ["250ms", "2m", "1h30m", "45s", "100us"] {
             assert_eq!(s.parse::<Duration>().unwrap().to_string(), s);
         }
@@ -432,7 +459,10 @@ mod tests {
         assert_eq!(t("1-12:00:00"), 129_600);
         assert_eq!(t("30"), 1800);
         assert_eq!(t("90m"), 5400);
-        assert_eq!("02:00:00".parse::<SlurmTime>().unwrap().to_string(), "02:00:00");
+        assert_eq!(
+            "02:00:00".parse::<SlurmTime>().unwrap().to_string(),
+            "02:00:00"
+        );
         assert!("soon".parse::<SlurmTime>().is_err());
     }
 }

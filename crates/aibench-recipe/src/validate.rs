@@ -36,7 +36,9 @@ pub const SECTIONS: [&str; 5] = ["platform", "slo", "monitor", "output", "seed"]
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
 }
 
@@ -48,7 +50,11 @@ pub fn validate(recipe: &Recipe, tree: &Node, base_dir: &Path) -> Diagnostics {
     let root = KeyPath::root();
 
     if recipe.name.trim().is_empty() {
-        cx.error(&root.key("name"), "the recipe name is empty", Some("give it a short name, e.g. `opt125m-sweep`".into()));
+        cx.error(
+            &root.key("name"),
+            "the recipe name is empty",
+            Some("give it a short name, e.g. `opt125m-sweep`".into()),
+        );
     }
 
     // Names: unique, file-safe, and not a section name (sweep keys start with them).
@@ -73,14 +79,20 @@ pub fn validate(recipe: &Recipe, tree: &Node, base_dir: &Path) -> Diagnostics {
                 Some("names are letters, digits, `-` and `_` (up to 63), starting with a letter or digit".into()),
             );
         } else if SECTIONS.contains(&name) {
-            cx.error(&path, format!("`{name}` is reserved for the `{name}:` section"), Some("choose another name".into()));
+            cx.error(
+                &path,
+                format!("`{name}` is reserved for the `{name}:` section"),
+                Some("choose another name".into()),
+            );
         }
         if let Some(first) = seen.get(name) {
             let line = first.pos(tree).0.line;
             cx.error(
                 &path,
                 format!("the name `{name}` is used twice"),
-                Some(format!("it is first used at line {line}; services and workloads need distinct names")),
+                Some(format!(
+                    "it is first used at line {line}; services and workloads need distinct names"
+                )),
             );
         } else {
             seen.insert(name, path);
@@ -93,13 +105,21 @@ pub fn validate(recipe: &Recipe, tree: &Node, base_dir: &Path) -> Diagnostics {
     }
     ports(&mut cx, recipe);
     for (i, w) in recipe.workloads.iter().enumerate() {
-        workload(&mut cx, recipe, w, &root.key("workloads").index(i), base_dir);
+        workload(
+            &mut cx,
+            recipe,
+            w,
+            &root.key("workloads").index(i),
+            base_dir,
+        );
     }
     if recipe.monitor.interval.std() < std::time::Duration::from_millis(100) {
         cx.error(
             &root.key("monitor").key("interval"),
             "the monitor interval is below 100ms",
-            Some("sampling that often disturbs the service being measured; use `1s` or more".into()),
+            Some(
+                "sampling that often disturbs the service being measured; use `1s` or more".into(),
+            ),
         );
     }
     cx.diags
@@ -111,14 +131,19 @@ fn platform(cx: &mut Ctx, recipe: &Recipe) {
         (PlatformKind::Slurm, None) => cx.error(
             &p.key("kind"),
             "`kind: slurm` needs a `slurm:` block",
-            Some("add `slurm: { account: ..., partition: ..., time: 01:00:00 }` under `platform`".into()),
+            Some(
+                "add `slurm: { account: ..., partition: ..., time: 01:00:00 }` under `platform`"
+                    .into(),
+            ),
         ),
         (PlatformKind::Slurm, Some(s)) => {
             if s.partition.is_none() && s.account.is_none() {
                 cx.warn(
                     &p.key("slurm"),
                     "no `account` or `partition`: jobs go to the cluster's defaults",
-                    Some("most clusters need `account:`; set `partition:` to pick GPU nodes".into()),
+                    Some(
+                        "most clusters need `account:`; set `partition:` to pick GPU nodes".into(),
+                    ),
                 );
             }
             if s.time.is_none() {
@@ -179,7 +204,11 @@ fn service(cx: &mut Ctx, recipe: &Recipe, s: &Service, path: &KeyPath) {
     }
     let needs_model = matches!(
         s.kind,
-        ServiceKind::Vllm | ServiceKind::Sglang | ServiceKind::Tgi | ServiceKind::Ollama | ServiceKind::Llamacpp
+        ServiceKind::Vllm
+            | ServiceKind::Sglang
+            | ServiceKind::Tgi
+            | ServiceKind::Ollama
+            | ServiceKind::Llamacpp
     );
     if needs_model && s.model.is_none() && s.command.is_none() {
         cx.error(
@@ -215,21 +244,39 @@ fn service(cx: &mut Ctx, recipe: &Recipe, s: &Service, path: &KeyPath) {
         );
     }
     if r.gpus > 16 {
-        cx.warn(&rp.key("gpus"), format!("{} GPUs per node is more than any common node has", r.gpus), None);
+        cx.warn(
+            &rp.key("gpus"),
+            format!("{} GPUs per node is more than any common node has", r.gpus),
+            None,
+        );
     }
     if let Some(m) = r.memory {
         if m.0 > 16 << 40 {
-            cx.warn(&rp.key("memory"), format!("{m} of memory per node is implausible"), None);
+            cx.warn(
+                &rp.key("memory"),
+                format!("{m} of memory per node is implausible"),
+                None,
+            );
         } else if m.0 < 16 << 20 {
-            cx.warn(&rp.key("memory"), format!("{m} of memory is too little to start a server"), Some("sizes need a unit: `64GiB`".into()));
+            cx.warn(
+                &rp.key("memory"),
+                format!("{m} of memory is too little to start a server"),
+                Some("sizes need a unit: `64GiB`".into()),
+            );
         }
     }
     if let Some(d) = &s.distributed {
         let dp = path.key("distributed");
         if !matches!(s.kind, ServiceKind::Vllm | ServiceKind::Command) {
-            cx.error(&dp, format!("`distributed` is for vLLM over Ray, not `{kind}`"), None);
+            cx.error(
+                &dp,
+                format!("`distributed` is for vLLM over Ray, not `{kind}`"),
+                None,
+            );
         }
-        let world = d.tensor_parallel_size.saturating_mul(d.pipeline_parallel_size);
+        let world = d
+            .tensor_parallel_size
+            .saturating_mul(d.pipeline_parallel_size);
         let gpus = r.nodes.saturating_mul(r.gpus);
         if world == 0 {
             cx.error(&dp, "parallel sizes must be at least 1", None);
@@ -244,13 +291,23 @@ fn service(cx: &mut Ctx, recipe: &Recipe, s: &Service, path: &KeyPath) {
             );
         }
         if r.nodes < 2 {
-            cx.warn(&dp, "`distributed` on one node: a Ray cluster is not needed", Some("use `args: { tensor-parallel-size: N }` instead".into()));
+            cx.warn(
+                &dp,
+                "`distributed` on one node: a Ray cluster is not needed",
+                Some("use `args: { tensor-parallel-size: N }` instead".into()),
+            );
         }
     } else if r.nodes > 1 && s.kind != ServiceKind::Command {
         cx.error(
             &rp.key("nodes"),
-            format!("a `{kind}` service spans {} nodes but has no `distributed` settings", r.nodes),
-            Some("add `distributed: { tensor_parallel_size: ..., pipeline_parallel_size: ... }`".into()),
+            format!(
+                "a `{kind}` service spans {} nodes but has no `distributed` settings",
+                r.nodes
+            ),
+            Some(
+                "add `distributed: { tensor_parallel_size: ..., pipeline_parallel_size: ... }`"
+                    .into(),
+            ),
         );
     }
     if let Some(c) = &s.container {
@@ -268,10 +325,18 @@ fn service(cx: &mut Ctx, recipe: &Recipe, s: &Service, path: &KeyPath) {
     }
     if let Some(h) = &s.health {
         if h.check == HealthCheck::Http && h.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
-            cx.error(&path.key("health").key("path"), "an HTTP path starts with `/`", None);
+            cx.error(
+                &path.key("health").key("path"),
+                "an HTTP path starts with `/`",
+                None,
+            );
         }
         if h.interval > h.timeout {
-            cx.warn(&path.key("health"), "the check interval is longer than the timeout", None);
+            cx.warn(
+                &path.key("health"),
+                "the check interval is longer than the timeout",
+                None,
+            );
         }
     }
 }
@@ -300,7 +365,11 @@ fn ports(cx: &mut Ctx, recipe: &Recipe) {
         if s.replicas > 1 && s.port.is_some() && recipe.platform.kind == PlatformKind::Local {
             cx.error(
                 &sp.key("port"),
-                format!("{} replicas cannot share port {} on one machine", s.replicas, s.port.unwrap_or(0)),
+                format!(
+                    "{} replicas cannot share port {} on one machine",
+                    s.replicas,
+                    s.port.unwrap_or(0)
+                ),
                 Some("leave `port` unset and each replica gets a free port".into()),
             );
         }
@@ -309,7 +378,11 @@ fn ports(cx: &mut Ctx, recipe: &Recipe) {
                 continue;
             }
             if port < 1024 {
-                cx.warn(&path, format!("port {port} needs root privileges"), Some("use a port above 1023".into()));
+                cx.warn(
+                    &path,
+                    format!("port {port} needs root privileges"),
+                    Some("use a port above 1023".into()),
+                );
             }
             match used.get(&port) {
                 Some(first) => {
@@ -317,7 +390,10 @@ fn ports(cx: &mut Ctx, recipe: &Recipe) {
                     cx.error(
                         &path,
                         format!("port {port} is already taken by `{first}` (line {line})"),
-                        Some("give each service its own port, or leave `port` unset for a free one".into()),
+                        Some(
+                            "give each service its own port, or leave `port` unset for a free one"
+                                .into(),
+                        ),
                     );
                 }
                 None => {
@@ -337,15 +413,26 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
                 let allowed: Vec<&str> = s.kind.protocols().iter().map(|p| p.name()).collect();
                 cx.error(
                     &path.key("protocol"),
-                    format!("a `{}` service does not speak `{}`", s.kind.name(), w.protocol.name()),
+                    format!(
+                        "a `{}` service does not speak `{}`",
+                        s.kind.name(),
+                        w.protocol.name()
+                    ),
                     Some(format!("use one of: {}", allowed.join(", "))),
                 );
             }
         }
         None if is_url => {
             let scheme = w.target.split("://").next().unwrap_or("");
-            if !matches!(scheme, "http" | "https" | "redis" | "postgres" | "postgresql" | "s3") {
-                cx.error(&path.key("target"), format!("unsupported URL scheme `{scheme}`"), Some("use http://, https://, redis:// or postgres://".into()));
+            if !matches!(
+                scheme,
+                "http" | "https" | "redis" | "postgres" | "postgresql" | "s3"
+            ) {
+                cx.error(
+                    &path.key("target"),
+                    format!("unsupported URL scheme `{scheme}`"),
+                    Some("use http://, https://, redis:// or postgres://".into()),
+                );
             }
         }
         None => {
@@ -355,30 +442,54 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
                 None if names.is_empty() => "no services are defined: add one under `services`, or give a URL such as `http://host:8000`".into(),
                 None => format!("the services are: {}; or give a URL such as `http://host:8000`", names.join(", ")),
             };
-            cx.error(&path.key("target"), format!("unknown service `{}`", w.target), Some(help));
+            cx.error(
+                &path.key("target"),
+                format!("unknown service `{}`", w.target),
+                Some(help),
+            );
         }
     }
-    if w.protocol.is_llm() && w.model.is_none() && target.is_some_and(|s| s.model.is_none() && s.kind != ServiceKind::Sim) {
-        cx.warn(&path, "no model name to send: neither the workload nor its service names one", Some("add `model:` to the workload".into()));
+    if w.protocol.is_llm()
+        && w.model.is_none()
+        && target.is_some_and(|s| s.model.is_none() && s.kind != ServiceKind::Sim)
+    {
+        cx.warn(
+            path,
+            "no model name to send: neither the workload nor its service names one",
+            Some("add `model:` to the workload".into()),
+        );
     }
     if w.protocol == Protocol::Http && w.http.is_none() {
-        cx.warn(&path.key("protocol"), "`protocol: http` without an `http:` request sends `GET /`", Some("add `http: { method: POST, path: /v1/embeddings, body: ... }`".into()));
+        cx.warn(
+            &path.key("protocol"),
+            "`protocol: http` without an `http:` request sends `GET /`",
+            Some("add `http: { method: POST, path: /v1/embeddings, body: ... }`".into()),
+        );
     }
     if w.http.is_some() && w.protocol != Protocol::Http {
-        cx.warn(&path.key("http"), format!("`http` is ignored for `protocol: {}`", w.protocol.name()), None);
+        cx.warn(
+            &path.key("http"),
+            format!("`http` is ignored for `protocol: {}`", w.protocol.name()),
+            None,
+        );
     }
     if let Some(e) = &w.endpoint {
         if !e.starts_with('/') {
-            cx.error(&path.key("endpoint"), "an endpoint path starts with `/`", Some(format!("write `/{e}`")));
+            cx.error(
+                &path.key("endpoint"),
+                "an endpoint path starts with `/`",
+                Some(format!("write `/{e}`")),
+            );
         }
     }
 
     // The dataset must suit the protocol.
     let dp = path.key("dataset");
     let fits = match &w.dataset {
-        Dataset::Synthetic { .. } | Dataset::Jsonl { .. } | Dataset::Sharegpt { .. } | Dataset::Hellaswag { .. } => {
-            w.protocol.is_llm() || w.protocol == Protocol::Http
-        }
+        Dataset::Synthetic { .. }
+        | Dataset::Jsonl { .. }
+        | Dataset::Sharegpt { .. }
+        | Dataset::Hellaswag { .. } => w.protocol.is_llm() || w.protocol == Protocol::Http,
         Dataset::KeyValue { .. } => matches!(w.protocol, Protocol::Redis | Protocol::S3),
         Dataset::Vectors { .. } => w.protocol == Protocol::Vector,
         Dataset::Sql { .. } => w.protocol == Protocol::Postgres,
@@ -401,22 +512,41 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
         };
         cx.error(
             &dp.key("kind"),
-            format!("a `{kind_name}` dataset does not fit `protocol: {}`", w.protocol.name()),
+            format!(
+                "a `{kind_name}` dataset does not fit `protocol: {}`",
+                w.protocol.name()
+            ),
             Some(format!("use `dataset: {{ kind: {suggestion} }}`")),
         );
     }
-    if let Dataset::Jsonl { path: p, .. } | Dataset::Sharegpt { path: p, .. } | Dataset::Hellaswag { path: p, .. } = &w.dataset {
+    if let Dataset::Jsonl { path: p, .. }
+    | Dataset::Sharegpt { path: p, .. }
+    | Dataset::Hellaswag { path: p, .. } = &w.dataset
+    {
         let full = base_dir.join(p);
         if !p.contains("${") && !full.exists() && !Path::new(p).exists() {
-            cx.warn(&dp.key("path"), format!("dataset file `{p}` not found"), Some("relative paths are taken from the recipe's folder".into()));
+            cx.warn(
+                &dp.key("path"),
+                format!("dataset file `{p}` not found"),
+                Some("relative paths are taken from the recipe's folder".into()),
+            );
         }
     }
     if let Dataset::Sql { queries, .. } = &w.dataset {
         if queries.is_empty() {
-            cx.error(&dp.key("queries"), "no queries to run", Some("add at least one statement".into()));
+            cx.error(
+                &dp.key("queries"),
+                "no queries to run",
+                Some("add at least one statement".into()),
+            );
         }
     }
-    if let Dataset::Synthetic { prompt_tokens, output_tokens, .. } = &w.dataset {
+    if let Dataset::Synthetic {
+        prompt_tokens,
+        output_tokens,
+        ..
+    } = &w.dataset
+    {
         length(cx, prompt_tokens, &dp.key("prompt_tokens"));
         length(cx, output_tokens, &dp.key("output_tokens"));
     }
@@ -424,15 +554,37 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
     // Load.
     let lp = path.key("load");
     match &w.load {
-        Load::ClosedLoop { users, think_time, think_time_distribution, .. } => {
+        Load::ClosedLoop {
+            users,
+            think_time,
+            think_time_distribution,
+            ..
+        } => {
             if *users == 0 {
-                cx.error(&lp.key("users"), "a closed loop needs at least one user", None);
+                cx.error(
+                    &lp.key("users"),
+                    "a closed loop needs at least one user",
+                    None,
+                );
             }
             if *think_time_distribution != ThinkTime::Fixed && think_time.is_none() {
-                cx.warn(&lp.key("think_time_distribution"), "no `think_time` to distribute", None);
+                cx.warn(
+                    &lp.key("think_time_distribution"),
+                    "no `think_time` to distribute",
+                    None,
+                );
             }
         }
-        Load::OpenLoop { arrival, rate, burstiness, steps, ramp, bursts, trace, max_in_flight } => {
+        Load::OpenLoop {
+            arrival,
+            rate,
+            burstiness,
+            steps,
+            ramp,
+            bursts,
+            trace,
+            max_in_flight,
+        } => {
             let need = |cx: &mut Ctx, present: bool, field: &str, example: &str| {
                 if !present {
                     cx.error(
@@ -448,8 +600,18 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
                     need(cx, rate.is_some(), "rate", "10/s");
                     need(cx, burstiness.is_some(), "burstiness", "0.5");
                 }
-                Arrival::Step => need(cx, !steps.is_empty(), "steps", "[{ rate: 5/s, duration: 1m }, { rate: 10/s, duration: 1m }]"),
-                Arrival::Ramp => need(cx, ramp.is_some(), "ramp", "{ from: 1/s, to: 50/s, over: 5m }"),
+                Arrival::Step => need(
+                    cx,
+                    !steps.is_empty(),
+                    "steps",
+                    "[{ rate: 5/s, duration: 1m }, { rate: 10/s, duration: 1m }]",
+                ),
+                Arrival::Ramp => need(
+                    cx,
+                    ramp.is_some(),
+                    "ramp",
+                    "{ from: 1/s, to: 50/s, over: 5m }",
+                ),
                 Arrival::Bursts => {
                     need(cx, rate.is_some(), "rate", "50/s");
                     need(cx, bursts.is_some(), "bursts", "{ on: 10s, off: 20s }");
@@ -458,22 +620,44 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
             }
             if let Some(b) = burstiness {
                 if !(b.is_finite() && *b > 0.0) {
-                    cx.error(&lp.key("burstiness"), "burstiness must be above zero", Some("1 is Poisson; 0.5 is burstier".into()));
+                    cx.error(
+                        &lp.key("burstiness"),
+                        "burstiness must be above zero",
+                        Some("1 is Poisson; 0.5 is burstier".into()),
+                    );
                 }
                 if *arrival != Arrival::Gamma {
-                    cx.warn(&lp.key("burstiness"), "`burstiness` only applies to `arrival: gamma`", None);
+                    cx.warn(
+                        &lp.key("burstiness"),
+                        "`burstiness` only applies to `arrival: gamma`",
+                        None,
+                    );
                 }
             }
             if *max_in_flight == Some(0) {
-                cx.error(&lp.key("max_in_flight"), "`max_in_flight` must be at least 1", None);
+                cx.error(
+                    &lp.key("max_in_flight"),
+                    "`max_in_flight` must be at least 1",
+                    None,
+                );
             }
         }
     }
     let sp = path.key("stop");
     if w.stop.duration.is_none() && w.stop.requests.is_none() {
-        let open_ended = !matches!(&w.load, Load::OpenLoop { arrival: Arrival::Step | Arrival::Ramp | Arrival::Trace, .. });
+        let open_ended = !matches!(
+            &w.load,
+            Load::OpenLoop {
+                arrival: Arrival::Step | Arrival::Ramp | Arrival::Trace,
+                ..
+            }
+        );
         if open_ended {
-            cx.error(&sp, "the workload never stops: give `duration` or `requests`", Some("add `stop: { duration: 2m }`".into()));
+            cx.error(
+                &sp,
+                "the workload never stops: give `duration` or `requests`",
+                Some("add `stop: { duration: 2m }`".into()),
+            );
         }
     }
     if w.stop.requests == Some(0) {
@@ -481,11 +665,19 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
     }
     if let (Some(wu), Some(d)) = (w.warmup, w.stop.duration) {
         if wu >= d {
-            cx.warn(&path.key("warmup"), format!("the warm-up ({wu}) is as long as the measurement ({d})"), None);
+            cx.warn(
+                &path.key("warmup"),
+                format!("the warm-up ({wu}) is as long as the measurement ({d})"),
+                None,
+            );
         }
     }
     if w.clients.nodes == 0 || w.clients.processes == 0 {
-        cx.error(&path.key("clients"), "clients need at least one node and one process", None);
+        cx.error(
+            &path.key("clients"),
+            "clients need at least one node and one process",
+            None,
+        );
     }
     if w.clients.nodes > 1 && recipe.platform.kind == PlatformKind::Local {
         cx.error(

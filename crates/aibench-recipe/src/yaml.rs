@@ -63,7 +63,10 @@ impl Node {
     }
 
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(_, v)| v)
     }
 
     pub fn as_str(&self) -> Option<&str> {
@@ -92,7 +95,9 @@ impl Node {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Value::Str { text, .. } => J::String(text.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => J::Object(
@@ -111,7 +116,9 @@ pub fn resolve_plain(text: &str) -> Value {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Value::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY)
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
         _ => {}
@@ -138,7 +145,9 @@ pub fn resolve_plain(text: &str) -> Value {
         }
     }
     let looks_float = !unsigned.is_empty()
-        && unsigned.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
+        && unsigned
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
         && unsigned.starts_with(|c: char| c.is_ascii_digit() || c == '.')
         && unsigned.chars().any(|c| c.is_ascii_digit());
     if looks_float {
@@ -187,7 +196,9 @@ pub fn parse(text: &str) -> Result<Node, Diagnostics> {
                 };
                 diags.push(
                     Diagnostic::error(pos, "", format!("YAML syntax error: {}", e.info()))
-                        .with_help("check the indentation and quoting on this line and the one above"),
+                        .with_help(
+                            "check the indentation and quoting on this line and the one above",
+                        ),
                 );
                 return Err(diags);
             }
@@ -200,8 +211,12 @@ pub fn parse(text: &str) -> Result<Node, Diagnostics> {
                 documents += 1;
                 if documents > 1 {
                     diags.push(
-                        Diagnostic::error(pos, "", "a recipe is one YAML document, but a second one starts here")
-                            .with_help("remove the `---` line, or split the file into two recipes"),
+                        Diagnostic::error(
+                            pos,
+                            "",
+                            "a recipe is one YAML document, but a second one starts here",
+                        )
+                        .with_help("remove the `---` line, or split the file into two recipes"),
                     );
                     return Err(diags);
                 }
@@ -215,7 +230,11 @@ pub fn parse(text: &str) -> Result<Node, Diagnostics> {
                     n
                 }
                 None => {
-                    diags.push(Diagnostic::error(pos, "", "alias refers to an unknown anchor"));
+                    diags.push(Diagnostic::error(
+                        pos,
+                        "",
+                        "alias refers to an unknown anchor",
+                    ));
                     return Err(diags);
                 }
             },
@@ -230,7 +249,11 @@ pub fn parse(text: &str) -> Result<Node, Diagnostics> {
                         plain: false,
                     }
                 };
-                let n = Node { value: v, pos, width };
+                let n = Node {
+                    value: v,
+                    pos,
+                    width,
+                };
                 if anchor > 0 {
                     anchors.push((anchor, n.clone()));
                 }
@@ -240,8 +263,12 @@ pub fn parse(text: &str) -> Result<Node, Diagnostics> {
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
                     diags.push(
-                        Diagnostic::error(pos, "", format!("nesting deeper than {MAX_DEPTH} levels"))
-                            .with_help("a recipe needs only a few levels; is this the right file?"),
+                        Diagnostic::error(
+                            pos,
+                            "",
+                            format!("nesting deeper than {MAX_DEPTH} levels"),
+                        )
+                        .with_help("a recipe needs only a few levels; is this the right file?"),
                     );
                     return Err(diags);
                 }
@@ -268,7 +295,11 @@ pub fn parse(text: &str) -> Result<Node, Diagnostics> {
                     shell
                 }
                 _ => {
-                    diags.push(Diagnostic::error(pos, "", "YAML syntax error: unbalanced sequence"));
+                    diags.push(Diagnostic::error(
+                        pos,
+                        "",
+                        "YAML syntax error: unbalanced sequence",
+                    ));
                     return Err(diags);
                 }
             },
@@ -281,15 +312,23 @@ pub fn parse(text: &str) -> Result<Node, Diagnostics> {
                     shell
                 }
                 _ => {
-                    diags.push(Diagnostic::error(pos, "", "YAML syntax error: unbalanced mapping"));
+                    diags.push(Diagnostic::error(
+                        pos,
+                        "",
+                        "YAML syntax error: unbalanced mapping",
+                    ));
                     return Err(diags);
                 }
             },
         };
         if nodes > MAX_NODES {
             diags.push(
-                Diagnostic::error(pos, "", format!("more than {MAX_NODES} values (after expanding aliases)"))
-                    .with_help("a recipe is small; this looks like an alias bomb or the wrong file"),
+                Diagnostic::error(
+                    pos,
+                    "",
+                    format!("more than {MAX_NODES} values (after expanding aliases)"),
+                )
+                .with_help("a recipe is small; this looks like an alias bomb or the wrong file"),
             );
             return Err(diags);
         }
@@ -297,7 +336,11 @@ pub fn parse(text: &str) -> Result<Node, Diagnostics> {
         match stack.last_mut() {
             None => {
                 if root.is_some() {
-                    diags.push(Diagnostic::error(pos, "", "unexpected content after the document"));
+                    diags.push(Diagnostic::error(
+                        pos,
+                        "",
+                        "unexpected content after the document",
+                    ));
                     return Err(diags);
                 }
                 root = Some(node);
@@ -309,8 +352,12 @@ pub fn parse(text: &str) -> Result<Node, Diagnostics> {
                         Some(t) => t,
                         None => {
                             diags.push(
-                                Diagnostic::error(node.pos, "", "mapping keys must be plain names, not lists or mappings")
-                                    .with_help("write `key: value`"),
+                                Diagnostic::error(
+                                    node.pos,
+                                    "",
+                                    "mapping keys must be plain names, not lists or mappings",
+                                )
+                                .with_help("write `key: value`"),
                             );
                             String::from("?")
                         }
@@ -325,7 +372,10 @@ pub fn parse(text: &str) -> Result<Node, Diagnostics> {
                                 )),
                         );
                     }
-                    *pending = Some(Key { name, pos: node.pos });
+                    *pending = Some(Key {
+                        name,
+                        pos: node.pos,
+                    });
                 }
                 Some(key) => entries.push((key, node)),
             },
@@ -338,8 +388,9 @@ pub fn parse(text: &str) -> Result<Node, Diagnostics> {
         Some(node) => Ok(node),
         None => {
             diags.push(
-                Diagnostic::error(Pos::START, "", "the recipe is empty")
-                    .with_help("start with `name: my-experiment`; `aibench schema` lists every key"),
+                Diagnostic::error(Pos::START, "", "the recipe is empty").with_help(
+                    "start with `name: my-experiment`; `aibench schema` lists every key",
+                ),
             );
             Err(diags)
         }
@@ -349,7 +400,12 @@ pub fn parse(text: &str) -> Result<Node, Diagnostics> {
 fn count_nodes(n: &Node) -> usize {
     match &n.value {
         Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Value::Map(entries) => 1 + entries.iter().map(|(_, v)| 1 + count_nodes(v)).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(_, v)| 1 + count_nodes(v))
+                .sum::<usize>()
+        }
         _ => 1,
     }
 }
@@ -364,7 +420,10 @@ mod tests {
         let b = n.get("b").unwrap();
         assert_eq!(b.pos, Pos { line: 3, col: 3 });
         assert_eq!(n.get("a").unwrap().value, Value::Int(1));
-        assert!(matches!(n.get("c").unwrap().value, Value::Str { plain: false, .. }));
+        assert!(matches!(
+            n.get("c").unwrap().value,
+            Value::Str { plain: false, .. }
+        ));
         assert_eq!(n.get("d").unwrap().value, Value::Bool(true));
         let m = n.as_map().unwrap();
         assert_eq!(m[1].0.pos, Pos { line: 2, col: 1 });

@@ -4,7 +4,8 @@ use clap::{Parser, Subcommand};
 
 use crate::cmd;
 
-const ABOUT: &str = "Deploy AI services, drive load at them, and report how they perform on this hardware";
+const ABOUT: &str =
+    "Deploy AI services, drive load at them, and report how they perform on this hardware";
 
 const LONG_ABOUT: &str = "\
 aibench answers one question: how does this AI service perform on this hardware?

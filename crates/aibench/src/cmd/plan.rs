@@ -41,7 +41,11 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         if plan.trials.len() == 1 { "" } else { "s" },
         plan.platform
     );
-    let keys: Vec<String> = plan.trials.first().map(|t| t.params.keys().cloned().collect()).unwrap_or_default();
+    let keys: Vec<String> = plan
+        .trials
+        .first()
+        .map(|t| t.params.keys().cloned().collect())
+        .unwrap_or_default();
     let mut header: Vec<&str> = vec!["trial"];
     header.extend(keys.iter().map(String::as_str));
     header.push("services");
@@ -54,7 +58,11 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             }));
-            row.push(if t.restart_services { "start".into() } else { "keep".into() });
+            row.push(if t.restart_services {
+                "start".into()
+            } else {
+                "keep".into()
+            });
             row
         })
         .collect();
@@ -63,12 +71,22 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         if !first.services.is_empty() {
             println!("\nservices (first trial):");
             for s in &first.services {
-                let cmd = if s.shell { s.argv.join(" ") } else { shell_words(&s.argv) };
+                let cmd = if s.shell {
+                    s.argv.join(" ")
+                } else {
+                    shell_words(&s.argv)
+                };
                 let health = match &s.health.path {
                     Some(p) => format!("{} {p}", s.health.check),
                     None => s.health.check.clone(),
                 };
-                println!("  {} ({}, {} replica{}, health: {health})", s.name, s.kind, s.replicas, if s.replicas == 1 { "" } else { "s" });
+                println!(
+                    "  {} ({}, {} replica{}, health: {health})",
+                    s.name,
+                    s.kind,
+                    s.replicas,
+                    if s.replicas == 1 { "" } else { "s" }
+                );
                 for step in &s.setup {
                     println!("    setup: {}", shell_words(step));
                 }
@@ -78,7 +96,10 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         if !first.workloads.is_empty() {
             println!("\nworkloads (first trial):");
             for w in &first.workloads {
-                println!("  {} -> {} ({}): {}; {}", w.name, w.target, w.protocol, w.load, w.stop);
+                println!(
+                    "  {} -> {} ({}): {}; {}",
+                    w.name, w.target, w.protocol, w.load, w.stop
+                );
             }
         }
     }
@@ -90,7 +111,10 @@ fn shell_words(argv: &[String]) -> String {
         .map(|a| {
             if a.is_empty() {
                 "''".to_string()
-            } else if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=${}@%+,".contains(c)) {
+            } else if a
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=${}@%+,".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', "'\\''"))

@@ -19,13 +19,20 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct SchemaArgs {
+    /// Print the recipe reference as Markdown instead (the README embeds it).
+    #[arg(long)]
+    pub markdown: bool,
     /// Write to this file instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
 
 pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
-    let text = aibench_recipe::schema_string();
+    let text = if args.markdown {
+        aibench_recipe::reference::markdown()
+    } else {
+        aibench_recipe::schema_string()
+    };
     match args.output {
         Some(path) => std::fs::write(&path, text)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,

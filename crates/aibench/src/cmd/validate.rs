@@ -63,7 +63,11 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                         loaded.recipe.workloads.len(),
                         plural(loaded.recipe.workloads.len()),
                         plural(trials),
-                        if warnings > 0 { format!(", {warnings} warning{}", plural(warnings)) } else { String::new() }
+                        if warnings > 0 {
+                            format!(", {warnings} warning{}", plural(warnings))
+                        } else {
+                            String::new()
+                        }
                     );
                 }
             }
@@ -80,10 +84,19 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        let out = if reports.len() == 1 { reports.remove(0) } else { serde_json::Value::Array(reports) };
+        let out = if reports.len() == 1 {
+            reports.remove(0)
+        } else {
+            serde_json::Value::Array(reports)
+        };
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
-    Ok(if ok { exit::SUCCESS } else { exit::INVALID_INPUT }.into())
+    Ok(if ok {
+        exit::SUCCESS
+    } else {
+        exit::INVALID_INPUT
+    }
+    .into())
 }
 
 fn plural(n: usize) -> &'static str {

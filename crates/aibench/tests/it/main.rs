@@ -1,0 +1,4 @@
+//! Integration tests: they run the real `aibench` binary. One test binary, one module per area.
+
+mod harness;
+mod recipe;

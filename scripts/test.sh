@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Run the whole test suite. On a fresh machine it first installs what the tests need:
+# the real servers that integration tests drive (Debian packages) and Python-packaged servers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for pkg_cmd in "curl:curl"; do
+  pkg=${pkg_cmd%%:*}; cmd=${pkg_cmd##*:}
+  command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  else
+    echo "missing packages: ${need_apt[*]} (install them, or run as root)" >&2
+    exit 3
+  fi
+fi
+
+cargo test --workspace --locked "$@"
