@@ -15,6 +15,8 @@ pub struct KindDefaults {
     pub health_path: Option<String>,
     pub health_timeout_s: f64,
     pub metrics_path: Option<String>,
+    /// Named ports the command needs besides the main one (`${AIBENCH_PORT_<NAME>}`).
+    pub named_ports: Vec<&'static str>,
 }
 
 fn v(items: &[&str]) -> Vec<String> {
@@ -260,6 +262,7 @@ pub fn defaults(s: &Service) -> KindDefaults {
         health_path,
         health_timeout_s: timeout,
         metrics_path: metrics.map(String::from),
+        named_ports: if s.kind == ServiceKind::Minio { vec!["console"] } else { vec![] },
     }
 }
 

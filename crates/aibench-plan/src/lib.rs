@@ -47,6 +47,10 @@ pub struct ServicePlan {
     /// Environment the kind needs, runtime variables still to expand; secrets stay references.
     pub env: Vec<(String, String)>,
     pub port: Option<u16>,
+    /// Further named ports (`None`: a free one at start), exposed as `${AIBENCH_PORT_<NAME>}`.
+    pub named_ports: Vec<(String, Option<u16>)>,
+    /// The model the service serves, if any.
+    pub model: Option<String>,
     pub health: HealthPlan,
     pub metrics_path: Option<String>,
 }
@@ -148,6 +152,16 @@ pub fn plan_service(_recipe: &Recipe, s: &Service) -> ServicePlan {
         setup: d.setup.clone(),
         env,
         port: s.port,
+        named_ports: {
+            let mut ports: Vec<(String, Option<u16>)> = s.ports.iter().map(|(k, v)| (k.clone(), Some(*v))).collect();
+            for required in &d.named_ports {
+                if !ports.iter().any(|(k, _)| k == required) {
+                    ports.push((required.to_string(), None));
+                }
+            }
+            ports
+        },
+        model: s.model.clone(),
         health,
         metrics_path,
     }

@@ -4,7 +4,7 @@
 //! preempting the newest sequence back to the waiting queue when the cache is full, (2) when
 //! nothing was preempted, admits waiting sequences in arrival order while the batch, the KV cache
 //! and the prefill token budget allow, (3) sleeps until the step's absolute deadline, and
-//! (4) emits one token to every running sequence. Step time is
+//! (4) emits one token to every running sequence. The loop runs on a thread of its own. Step time is
 //! `decode_base + decode_per_seq x running`, plus `prefill_base + prefill_per_token x tokens`
 //! when sequences were admitted (a preempted sequence recomputes its prompt and its output so
 //! far), times the jitter factor.
@@ -109,13 +109,15 @@ impl Engine {
         }
     }
 
-    /// Step until every request sender is gone.
-    pub(crate) async fn run(mut self) {
+    /// Step until every request sender is gone. Runs on its own thread: steps sleep on the OS's
+    /// high-resolution timer, where tokio's timer would round each deadline up to a millisecond.
+    pub(crate) fn run(mut self) {
+        crate::pacer::tighten_timer_slack();
         let mut step_start = Instant::now();
         loop {
             if self.running.is_empty() && self.waiting.is_empty() {
                 self.publish_gauges();
-                match self.rx.recv().await {
+                match self.rx.blocking_recv() {
                     Some(req) => self.enqueue(req),
                     None => return,
                 }
@@ -125,14 +127,16 @@ impl Engine {
                 self.enqueue(req);
             }
             self.waiting.retain(|seq| !seq.req.events.is_closed());
-            let prefill = self.schedule(step_start);
+            // Sequences admitted now were scheduled now (after they arrived, even when the
+            // engine runs late).
+            let prefill = self.schedule(Instant::now());
             if self.running.is_empty() {
                 continue;
             }
             let step = self.step_time(prefill);
             let deadline = step_start + step;
             self.publish_gauges();
-            tokio::time::sleep_until(deadline.into()).await;
+            sleep_until(deadline);
             self.emit(deadline);
             // Absolute deadlines: the next step starts where this one was due to end, unless the
             // engine fell more than a whole step behind (then it restarts from now).
@@ -238,6 +242,17 @@ impl Engine {
         m.waiting.store((self.waiting.len() + self.rx.len()) as u64, Relaxed);
         let total = self.params.total_blocks.max(1);
         m.set_kv_usage(f64::from(total - self.free_blocks) / f64::from(total));
+    }
+}
+
+/// Sleep until `deadline`, never returning early.
+fn sleep_until(deadline: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        std::thread::sleep(deadline - now);
     }
 }
 

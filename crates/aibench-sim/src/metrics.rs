@@ -97,12 +97,13 @@ impl Histogram {
         let mut cumulative = 0u64;
         for (le, count) in self.labels.iter().zip(&self.counts) {
             cumulative += count.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {}", prom_float(cumulative as f64));
         }
         cumulative += self.counts[self.bounds.len()].load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let count = prom_float(cumulative as f64);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
         let sum = self.sum.load(Relaxed) as f64 * self.scale;
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
         let _ = writeln!(out, "{name}_sum{{{labels}}} {}", prom_float(sum));
     }
 }
@@ -326,10 +327,10 @@ mod tests {
         h.observe_duration(Duration::from_secs(3));
         let mut out = String::new();
         h.render(&mut out, "x", "help", "model_name=\"m\"");
-        assert!(out.contains("x_bucket{model_name=\"m\",le=\"0.01\"} 1\n"), "{out}");
-        assert!(out.contains("x_bucket{model_name=\"m\",le=\"0.1\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{model_name=\"m\",le=\"+Inf\"} 3\n"), "{out}");
-        assert!(out.contains("x_count{model_name=\"m\"} 3\n"), "{out}");
+        assert!(out.contains("x_bucket{model_name=\"m\",le=\"0.01\"} 1.0\n"), "{out}");
+        assert!(out.contains("x_bucket{model_name=\"m\",le=\"0.1\"} 2.0\n"), "{out}");
+        assert!(out.contains("x_bucket{model_name=\"m\",le=\"+Inf\"} 3.0\n"), "{out}");
+        assert!(out.contains("x_count{model_name=\"m\"} 3.0\n"), "{out}");
         assert!(out.contains("x_sum{model_name=\"m\"} 3.06"), "{out}");
     }
 

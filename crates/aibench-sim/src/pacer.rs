@@ -202,7 +202,7 @@ fn run(rx: Receiver<Entry>, shared: &Shared) {
 /// Ask Linux to wake this thread within a microsecond of its deadline instead of the default
 /// 50 µs timer slack.
 #[cfg(target_os = "linux")]
-fn tighten_timer_slack() {
+pub(crate) fn tighten_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK takes one integer argument and only changes this thread's slack.
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong);
@@ -210,7 +210,7 @@ fn tighten_timer_slack() {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn tighten_timer_slack() {}
+pub(crate) fn tighten_timer_slack() {}
 
 #[cfg(test)]
 mod tests {

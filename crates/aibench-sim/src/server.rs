@@ -11,7 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use crate::app::App;
 use crate::{http, SimConfig};
@@ -24,7 +24,7 @@ pub struct SimServer {
     listener: TcpListener,
     addr: SocketAddr,
     app: Arc<App>,
-    engine: Option<JoinHandle<()>>,
+    engine: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SimServer {
@@ -40,7 +40,15 @@ impl SimServer {
         let listener = socket.listen(BACKLOG).with_context(|| format!("could not listen on {addr}"))?;
         let addr = listener.local_addr().context("could not read the bound address")?;
         let (app, engine) = App::new(config).context("could not start the fixed-timing pacer thread")?;
-        let engine = engine.map(|engine| tokio::spawn(engine.run()));
+        let engine = match engine {
+            Some(engine) => Some(
+                std::thread::Builder::new()
+                    .name("aibench-sim-engine".into())
+                    .spawn(move || engine.run())
+                    .context("could not start the engine thread")?,
+            ),
+            None => None,
+        };
         Ok(SimServer { listener, addr, app: Arc::new(app), engine })
     }
 
@@ -85,9 +93,11 @@ impl SimServer {
             connections.abort_all();
             while connections.join_next().await.is_some() {}
         }
+        // The last handle on the state goes: the engine sees its queue close and stops, and
+        // the pacer thread is stopped and joined.
+        drop(app);
         if let Some(engine) = engine {
-            engine.abort();
-            let _ = engine.await;
+            let _ = tokio::task::spawn_blocking(move || engine.join()).await;
         }
         Ok(())
     }

@@ -47,6 +47,7 @@ pub(crate) struct FixedSource {
     step: u32,
     choice: usize,
     metrics: Arc<Metrics>,
+    tokio_sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl FixedSource {
@@ -70,6 +71,7 @@ impl FixedSource {
             step: 0,
             choice: 0,
             metrics,
+            tokio_sleep: std::env::var_os("SIM_TOKIO_TIMER").map(|_| Box::pin(tokio::time::sleep(Duration::ZERO))),
         }
     }
 
@@ -87,7 +89,18 @@ impl FixedSource {
                 self.choice += 1;
                 continue;
             }
-            if self.step >= self.slot.released() && self.step >= self.slot.register(cx) {
+            if let Some(sleep) = self.tokio_sleep.as_mut() {
+                let due = self.first + self.itl * self.step;
+                if Instant::now() < due {
+                    let due = tokio::time::Instant::from_std(due);
+                    if sleep.deadline() != due {
+                        sleep.as_mut().reset(due);
+                    }
+                    if std::future::Future::poll(sleep.as_mut(), cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+            } else if self.step >= self.slot.released() && self.step >= self.slot.register(cx) {
                 return Poll::Pending;
             }
             let event = TokenEvent {

@@ -33,10 +33,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Deploy the recipe's services, drive its workloads, and write results and a report
+    Run(crate::run::RunArgs),
     /// Check recipes and report every problem at once, with file:line:col
     Validate(cmd::validate::ValidateArgs),
     /// Expand a recipe into its trials and show what would run where
     Plan(cmd::plan::PlanArgs),
+    /// Serve a simulated vLLM-like LLM server (OpenAI and Ollama APIs, vLLM metrics)
+    Sim(cmd::sim::SimArgs),
     /// Print the recipe JSON Schema (draft 2020-12), generated from the recipe types
     Schema(cmd::schema::SchemaArgs),
     /// Print a shell completion script

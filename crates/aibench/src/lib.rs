@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod exit;
+pub mod run;
 pub mod table;
 
 use std::process::ExitCode;
@@ -29,9 +30,11 @@ pub fn main_entry() -> ExitCode {
 /// Run one parsed command line and return the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Schema(args) => cmd::schema::run(args),
+        Command::Sim(args) => cmd::sim::run(args),
         Command::Completions(args) => cmd::completions::run(args),
     }
 }

@@ -47,6 +47,9 @@ impl SseParser {
             self.feed(rest, on_event);
             return;
         }
+        if chunk.is_empty() {
+            return;
+        }
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = chunk.strip_prefix(b"\n") {
@@ -177,6 +180,12 @@ mod tests {
     fn cr_lf_split_across_pieces_is_one_line_end() {
         let ev = parse_pieces(&[b"data: a\r", b"\n\r", b"\ndata: b\r\n\r\n"]);
         assert_eq!(data_of(&ev), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn empty_piece_between_cr_and_lf_changes_nothing() {
+        let ev = parse_pieces(&[b"event: a\r", b"", b"\ndata: x\r\n\r\n"]);
+        assert_eq!(ev, vec![(Some(b"a".to_vec()), b"x".to_vec())]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod completions;
 pub mod plan;
 pub mod schema;
+pub mod sim;
 pub mod validate;
 
 use std::io::IsTerminal;

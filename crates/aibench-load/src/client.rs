@@ -1,0 +1,296 @@
+//! The HTTP/1.1 client: one connection per in-flight slot (closed-loop user or open-loop pool
+//! entry), `TCP_NODELAY`, keep-alive, reconnect when the server closed it.
+//!
+//! The connection is driven inside the request's own task (not a spawned one), so a body frame
+//! is timestamped in the same wake-up in which it is read from the socket.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use aibench_results::{ErrorClass, RequestRecord};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::cancel::Cancel;
+use crate::protocol::response::{truncate, ResponseState};
+use crate::protocol::{BodyKind, Endpoint, Prepared};
+
+/// An error body is read up to this size for its message (and to keep the connection usable).
+const MAX_ERROR_BODY: usize = 8 << 10;
+
+/// Microseconds since the run's monotonic start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    pub start: Instant,
+}
+
+impl Clock {
+    pub fn now_us(&self) -> u64 {
+        u64::try_from(Instant::now().saturating_duration_since(self.start).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    pub fn instant(&self, us: u64) -> Instant {
+        self.start + Duration::from_micros(us)
+    }
+}
+
+type Driver = Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
+
+/// One kept-alive HTTP/1.1 connection.
+pub(crate) struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    /// None once the connection has ended.
+    driver: Option<Driver>,
+}
+
+impl Conn {
+    pub async fn connect(addr: SocketAddr) -> Result<Conn, String> {
+        let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP handshake with {addr}: {e}"))?;
+        Ok(Conn { sender, driver: Some(Box::pin(conn)) })
+    }
+
+    fn usable(&self) -> bool {
+        self.driver.is_some() && !self.sender.is_closed()
+    }
+}
+
+/// What one exchange needs besides the connection.
+pub(crate) struct Exchange<'a> {
+    pub endpoint: &'a Endpoint,
+    pub prepared: &'a Prepared,
+    pub clock: Clock,
+    pub timeout: Duration,
+    /// Fires when an interrupted run's grace period is over.
+    pub abort: &'a Cancel,
+}
+
+enum Failure {
+    /// The request never left (the kept-alive connection had closed): safe to retry.
+    NotSent(String),
+    Failed(ErrorClass, String),
+}
+
+/// Send one request over `slot` (connecting if needed) and fill `rec` with what happened.
+/// On return `slot` holds the connection if it can be used again.
+pub(crate) async fn execute(slot: &mut Option<Conn>, ex: &Exchange<'_>, rec: &mut RequestRecord) {
+    let mut state = ResponseState::new(ex.endpoint.body_kind);
+    let deadline = tokio::time::Instant::now() + ex.timeout;
+    let result = tokio::select! {
+        biased;
+        () = ex.abort.cancelled() => Err((ErrorClass::Cancelled, "run stopped and the grace period ran out".to_string())),
+        r = tokio::time::timeout_at(deadline, attempt(slot, ex, rec, &mut state)) => match r {
+            Ok(r) => r,
+            Err(_) => Err((ErrorClass::Timeout, format!("no complete response within {:?}", ex.timeout))),
+        },
+    };
+    let now = ex.clock.now_us();
+    rec.done_us = Some(now);
+    rec.first_token_us = state.first_token_us;
+    rec.itl_us = std::mem::take(&mut state.itl_us);
+    rec.chunks = state.chunks;
+    rec.input_tokens = state.usage_input.or(ex.prepared.input_tokens);
+    if let Some((n, source)) = state.output_tokens() {
+        rec.output_tokens = Some(n);
+        rec.token_source = Some(source);
+    }
+    match result {
+        Ok(()) => {
+            rec.end_us = match ex.endpoint.body_kind {
+                BodyKind::OpenAiSse | BodyKind::OllamaNdjson => state.last_token_us.or(Some(now)),
+                _ => Some(now),
+            };
+        }
+        Err((class, msg)) => {
+            // The connection is in an unknown state after a failure.
+            *slot = None;
+            rec.error = Some(class);
+            rec.error_message = Some(ex.endpoint.scrub(truncate(msg, 300)));
+        }
+    }
+}
+
+async fn attempt(
+    slot: &mut Option<Conn>,
+    ex: &Exchange<'_>,
+    rec: &mut RequestRecord,
+    state: &mut ResponseState,
+) -> Result<(), (ErrorClass, String)> {
+    for retry in [false, true] {
+        let (mut conn, reused) = match slot.take() {
+            Some(c) if c.usable() => (c, true),
+            _ => (Conn::connect(ex.endpoint.addr).await.map_err(|m| (ErrorClass::Connect, m))?, false),
+        };
+        match exchange(&mut conn, ex, rec, state).await {
+            Ok(reusable) => {
+                if reusable && conn.usable() {
+                    *slot = Some(conn);
+                }
+                return Ok(());
+            }
+            Err(Failure::NotSent(msg)) => {
+                if !reused || retry {
+                    return Err((ErrorClass::Connect, msg));
+                }
+                // A kept-alive connection the server had closed: reconnect and send again.
+                rec.sent_us = None;
+            }
+            Err(Failure::Failed(class, msg)) => return Err((class, msg)),
+        }
+    }
+    unreachable!("the second attempt always returns")
+}
+
+/// One request/response on `conn`, driving the connection alongside. Returns whether the
+/// connection may carry another request.
+async fn exchange(
+    conn: &mut Conn,
+    ex: &Exchange<'_>,
+    rec: &mut RequestRecord,
+    state: &mut ResponseState,
+) -> Result<bool, Failure> {
+    let Conn { sender, driver } = conn;
+    let work = async {
+        sender.ready().await.map_err(|e| Failure::NotSent(format!("connection closed before sending: {e}")))?;
+        let mut req = Request::new(Full::new(ex.prepared.body.clone()));
+        *req.method_mut() = ex.endpoint.method.clone();
+        *req.uri_mut() = ex.endpoint.path.clone();
+        *req.headers_mut() = ex.endpoint.headers.clone();
+        rec.sent_us = Some(ex.clock.now_us());
+        let resp = match sender.try_send_request(req).await {
+            Ok(r) => r,
+            Err(mut e) => {
+                return Err(if e.take_message().is_some() {
+                    Failure::NotSent(format!("sending request: {}", e.error()))
+                } else {
+                    classify(e.error(), "sending request")
+                });
+            }
+        };
+        rec.first_byte_us = Some(ex.clock.now_us());
+        let status = resp.status().as_u16();
+        rec.status = Some(status);
+        let mut body = resp.into_body();
+        if let Some(class) = ErrorClass::from_status(status) {
+            let mut snippet = Vec::new();
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Ok(d) = frame.into_data() {
+                    snippet.extend_from_slice(&d);
+                    if snippet.len() > MAX_ERROR_BODY {
+                        break;
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&snippet);
+            return Err(Failure::Failed(class, format!("HTTP {status}: {}", text.trim())));
+        }
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => {
+                    if let Ok(data) = f.into_data() {
+                        state.on_frame(&data, ex.clock.now_us());
+                        if let Some((class, msg)) = &state.failure {
+                            return Err(Failure::Failed(*class, msg.clone()));
+                        }
+                    }
+                }
+                Err(e) => return Err(classify(&e, "reading body")),
+            }
+        }
+        state.on_end(ex.clock.now_us());
+        if let Some((class, msg)) = &state.failure {
+            return Err(Failure::Failed(*class, msg.clone()));
+        }
+        Ok(true)
+    };
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            _ = async { driver.as_mut().expect("guarded by the branch condition").as_mut().await }, if driver.is_some() => {
+                // The connection ended; dropping it wakes the request with an error if it is
+                // still waiting on it.
+                *driver = None;
+            }
+            out = &mut work => return out,
+        }
+    }
+}
+
+/// Classify a hyper error, with its causes in the message.
+fn classify(e: &hyper::Error, context: &str) -> Failure {
+    use std::io::ErrorKind;
+    let mut msg = format!("{context}: {e}");
+    let mut cut = e.is_incomplete_message() || e.is_closed() || e.is_canceled() || e.is_body_write_aborted();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            cut |= matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+            );
+        }
+        source = s.source();
+    }
+    Failure::Failed(if cut { ErrorClass::ClosedMidStream } else { ErrorClass::Other }, msg)
+}
+
+/// Ask an OpenAI-compatible server (`/v1/models`) or Ollama (`/api/tags`) for the first model
+/// it serves. `Ok(None)` when it answers but lists none.
+pub async fn discover_model(
+    target: &crate::protocol::Target,
+    timeout: Duration,
+) -> Result<Option<String>, crate::error::LoadError> {
+    use crate::error::LoadError;
+    use crate::protocol::Protocol;
+    let (path, list_key, id_key) = match target.protocol {
+        Protocol::OllamaGenerate | Protocol::OllamaChat => ("/api/tags", "models", "name"),
+        _ => ("/v1/models", "data", "id"),
+    };
+    let mut endpoint = Endpoint::resolve(target).await?;
+    endpoint.method = hyper::Method::GET;
+    endpoint.path = hyper::Uri::from_static(path);
+    endpoint.headers.remove(hyper::header::CONTENT_TYPE);
+    endpoint.body_kind = BodyKind::OpenAiJson;
+    let fetch = async {
+        let mut conn = Conn::connect(endpoint.addr).await.map_err(LoadError::InvalidTarget)?;
+        let Conn { sender, driver } = &mut conn;
+        let mut driver = driver.take().expect("fresh connection");
+        let work = async {
+            let mut req = Request::new(Full::new(Bytes::new()));
+            *req.uri_mut() = endpoint.path.clone();
+            *req.headers_mut() = endpoint.headers.clone();
+            let resp = sender.send_request(req).await.map_err(|e| LoadError::InvalidTarget(format!("GET {path}: {e}")))?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| LoadError::InvalidTarget(format!("GET {path}: {e}")))?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(LoadError::InvalidTarget(format!("GET {path} answered {status}")));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| LoadError::InvalidTarget(format!("GET {path}: invalid JSON: {e}")))?;
+            Ok(v[list_key][0][id_key].as_str().map(str::to_string))
+        };
+        tokio::select! {
+            r = work => r,
+            _ = driver.as_mut() => Err(LoadError::InvalidTarget(format!("GET {path}: connection closed"))),
+        }
+    };
+    tokio::time::timeout(timeout, fetch)
+        .await
+        .map_err(|_| LoadError::InvalidTarget(format!("GET {path}: no answer within {timeout:?}")))?
+}

@@ -1,0 +1,762 @@
+//! The run: schedule requests (open or closed loop), send them, collect their records into the
+//! accumulator and `requests.jsonl`, stop when told to, and lose nothing that completed.
+//!
+//! Threads and tasks:
+//! - open loop: one OS thread paces arrivals against absolute deadlines (sub-millisecond, see
+//!   [`crate::pacing`]) and spawns one task per request on the tokio runtime;
+//! - closed loop: one task per user;
+//! - one collector task feeds the accumulator, the error budget, the progress events and the
+//!   record writer (whose own thread does the encoding and the I/O).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use aibench_results::{Accumulator, AccumulatorConfig, ErrorClass, Phase, RecordWriter, RequestRecord, StopReason, Summary};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Exp};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::arrival::Schedule;
+use crate::cancel::Cancel;
+use crate::client::{execute, Clock, Conn, Exchange};
+use crate::dataset::Dataset;
+use crate::error::LoadError;
+use crate::pacing;
+use crate::protocol::{prepare, Endpoint, Prepared, Target};
+use crate::spec::{Arrival, CapPolicy, ErrorRate, LoadSpec, Pattern, Shard, Stop, ThinkTime};
+
+/// Interval between progress snapshots.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// Most connections opened ahead of an open-loop run.
+const MAX_PREWARM: usize = 256;
+
+/// How to run besides the load itself.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Write every request to this `requests.jsonl` (None: do not record).
+    pub records: Option<PathBuf>,
+    /// Progress snapshots every [`PROGRESS_INTERVAL`]; never blocks (a full channel skips one).
+    pub events: Option<mpsc::Sender<Progress>>,
+    /// Cancel from outside.
+    pub cancel: Option<Cancel>,
+    /// This process's part of a multi-process load.
+    pub shard: Shard,
+    /// Common start time of all shards (None: start as soon as connections are open).
+    pub start_at: Option<SystemTime>,
+    /// SLO thresholds and the late threshold for the summary.
+    pub accumulator: AccumulatorConfig,
+    /// Open loop: how long before each deadline the scheduler stops sleeping and spins.
+    pub spin: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            records: None,
+            events: None,
+            cancel: None,
+            shard: Shard::default(),
+            start_at: None,
+            accumulator: AccumulatorConfig::default(),
+            spin: pacing::DEFAULT_SPIN,
+        }
+    }
+}
+
+/// A progress snapshot for displays. Counts cover every phase; percentiles only the measure
+/// window so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub elapsed: Duration,
+    pub phase: Phase,
+    /// Requests written to a connection.
+    pub sent: u64,
+    pub succeeded: u64,
+    pub errors: u64,
+    pub dropped: u64,
+    pub in_flight: u64,
+    /// Successful requests per second over the last interval.
+    pub rate_rps: f64,
+    pub ttft_p99_ms: Option<f64>,
+    pub e2e_p99_ms: Option<f64>,
+    /// The last snapshot of the run.
+    pub done: bool,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// Everything measured, ready to merge with other shards or to save as a shard file.
+    pub accumulator: Accumulator,
+    pub summary: Summary,
+    pub stop_reason: StopReason,
+    /// Wall-clock time of the run's zero (all record times are relative to it).
+    pub started_at: SystemTime,
+    /// Lines written to `requests.jsonl`.
+    pub records_written: u64,
+    /// Requests written to a connection by this process.
+    pub sent: u64,
+}
+
+/// Decides each request's phase from its intended send time, and when scheduling ends.
+#[derive(Debug)]
+struct Gate {
+    warmup_us: u64,
+    cooldown_us: u64,
+    measure_end_us: Option<u64>,
+    requests_left: Option<u64>,
+    reason: Option<StopReason>,
+}
+
+impl Gate {
+    fn new(spec: &LoadSpec, requests: Option<u64>) -> Gate {
+        let warmup_us = micros(spec.warmup);
+        Gate {
+            warmup_us,
+            cooldown_us: micros(spec.cooldown),
+            measure_end_us: spec.stop.duration.map(|d| warmup_us + micros(d)),
+            requests_left: requests,
+            reason: spec.stop.duration.map(|_| StopReason::Duration),
+        }
+    }
+
+    /// The phase of a request intended at `t_us`, or None when scheduling is over.
+    fn admit(&mut self, t_us: u64) -> Option<Phase> {
+        if t_us < self.warmup_us {
+            return Some(Phase::Warmup);
+        }
+        if let Some(end) = self.measure_end_us {
+            if t_us >= end {
+                return (t_us < end + self.cooldown_us).then_some(Phase::Cooldown);
+            }
+        }
+        if let Some(left) = &mut self.requests_left {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.measure_end_us = Some(t_us + 1);
+                self.reason = Some(StopReason::Requests);
+            }
+        }
+        Some(Phase::Measure)
+    }
+
+    /// Whether nothing intended at `t_us` or later would be admitted.
+    fn over_by(&self, t_us: u64) -> bool {
+        self.measure_end_us.is_some_and(|end| t_us >= end + self.cooldown_us)
+    }
+
+    fn phase_at(&self, t_us: u64) -> Phase {
+        if t_us < self.warmup_us {
+            Phase::Warmup
+        } else if self.measure_end_us.is_some_and(|end| t_us >= end) {
+            Phase::Cooldown
+        } else {
+            Phase::Measure
+        }
+    }
+}
+
+/// Soft stop: no more scheduling (cancellation or error budget).
+#[derive(Debug, Default)]
+struct StopSignal {
+    flag: AtomicBool,
+    reason: Mutex<Option<StopReason>>,
+    notify: Cancel,
+}
+
+impl StopSignal {
+    fn trigger(&self, reason: StopReason) {
+        let mut r = self.reason.lock().expect("stop reason lock");
+        if r.is_none() {
+            *r = Some(reason);
+        }
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.cancel();
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    fn reason(&self) -> Option<StopReason> {
+        *self.reason.lock().expect("stop reason lock")
+    }
+}
+
+enum Msg {
+    Record(Box<RequestRecord>),
+    End,
+}
+
+/// State shared by the scheduler, the request tasks and the collector.
+struct Ctx {
+    endpoint: Endpoint,
+    prepared: Vec<Prepared>,
+    clock: Clock,
+    timeout: Duration,
+    shard: u32,
+    tx: mpsc::UnboundedSender<Msg>,
+    stop: StopSignal,
+    abort: Cancel,
+    gate: Mutex<Gate>,
+    in_flight: AtomicU64,
+    idle: Notify,
+    sent: AtomicU64,
+    pool: Mutex<Vec<Conn>>,
+    budget: Mutex<Budget>,
+}
+
+/// The error budget, judged as each request finishes (every phase counts).
+#[derive(Debug)]
+struct Budget {
+    max_consecutive: Option<u64>,
+    max_rate: Option<ErrorRate>,
+    consecutive: u64,
+    completed: u64,
+    failed: u64,
+}
+
+impl Budget {
+    fn new(stop: &Stop) -> Budget {
+        Budget {
+            max_consecutive: stop.max_consecutive_errors,
+            max_rate: stop.max_error_rate,
+            consecutive: 0,
+            completed: 0,
+            failed: 0,
+        }
+    }
+
+    /// Count one outcome; true when the budget is spent.
+    fn count(&mut self, error: Option<ErrorClass>) -> bool {
+        match error {
+            None => {
+                self.consecutive = 0;
+                self.completed += 1;
+            }
+            Some(e) if e.is_failure() => {
+                self.consecutive += 1;
+                self.failed += 1;
+                self.completed += 1;
+            }
+            Some(_) => return false,
+        }
+        self.max_consecutive.is_some_and(|n| self.consecutive >= n)
+            || self.max_rate.is_some_and(|r| {
+                self.completed >= r.min_requests.max(1) && self.failed as f64 / self.completed as f64 > r.rate
+            })
+    }
+}
+
+impl Ctx {
+    fn prepared_for(&self, id: u64) -> &Prepared {
+        &self.prepared[(id % self.prepared.len() as u64) as usize]
+    }
+
+    fn exchange(&self, id: u64) -> Exchange<'_> {
+        Exchange {
+            endpoint: &self.endpoint,
+            prepared: self.prepared_for(id),
+            clock: self.clock,
+            timeout: self.timeout,
+            abort: &self.abort,
+        }
+    }
+
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Hand the record to the collector, then leave the in-flight count (in this order, so
+    /// that an idle engine has every record queued).
+    fn finish(&self, rec: RequestRecord) {
+        if rec.sent_us.is_some() {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.budget.lock().expect("budget lock").count(rec.error) {
+            self.stop.trigger(StopReason::ErrorBudget);
+        }
+        let _ = self.tx.send(Msg::Record(Box::new(rec)));
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    fn new_record(&self, id: u64, phase: Phase, intended_us: u64) -> RequestRecord {
+        let mut r = RequestRecord::new(id, phase, intended_us);
+        r.shard = self.shard;
+        r
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Run the load described by `spec` against `target` with prompts from `dataset`.
+///
+/// Needs a tokio runtime (multi-thread recommended). Request bodies are serialized and
+/// connections opened before the clock starts. Returns once every request has been recorded.
+pub async fn run(spec: &LoadSpec, target: &Target, dataset: &Dataset, options: RunOptions) -> Result<RunOutcome, LoadError> {
+    spec.validate(options.shard)?;
+    if dataset.is_empty() {
+        return Err(LoadError::InvalidSpec(vec!["the dataset has no prompts".into()]));
+    }
+    let handle = tokio::runtime::Handle::try_current().map_err(|e| LoadError::Runtime(e.to_string()))?;
+    let endpoint = Endpoint::resolve(target).await?;
+    let prepared = prepare(target, dataset)?;
+    let writer = match &options.records {
+        Some(path) => Some(RecordWriter::create(path).map_err(|source| LoadError::Records { path: path.clone(), source })?),
+        None => None,
+    };
+    let shard = options.shard;
+    let gate_requests = match (&spec.pattern, spec.stop.requests) {
+        (Pattern::ClosedLoop { .. }, Some(n)) => Some(shard.share(n)),
+        (_, n) => n,
+    };
+
+    // Open connections before the clock starts.
+    let prewarm_n = match &spec.pattern {
+        Pattern::ClosedLoop { users, .. } => shard.share(*users as u64) as usize,
+        Pattern::OpenLoop { arrival, max_in_flight, .. } => {
+            let want = max_in_flight.unwrap_or_else(|| arrival.peak_rate().ceil().max(1.0) as usize);
+            (shard.share(want as u64) as usize).clamp(1, MAX_PREWARM)
+        }
+    };
+    let mut conns = prewarm(endpoint.addr, prewarm_n, spec.timeout.min(Duration::from_secs(10))).await;
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (clock, started_at) = start_clock(options.start_at);
+    let ctx = Arc::new(Ctx {
+        endpoint,
+        prepared,
+        clock,
+        timeout: spec.timeout,
+        shard: shard.index,
+        tx,
+        stop: StopSignal::default(),
+        abort: Cancel::new(),
+        gate: Mutex::new(Gate::new(spec, gate_requests)),
+        in_flight: AtomicU64::new(0),
+        idle: Notify::new(),
+        sent: AtomicU64::new(0),
+        pool: Mutex::new(Vec::new()),
+        budget: Mutex::new(Budget::new(&spec.stop)),
+    });
+    let collector = tokio::spawn(collect(
+        rx,
+        Arc::clone(&ctx),
+        Accumulator::new(options.accumulator),
+        writer,
+        options.events.clone(),
+    ));
+
+    // Wait for the common start.
+    if clock.start > Instant::now() {
+        tokio::time::sleep_until(clock.start.into()).await;
+    }
+
+    let external = options.cancel.clone().unwrap_or_default();
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Option<StopReason>>();
+    match &spec.pattern {
+        Pattern::ClosedLoop { users, think_time, ramp_up } => {
+            let users = *users as u64;
+            let mut handles = Vec::new();
+            for u in (0..users).filter(|u| shard.owns(*u)) {
+                let start_us = if users > 1 { micros(*ramp_up) * u / users } else { 0 };
+                let user = User {
+                    ctx: Arc::clone(&ctx),
+                    index: u,
+                    users,
+                    start_us,
+                    think: *think_time,
+                    backoff: spec.stop.error_backoff,
+                    seed: spec.seed,
+                    conn: conns.pop(),
+                };
+                handles.push(tokio::spawn(user.run()));
+            }
+            tokio::spawn(async move {
+                for h in handles {
+                    let _ = h.await;
+                }
+                let _ = done_tx.send(None);
+            });
+        }
+        Pattern::OpenLoop { arrival, max_in_flight, on_cap } => {
+            ctx.pool.lock().expect("pool lock").append(&mut conns);
+            let scheduler = OpenLoop {
+                ctx: Arc::clone(&ctx),
+                arrival: arrival.clone(),
+                cap: max_in_flight.map(|n| Arc::new(Semaphore::new(n))),
+                on_cap: *on_cap,
+                seed: spec.seed,
+                shard,
+                spin: options.spin,
+                handle: handle.clone(),
+            };
+            std::thread::Builder::new()
+                .name("aibench-scheduler".into())
+                .spawn(move || {
+                    let reason = scheduler.run();
+                    let _ = done_tx.send(reason);
+                })
+                .map_err(|e| LoadError::Runtime(format!("cannot start the scheduler thread: {e}")))?;
+        }
+    }
+
+    // Scheduling: until the pattern ends, or a stop.
+    let mut schedule_end: Option<Option<StopReason>> = None;
+    tokio::select! {
+        r = &mut done_rx => schedule_end = Some(r.ok().flatten()),
+        () = external.cancelled() => ctx.stop.trigger(StopReason::Cancelled),
+        () = ctx.stop.notify.cancelled() => {}
+    }
+    // Draining: requests in flight finish (each bounded by its timeout), unless stopped.
+    if !ctx.stop.is_set() {
+        tokio::select! {
+            () = ctx.wait_idle() => {}
+            () = external.cancelled() => ctx.stop.trigger(StopReason::Cancelled),
+            () = ctx.stop.notify.cancelled() => {}
+        }
+    }
+    // Stopped: the pattern stops scheduling at once; what is in flight gets the grace period,
+    // then is abandoned (and recorded as cancelled).
+    if ctx.stop.is_set() {
+        let everything_done = async {
+            if schedule_end.is_none() {
+                schedule_end = Some((&mut done_rx).await.ok().flatten());
+            }
+            ctx.wait_idle().await;
+        };
+        if tokio::time::timeout(spec.grace, everything_done).await.is_err() {
+            ctx.abort.cancel();
+        }
+    }
+    if schedule_end.is_none() {
+        schedule_end = Some(done_rx.await.ok().flatten());
+    }
+    // Nothing can start any more: once idle, every record is in the collector's queue.
+    ctx.wait_idle().await;
+    let _ = ctx.tx.send(Msg::End);
+    let (mut accumulator, writer) = collector.await.map_err(|e| LoadError::Runtime(format!("collector: {e}")))?;
+
+    let gate_reason = ctx.gate.lock().expect("gate lock").reason;
+    let stop_reason = ctx.stop.reason().or(schedule_end.flatten()).or(gate_reason).unwrap_or(StopReason::ScheduleEnd);
+    accumulator.set_stop_reason(stop_reason);
+    let records_written = match writer {
+        Some(w) => {
+            let path = w.path().map(PathBuf::from).unwrap_or_default();
+            w.close().map_err(|source| LoadError::Records { path, source })?
+        }
+        None => 0,
+    };
+    Ok(RunOutcome {
+        summary: accumulator.summary(),
+        accumulator,
+        stop_reason,
+        started_at,
+        records_written,
+        sent: ctx.sent.load(Ordering::Relaxed),
+    })
+}
+
+/// The run's zero: the common start if given (even if already past, so that all shards share
+/// one time base), otherwise now.
+fn start_clock(start_at: Option<SystemTime>) -> (Clock, SystemTime) {
+    let (now_sys, now) = (SystemTime::now(), Instant::now());
+    match start_at {
+        Some(t) => {
+            let start = match t.duration_since(now_sys) {
+                Ok(ahead) => now + ahead,
+                Err(behind) => now.checked_sub(behind.duration()).unwrap_or(now),
+            };
+            (Clock { start }, t)
+        }
+        None => (Clock { start: now }, now_sys),
+    }
+}
+
+/// Open `n` connections at once; the ones that fail are simply not there (the requests will
+/// connect, and record the failure if it persists).
+async fn prewarm(addr: std::net::SocketAddr, n: usize, limit: Duration) -> Vec<Conn> {
+    let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(tokio::time::timeout(limit, Conn::connect(addr)))).collect();
+    let mut conns = Vec::with_capacity(n);
+    for t in tasks {
+        if let Ok(Ok(Ok(c))) = t.await {
+            conns.push(c);
+        }
+    }
+    conns
+}
+
+/// The collector: accumulator, error budget, progress, record writer.
+async fn collect(
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    ctx: Arc<Ctx>,
+    mut acc: Accumulator,
+    writer: Option<RecordWriter>,
+    events: Option<mpsc::Sender<Progress>>,
+) -> (Accumulator, Option<RecordWriter>) {
+    let (mut succeeded, mut errors, mut dropped) = (0u64, 0u64, 0u64);
+    let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tick = (Instant::now(), 0u64);
+    let snapshot = |acc: &Accumulator, succeeded, errors, dropped, rate, done| {
+        let elapsed_us = ctx.clock.now_us();
+        Progress {
+            elapsed: Duration::from_micros(elapsed_us),
+            phase: ctx.gate.lock().expect("gate lock").phase_at(elapsed_us),
+            sent: ctx.sent.load(Ordering::Relaxed),
+            succeeded,
+            errors,
+            dropped,
+            in_flight: ctx.in_flight.load(Ordering::Relaxed),
+            rate_rps: rate,
+            ttft_p99_ms: acc.ttft_quantile_ms(0.99),
+            e2e_p99_ms: acc.e2e_quantile_ms(0.99),
+            done,
+        }
+    };
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(Msg::Record(r)) => {
+                    match r.error {
+                        None => succeeded += 1,
+                        Some(ErrorClass::Dropped) => dropped += 1,
+                        Some(ErrorClass::Cancelled) => {}
+                        Some(_) => errors += 1,
+                    }
+                    acc.add(&r);
+                    if let Some(w) = &writer {
+                        w.write(*r);
+                    }
+                }
+                Some(Msg::End) | None => break,
+            },
+            _ = tick.tick(), if events.is_some() => {
+                let now = Instant::now();
+                let dt = now.duration_since(last_tick.0).as_secs_f64();
+                let rate = if dt > 0.0 { (succeeded - last_tick.1) as f64 / dt } else { 0.0 };
+                last_tick = (now, succeeded);
+                if let Some(ev) = &events {
+                    let _ = ev.try_send(snapshot(&acc, succeeded, errors, dropped, rate, false));
+                }
+            }
+        }
+    }
+    if let Some(ev) = &events {
+        let elapsed = ctx.clock.now_us() as f64 / 1e6;
+        let rate = if elapsed > 0.0 { succeeded as f64 / elapsed } else { 0.0 };
+        let _ = ev.try_send(snapshot(&acc, succeeded, errors, dropped, rate, true));
+    }
+    (acc, writer)
+}
+
+/// One closed-loop user.
+struct User {
+    ctx: Arc<Ctx>,
+    index: u64,
+    users: u64,
+    start_us: u64,
+    think: ThinkTime,
+    backoff: Duration,
+    seed: u64,
+    conn: Option<Conn>,
+}
+
+impl User {
+    async fn run(mut self) {
+        let ctx = Arc::clone(&self.ctx);
+        let mut rng = SmallRng::seed_from_u64(self.seed ^ self.index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        if self.start_us > 0 && !self.pause_until(self.start_us).await {
+            return;
+        }
+        let mut failures_in_a_row = 0u32;
+        for j in 0u64.. {
+            if ctx.stop.is_set() {
+                return;
+            }
+            let now_us = ctx.clock.now_us();
+            let Some(phase) = ctx.gate.lock().expect("gate lock").admit(now_us) else { return };
+            let id = j * self.users + self.index;
+            let mut rec = ctx.new_record(id, phase, now_us);
+            rec.worker = Some(self.index as u32);
+            ctx.begin();
+            execute(&mut self.conn, &ctx.exchange(id), &mut rec).await;
+            let failed = rec.error.is_some();
+            ctx.finish(rec);
+
+            let wait = if failed && !self.backoff.is_zero() {
+                failures_in_a_row += 1;
+                self.backoff * (1u32 << (failures_in_a_row - 1).min(3))
+            } else {
+                failures_in_a_row = 0;
+                sample_think(&self.think, &mut rng)
+            };
+            if !wait.is_zero() && !self.pause_until(ctx.clock.now_us() + micros(wait)).await {
+                return;
+            }
+        }
+    }
+
+    /// Sleep until `t_us`; false if the run stops first or nothing would be admitted then.
+    async fn pause_until(&self, t_us: u64) -> bool {
+        if self.ctx.gate.lock().expect("gate lock").over_by(t_us) {
+            return false;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(self.ctx.clock.instant(t_us).into()) => true,
+            () = self.ctx.stop.notify.cancelled() => false,
+        }
+    }
+}
+
+fn sample_think(think: &ThinkTime, rng: &mut SmallRng) -> Duration {
+    match *think {
+        ThinkTime::None => Duration::ZERO,
+        ThinkTime::Fixed(d) => d,
+        ThinkTime::Exponential { mean } => {
+            if mean.is_zero() {
+                Duration::ZERO
+            } else {
+                Duration::from_secs_f64(Exp::new(1.0).expect("rate 1").sample(rng) * mean.as_secs_f64())
+            }
+        }
+        ThinkTime::Uniform { min, max } => {
+            Duration::from_secs_f64(rng.random_range(min.as_secs_f64()..=max.as_secs_f64()))
+        }
+    }
+}
+
+/// The open-loop scheduler, on its own thread.
+struct OpenLoop {
+    ctx: Arc<Ctx>,
+    arrival: Arrival,
+    cap: Option<Arc<Semaphore>>,
+    on_cap: CapPolicy,
+    seed: u64,
+    shard: Shard,
+    spin: Duration,
+    handle: tokio::runtime::Handle,
+}
+
+enum Slot {
+    Free,
+    Held(OwnedSemaphorePermit),
+    Queued(Arc<Semaphore>),
+}
+
+impl OpenLoop {
+    /// Returns why scheduling ended (None when the gate ended it).
+    fn run(self) -> Option<StopReason> {
+        let ctx = &self.ctx;
+        for (k, offset) in Schedule::new(&self.arrival, self.seed).enumerate() {
+            let id = k as u64;
+            let t_us = micros(offset);
+            let phase = ctx.gate.lock().expect("gate lock").admit(t_us)?;
+            if !self.shard.owns(id) {
+                continue;
+            }
+            if pacing::sleep_until(ctx.clock.instant(t_us), self.spin, &ctx.stop.flag) {
+                return None;
+            }
+            let slot = match &self.cap {
+                None => Slot::Free,
+                Some(sem) => match Arc::clone(sem).try_acquire_owned() {
+                    Ok(p) => Slot::Held(p),
+                    Err(_) if self.on_cap == CapPolicy::Late => Slot::Queued(Arc::clone(sem)),
+                    Err(_) => {
+                        let mut rec = ctx.new_record(id, phase, t_us);
+                        rec.error = Some(ErrorClass::Dropped);
+                        rec.error_message = Some("in-flight cap reached at the intended send time".into());
+                        ctx.begin();
+                        ctx.finish(rec);
+                        continue;
+                    }
+                },
+            };
+            ctx.begin();
+            self.handle.spawn(open_request(Arc::clone(ctx), id, phase, t_us, slot));
+        }
+        Some(StopReason::ScheduleEnd)
+    }
+}
+
+async fn open_request(ctx: Arc<Ctx>, id: u64, phase: Phase, intended_us: u64, slot: Slot) {
+    let mut rec = ctx.new_record(id, phase, intended_us);
+    let _permit = match slot {
+        Slot::Free => None,
+        Slot::Held(p) => Some(p),
+        Slot::Queued(sem) => {
+            tokio::select! {
+                p = sem.acquire_owned() => p.ok(),
+                () = ctx.stop.notify.cancelled() => {
+                    rec.error = Some(ErrorClass::Cancelled);
+                    rec.error_message = Some("run stopped while waiting for an in-flight slot".into());
+                    ctx.finish(rec);
+                    return;
+                }
+            }
+        }
+    };
+    let mut conn = ctx.pool.lock().expect("pool lock").pop();
+    execute(&mut conn, &ctx.exchange(id), &mut rec).await;
+    if let Some(c) = conn {
+        ctx.pool.lock().expect("pool lock").push(c);
+    }
+    ctx.finish(rec);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(duration: Option<u64>, requests: Option<u64>, warmup: u64, cooldown: u64) -> LoadSpec {
+        LoadSpec {
+            warmup: Duration::from_secs(warmup),
+            cooldown: Duration::from_secs(cooldown),
+            stop: Stop { duration: duration.map(Duration::from_secs), requests, ..Stop::default() },
+            ..LoadSpec::default()
+        }
+    }
+
+    #[test]
+    fn gate_phases_by_time() {
+        let mut g = Gate::new(&spec(Some(10), None, 2, 3), None);
+        assert_eq!(g.admit(0), Some(Phase::Warmup));
+        assert_eq!(g.admit(2_000_000), Some(Phase::Measure));
+        assert_eq!(g.admit(11_999_999), Some(Phase::Measure));
+        assert_eq!(g.admit(12_000_000), Some(Phase::Cooldown));
+        assert_eq!(g.admit(15_000_000), None);
+        assert_eq!(g.reason, Some(StopReason::Duration));
+    }
+
+    #[test]
+    fn gate_counts_measured_requests() {
+        let mut g = Gate::new(&spec(None, Some(3), 1, 1), Some(3));
+        assert_eq!(g.admit(500_000), Some(Phase::Warmup));
+        for t in [1_000_000, 1_100_000, 1_200_000] {
+            assert_eq!(g.admit(t), Some(Phase::Measure));
+        }
+        assert_eq!(g.admit(1_300_000), Some(Phase::Cooldown));
+        assert_eq!(g.admit(2_200_001), None);
+        assert_eq!(g.reason, Some(StopReason::Requests));
+    }
+}

@@ -1,0 +1,30 @@
+//! The aibench load engine: arrival process -> scheduler -> protocol driver -> recorder.
+//!
+//! - [`LoadSpec`]: the load (closed loop of users, or open loop with an [`Arrival`] process),
+//!   warm-up, cool-down, stop conditions. Plain Rust types: durations and requests per second.
+//! - [`Target`] and [`Protocol`]: where the load goes and how to talk to it (OpenAI completions
+//!   and chat over SSE, Ollama generate and chat over NDJSON, any HTTP endpoint).
+//! - [`Dataset`]: the prompts (synthetic or from a JSONL, ShareGPT or HellaSwag file).
+//! - [`run`]: runs it and returns the [`aibench_results::Accumulator`] with its summary; every
+//!   request can be written to `requests.jsonl`.
+//!
+//! Nothing here prints: progress goes out as [`Progress`] events on a channel.
+
+mod arrival;
+mod cancel;
+mod client;
+mod dataset;
+mod engine;
+mod error;
+pub mod pacing;
+pub mod protocol;
+mod spec;
+
+pub use arrival::Schedule;
+pub use cancel::Cancel;
+pub use client::discover_model;
+pub use dataset::{Dataset, DatasetError, DatasetFormat, LengthDist, Prompt};
+pub use engine::{run, Progress, RunOptions, RunOutcome, PROGRESS_INTERVAL};
+pub use error::LoadError;
+pub use protocol::{prepare, Prepared, Protocol, Target};
+pub use spec::{Arrival, CapPolicy, ErrorRate, LoadSpec, Pattern, Process, Shard, Stop, ThinkTime};

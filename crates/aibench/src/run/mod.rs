@@ -1,0 +1,589 @@
+//! `aibench run`: deploy, health-check, drive, collect, report — on one machine.
+//!
+//! Phases: load recipe -> plan -> deploy -> health -> (warm-up, measure: the load engine) ->
+//! teardown -> collect -> report. Every exit path stops the services: success, failure, Ctrl-C
+//! (the first stops gracefully and keeps every completed request; the second stops at once),
+//! SIGTERM, and a panic (the service set stops them when dropped). Services die with aibench
+//! even when it is killed outright, through the parent-death signal.
+
+pub mod events;
+pub mod report;
+pub mod rundir;
+pub mod workload;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aibench_load::Cancel;
+use aibench_plan::Plan;
+use aibench_platform::{PlatformError, ServiceSet, StartContext};
+use aibench_recipe::Loaded;
+use tokio::sync::mpsc;
+
+use crate::exit;
+use events::{Event, Events, Mode, ProgressEvent, WorkloadResult};
+use report::Row;
+use rundir::{Host, RunDir, RunInfo, TrialInfo};
+
+const AFTER_HELP: &str = "\
+The run directory (default `results/<recipe name>-<UTC time>/`) receives the recipe as given,
+resolved.yaml, run.json, one folder per trial with requests.jsonl and summary.json, service
+logs and events under logs/, summary.csv and report.md. It is printed at the end.
+
+Ctrl-C once stops gracefully: requests in flight finish, everything is written, the summary
+is marked interrupted. Ctrl-C twice stops at once. Either way no service is left running.
+
+Examples:
+  aibench run examples/quickstart.yaml
+  aibench run examples/sweep-saturation.yaml --out /scratch/results
+  aibench run --resume results/quickstart-20261123-140502     continue an interrupted run
+  aibench watch results/quickstart-20261123-140502             follow it from another terminal";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct RunArgs {
+    /// The recipe to run.
+    #[arg(value_name = "RECIPE", required_unless_present = "resume")]
+    pub recipe: Option<PathBuf>,
+    /// Continue an interrupted run in this run directory, skipping finished trials.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "recipe")]
+    pub resume: Option<PathBuf>,
+    /// The results root (default: the recipe's `output.dir`, `results`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print only problems and the report's path.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print a JSON object describing the finished run on stdout (progress stays on stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Process groups of running services, for the second Ctrl-C which exits at once.
+static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn set_groups(set: Option<&ServiceSet>) {
+    let groups = set.map(|s| s.services.iter().filter_map(|svc| svc.record.pgid).collect()).unwrap_or_default();
+    if let Ok(mut g) = GROUPS.lock() {
+        *g = groups;
+    }
+}
+
+fn kill_groups_now() {
+    if let Ok(g) = GROUPS.lock() {
+        for pgid in g.iter() {
+            aibench_platform::local::signal_group(*pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Ctrl-C and SIGTERM: the first cancels gracefully; a second Ctrl-C kills services and exits.
+fn install_signals(cancel: Cancel, count: Arc<AtomicU32>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        loop {
+            let hard = tokio::select! {
+                _ = int.recv() => true,
+                _ = term.recv() => false,
+            };
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            cancel.cancel();
+            if n == 1 {
+                eprintln!("\nstopping: finishing requests in flight and writing results (Ctrl-C again to stop at once)");
+            } else if hard || n > 2 {
+                kill_groups_now();
+                eprintln!("\nstopped at once; results written so far are kept");
+                std::process::exit(i32::from(exit::INTERRUPTED));
+            }
+        }
+    });
+    Ok(())
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // `block_on` runs on this (the main) thread, so services started by the top-level future
+    // get the main thread as the parent whose death kills them.
+    rt.block_on(run_async(args))
+}
+
+struct Failure {
+    status: &'static str,
+    reason: String,
+}
+
+async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Load the recipe: from the file, or from the run directory being resumed.
+    let (recipe_path, resume_dir) = match (&args.recipe, &args.resume) {
+        (_, Some(dir)) => (dir.join("recipe.yaml"), Some(dir.clone())),
+        (Some(p), None) => (p.clone(), None),
+        (None, None) => anyhow::bail!("give a recipe, or --resume RUN_DIR"),
+    };
+    let Ok(loaded) = crate::cmd::load_recipe(&recipe_path) else {
+        return Ok(exit::INVALID_INPUT.into());
+    };
+    if loaded.recipe.platform.kind == aibench_recipe::PlatformKind::Slurm {
+        eprintln!("error: `platform.kind: slurm` cannot run yet; run the recipe with `platform.kind: local`, or see `aibench plan` for what would be submitted");
+        return Ok(exit::INTERNAL.into());
+    }
+    let plan = aibench_plan::plan(&loaded);
+    let base_dir = recipe_path.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let mut events = Events::new(Mode::pick(args.quiet));
+    let started_at = rundir::now_epoch();
+    let (dir, mut info) = match &resume_dir {
+        Some(d) => {
+            let rd = RunDir { root: d.clone() };
+            let info = rd.read_info().ok_or_else(|| anyhow::anyhow!("{} has no readable run.json; is it a run directory?", d.display()))?;
+            (rd, info)
+        }
+        None => {
+            let root = args.out.clone().unwrap_or_else(|| PathBuf::from(&loaded.recipe.output.dir));
+            let run_id = rundir::run_id(&loaded.recipe.name, started_at);
+            let mut path = root.join(&run_id);
+            let mut n = 2;
+            while path.exists() {
+                path = root.join(format!("{run_id}-{n}"));
+                n += 1;
+            }
+            std::fs::create_dir_all(&path).map_err(|e| anyhow::anyhow!("cannot create the run directory {}: {e}", path.display()))?;
+            let rd = RunDir { root: path };
+            std::fs::write(rd.root.join("recipe.yaml"), &loaded.source.text)?;
+            let info = new_info(&loaded, &plan, &recipe_path, rd.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(run_id), started_at);
+            (rd, info)
+        }
+    };
+    // resolved.yaml: defaults filled, values expanded, secrets still references. JSON is YAML.
+    let mut resolved = String::from("# The recipe with defaults filled in and ${VAR}s expanded; secrets stay references.\n");
+    resolved.push_str(&serde_json::to_string_pretty(&serde_json::to_value(&loaded.recipe)?)?);
+    resolved.push('\n');
+    std::fs::write(dir.root.join("resolved.yaml"), resolved)?;
+    info.status = "running".into();
+    dir.write_json("run.json", &info)?;
+    events.open_log(&dir.root.join("logs/events.jsonl"))?;
+    events.emit(Event::RunStarted {
+        run_id: info.run_id.clone(),
+        recipe: loaded.recipe.name.clone(),
+        run_dir: dir.root.display().to_string(),
+        trials: plan.trials.len(),
+    });
+
+    let cancel = Cancel::new();
+    let signals = Arc::new(AtomicU32::new(0));
+    install_signals(cancel.clone(), signals.clone())?;
+
+    let ctx = StartContext {
+        run_dir: dir.root.clone(),
+        host: "127.0.0.1".into(),
+        exe: std::env::current_exe()?,
+        detach: false,
+        recipe_name: loaded.recipe.name.clone(),
+        user_registry: Some(aibench_platform::Registry::user()),
+    };
+    let single = loaded.recipe.workloads.len() == 1;
+    let mut rows: Vec<Row> = Vec::new();
+    let mut services: Option<ServiceSet> = None;
+    let mut failure: Option<Failure> = None;
+
+    for (i, trial) in plan.trials.iter().enumerate() {
+        let recipe = &loaded.trials[i].recipe;
+        if info.trials.get(i).is_some_and(|t| t.status == "complete") {
+            events.emit(Event::TrialSkipped { trial: trial.id.clone(), reason: "finished before".into() });
+            rows.extend(read_rows(&dir, &trial.id, recipe, single, &trial.params));
+            continue;
+        }
+        if cancel.is_cancelled() {
+            break;
+        }
+        events.emit(Event::TrialStarted {
+            trial: trial.id.clone(),
+            index: i,
+            total: plan.trials.len(),
+            params: serde_json::to_value(&trial.params)?,
+        });
+        set_trial_status(&mut info, i, "running");
+        dir.write_json("run.json", &info)?;
+        dir.write_json(&format!("trials/{}/params.json", trial.id), &trial.params)?;
+
+        // Deploy (or keep) the services.
+        if trial.restart_services || services.is_none() {
+            if let Some(mut old) = services.take() {
+                let n = old.services.len();
+                old.stop(Duration::from_secs(10));
+                events.emit(Event::ServicesStopped { count: n });
+            }
+            match deploy(&ctx, trial, &mut events, &cancel).await {
+                Ok(set) => {
+                    set_groups(Some(&set));
+                    services = Some(set);
+                }
+                Err(e) => {
+                    let interrupted = matches!(e, PlatformError::Interrupted { .. });
+                    if !interrupted {
+                        if let PlatformError::Crashed { name, .. } | PlatformError::Unhealthy { name, .. } | PlatformError::Start { name, .. } = &e {
+                            events.emit(Event::ServiceCrashed { name: name.clone(), message: e.to_string() });
+                        }
+                    }
+                    set_trial_status(&mut info, i, if interrupted { "interrupted" } else { "failed" });
+                    failure = Some(Failure { status: if interrupted { "interrupted" } else { "failed" }, reason: e.to_string() });
+                    break;
+                }
+            }
+        }
+        let set = services.as_mut().expect("services deployed above");
+
+        // Drive every workload of the trial at once, watching the services as they run.
+        events.emit(Event::Phase { phase: "measure".into(), trial: Some(trial.id.clone()) });
+        let outcome = measure(recipe, trial, &dir, single, &base_dir, set, &cancel, &mut events).await;
+        match outcome {
+            Ok((trial_rows, crash)) => {
+                let status = if crash.is_some() {
+                    "failed"
+                } else if trial_rows.iter().any(|r| r.status == "interrupted") || cancel.is_cancelled() {
+                    "interrupted"
+                } else {
+                    "complete"
+                };
+                rows.extend(trial_rows);
+                set_trial_status(&mut info, i, status);
+                if let Some(msg) = crash {
+                    failure = Some(Failure { status: "failed", reason: msg });
+                }
+            }
+            Err(e) => {
+                set_trial_status(&mut info, i, "failed");
+                failure = Some(Failure { status: "failed", reason: format!("{e:#}") });
+            }
+        }
+        report::write_csv(&dir.root.join("summary.csv"), &rows)?;
+        dir.write_json("run.json", &info)?;
+        if failure.is_some() || cancel.is_cancelled() {
+            break;
+        }
+    }
+
+    // Teardown.
+    if let Some(mut set) = services.take() {
+        events.emit(Event::Phase { phase: "teardown".into(), trial: None });
+        let n = set.services.len();
+        set.stop(Duration::from_secs(10));
+        set_groups(None);
+        events.emit(Event::ServicesStopped { count: n });
+    }
+
+    // Collect and report.
+    let slo_failed = rows.iter().any(|r| !r.slo_failures.is_empty());
+    let (status, reason) = match (&failure, cancel.is_cancelled()) {
+        (Some(f), _) => (f.status.to_string(), Some(f.reason.clone())),
+        (None, true) => ("interrupted".to_string(), Some("stopped by a signal".to_string())),
+        (None, false) => ("completed".to_string(), None),
+    };
+    info.status = status.clone();
+    info.reason = reason.clone();
+    info.finished_at = Some(rundir::now_epoch());
+    dir.write_json("run.json", &info)?;
+    report::write_csv(&dir.root.join("summary.csv"), &rows)?;
+    let report_path = dir.root.join("report.md");
+    report::write_markdown(&report_path, &info, &rows, loaded.recipe.slo.is_some())?;
+    let code = match status.as_str() {
+        "completed" if slo_failed => exit::FAILED,
+        "completed" => exit::SUCCESS,
+        "interrupted" => exit::INTERRUPTED,
+        _ => exit::FAILED,
+    };
+    events.emit(Event::RunFinished { status: status.clone(), report: Some(report_path.display().to_string()), exit_code: code });
+    events.finish();
+    if let Some(r) = &reason {
+        if status != "completed" {
+            eprintln!("run {status}: {r}");
+        }
+    }
+    if slo_failed && status == "completed" {
+        eprintln!("SLO missed in {} trial(s); see the report", rows.iter().filter(|r| !r.slo_failures.is_empty()).count());
+    }
+    if args.json {
+        let out = serde_json::json!({
+            "run_id": info.run_id,
+            "status": status,
+            "reason": reason,
+            "run_dir": dir.root,
+            "report": report_path,
+            "exit_code": code,
+            "trials": rows.iter().map(|r| serde_json::json!({
+                "trial": r.trial, "workload": r.workload, "status": r.status,
+                "slo_failures": r.slo_failures, "summary": r.summary,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("report: {}", report_path.display());
+    }
+    Ok(code.into())
+}
+
+fn new_info(loaded: &Loaded, plan: &Plan, recipe_path: &Path, run_id: String, started_at: f64) -> RunInfo {
+    RunInfo {
+        schema_version: 1,
+        run_id,
+        name: loaded.recipe.name.clone(),
+        status: "running".into(),
+        reason: None,
+        recipe_path: recipe_path.display().to_string(),
+        platform: plan.platform.clone(),
+        seed: loaded.recipe.seed,
+        started_at,
+        started_at_utc: rundir::utc(started_at),
+        finished_at: None,
+        aibench_version: env!("CARGO_PKG_VERSION").into(),
+        aibench_git: env!("AIBENCH_GIT_HASH").into(),
+        recipe_git: recipe_path.parent().and_then(|p| rundir::git_head(if p.as_os_str().is_empty() { Path::new(".") } else { p })),
+        host: Host::here(),
+        trials: plan
+            .trials
+            .iter()
+            .map(|t| TrialInfo { id: t.id.clone(), params: serde_json::to_value(&t.params).unwrap_or_default(), status: "pending".into() })
+            .collect(),
+        job_ids: Vec::new(),
+    }
+}
+
+fn set_trial_status(info: &mut RunInfo, i: usize, status: &str) {
+    if let Some(t) = info.trials.get_mut(i) {
+        t.status = status.into();
+    }
+}
+
+async fn deploy(ctx: &StartContext, trial: &aibench_plan::TrialPlan, events: &mut Events, cancel: &Cancel) -> Result<ServiceSet, PlatformError> {
+    let mut set = ServiceSet::new(ctx.clone());
+    if trial.services.is_empty() {
+        return Ok(set);
+    }
+    events.emit(Event::Phase { phase: "deploy".into(), trial: Some(trial.id.clone()) });
+    for sp in &trial.services {
+        let before = set.services.len();
+        set.start(sp)?;
+        for svc in &set.services[before..] {
+            events.emit(Event::ServiceStarted {
+                name: svc.record.name.clone(),
+                pid: svc.record.pid,
+                address: format!("{}:{}", svc.record.host, svc.record.port),
+                log: svc.record.log.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            });
+        }
+    }
+    set_groups(Some(&set));
+    events.emit(Event::Phase { phase: "health".into(), trial: Some(trial.id.clone()) });
+    let t0 = std::time::Instant::now();
+    let c = cancel.clone();
+    set.wait_healthy(move || c.is_cancelled()).await?;
+    for svc in &set.services {
+        events.emit(Event::ServiceHealthy { name: svc.record.name.clone(), after_s: t0.elapsed().as_secs_f64() });
+    }
+    // Model preparation: Ollama pulls its model before the clock starts.
+    for svc in &set.services {
+        if svc.record.kind == "ollama" {
+            if let (Some(model), Some(url)) = (&svc.record.model, &svc.record.url) {
+                events.emit(Event::Phase { phase: format!("pulling {model} into {}", svc.record.name), trial: None });
+                if let Err(e) = ollama_pull(url, model).await {
+                    return Err(PlatformError::Start { name: svc.record.name.clone(), reason: format!("pulling `{model}` failed: {e}") });
+                }
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// POST /api/pull and read the NDJSON status stream to its end.
+async fn ollama_pull(url: &str, model: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let body = serde_json::json!({ "model": model, "name": model }).to_string();
+    let req = format!("POST /api/pull HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3600), s.read_to_end(&mut out)).await??;
+    let text = String::from_utf8_lossy(&out);
+    let status: u16 = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    if !(200..300).contains(&status) {
+        anyhow::bail!("HTTP {status}");
+    }
+    if text.contains("\"error\"") {
+        let line = text.lines().find(|l| l.contains("\"error\"")).unwrap_or("");
+        anyhow::bail!("{line}");
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    recipe: &aibench_recipe::Recipe,
+    trial: &aibench_plan::TrialPlan,
+    dir: &RunDir,
+    single: bool,
+    base_dir: &Path,
+    set: &mut ServiceSet,
+    cancel: &Cancel,
+    events: &mut Events,
+) -> anyhow::Result<(Vec<Row>, Option<String>)> {
+    let (ptx, mut prx) = mpsc::channel::<(String, aibench_load::Progress)>(256);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut planned: std::collections::HashMap<String, f64> = Default::default();
+    for w in &recipe.workloads {
+        let url = match recipe.services.iter().find(|s| s.name == w.target) {
+            Some(_) => {
+                let rec = set
+                    .services
+                    .iter()
+                    .find(|s| s.record.service == w.target)
+                    .ok_or_else(|| anyhow::anyhow!("service `{}` is not running", w.target))?;
+                format!("http://{}:{}", rec.record.host, rec.record.port)
+            }
+            None => w.target.clone(),
+        };
+        let service_model = recipe.services.iter().find(|s| s.name == w.target).and_then(|s| s.model.clone()).or_else(|| {
+            recipe.services.iter().find(|s| s.name == w.target && s.kind == aibench_recipe::ServiceKind::Sim).map(|_| "sim".to_string())
+        });
+        let spec = workload::load_spec(w, recipe.seed, base_dir)?;
+        let target = workload::target(w, &url, service_model.as_deref())?;
+        let dataset = workload::dataset(w, recipe.seed, base_dir)?;
+        let wdir = dir.workload_dir(&trial.id, &w.name, single);
+        std::fs::create_dir_all(&wdir)?;
+        planned.insert(w.name.clone(), spec.warmup.as_secs_f64() + spec.stop.duration.map(|d| d.as_secs_f64()).unwrap_or(0.0) + spec.cooldown.as_secs_f64());
+        let (tx, mut rx) = mpsc::channel(64);
+        let fwd = ptx.clone();
+        let name = w.name.clone();
+        tokio::spawn(async move {
+            while let Some(p) = rx.recv().await {
+                if fwd.send((name.clone(), p)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let options = aibench_load::RunOptions {
+            records: recipe.output.requests.then(|| wdir.join("requests.jsonl")),
+            events: Some(tx),
+            cancel: Some(cancel.clone()),
+            accumulator: workload::accumulator_config(recipe.slo.as_ref()),
+            ..Default::default()
+        };
+        let name = w.name.clone();
+        tasks.spawn(async move {
+            let out = aibench_load::run(&spec, &target, &dataset, options).await;
+            (name, wdir, out)
+        });
+    }
+    drop(ptx);
+
+    let mut crash: Option<String> = None;
+    let mut results = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            Some((name, p)) = prx.recv() => {
+                events.emit(Event::Progress(ProgressEvent {
+                    trial: trial.id.clone(),
+                    workload: name.clone(),
+                    phase: format!("{:?}", p.phase).to_lowercase(),
+                    elapsed_s: p.elapsed.as_secs_f64(),
+                    planned_s: planned.get(&name).copied(),
+                    sent: p.sent,
+                    succeeded: p.succeeded,
+                    errors: p.errors,
+                    dropped: p.dropped,
+                    in_flight: p.in_flight,
+                    rate_rps: p.rate_rps,
+                    ttft_p99_ms: p.ttft_p99_ms,
+                    e2e_p99_ms: p.e2e_p99_ms,
+                }));
+            }
+            joined = tasks.join_next() => {
+                match joined {
+                    Some(Ok(r)) => results.push(r),
+                    Some(Err(e)) => anyhow::bail!("a load task failed: {e}"),
+                    None => break,
+                }
+            }
+            _ = tick.tick() => {
+                if crash.is_none() {
+                    if let Some(e) = set.crashed("the measurement") {
+                        let name = match &e { PlatformError::Crashed { name, .. } => name.clone(), _ => String::new() };
+                        events.emit(Event::ServiceCrashed { name, message: e.to_string() });
+                        crash = Some(e.to_string());
+                        // Stop the load: requests already answered are kept.
+                        cancel.cancel();
+                    }
+                }
+            }
+        }
+    }
+
+    let mut rows = Vec::new();
+    for (name, wdir, out) in results {
+        let outcome = out.map_err(|e| anyhow::anyhow!("workload `{name}`: {e}"))?;
+        let mut summary = outcome.summary;
+        if crash.is_some() || cancel.is_cancelled() {
+            summary.interrupted = true;
+        }
+        let status = if crash.is_some() {
+            "failed"
+        } else if summary.interrupted {
+            "interrupted"
+        } else {
+            "complete"
+        };
+        let rel = wdir.strip_prefix(&dir.root).unwrap_or(&wdir).join("summary.json");
+        dir.write_json(&rel.to_string_lossy(), &summary)?;
+        let slo_failures = report::slo_failures(recipe.slo.as_ref(), &summary);
+        let l = &summary.latency;
+        events.emit(Event::WorkloadFinished(WorkloadResult {
+            trial: trial.id.clone(),
+            workload: name.clone(),
+            status: status.into(),
+            requests: summary.counts.total,
+            successes: summary.counts.successes,
+            errors: summary.counts.errors + summary.counts.dropped,
+            requests_per_s: summary.throughput.requests_per_s,
+            output_tokens_per_s: summary.throughput.output_tokens_per_s,
+            ttft_p50_ms: l.ttft.as_ref().map(|x| x.p50_ms),
+            ttft_p99_ms: l.ttft.as_ref().map(|x| x.p99_ms),
+            tpot_p50_ms: l.tpot.as_ref().map(|x| x.p50_ms),
+            e2e_p99_ms: l.e2e.as_ref().map(|x| x.p99_ms),
+        }));
+        rows.push(Row {
+            trial: trial.id.clone(),
+            params: serde_json::to_value(&trial.params)?,
+            workload: name,
+            status: status.into(),
+            summary,
+            slo_failures,
+        });
+    }
+    rows.sort_by_key(|r| recipe.workloads.iter().position(|w| w.name == r.workload));
+    Ok((rows, crash))
+}
+
+/// The rows of a trial finished in an earlier attempt (for `--resume`).
+fn read_rows(dir: &RunDir, trial: &str, recipe: &aibench_recipe::Recipe, single: bool, params: &indexmap::IndexMap<String, serde_json::Value>) -> Vec<Row> {
+    recipe
+        .workloads
+        .iter()
+        .filter_map(|w| {
+            let path = dir.workload_dir(trial, &w.name, single).join("summary.json");
+            let summary: aibench_results::Summary = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+            Some(Row {
+                trial: trial.into(),
+                params: serde_json::to_value(params).unwrap_or_default(),
+                workload: w.name.clone(),
+                status: "complete".into(),
+                slo_failures: report::slo_failures(recipe.slo.as_ref(), &summary),
+                summary,
+            })
+        })
+        .collect()
+}

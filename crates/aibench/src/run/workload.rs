@@ -1,0 +1,187 @@
+//! From a recipe workload to what the load engine runs: the load spec, the target, the dataset.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aibench_load::{Arrival, CapPolicy, Dataset, DatasetFormat, ErrorRate, LengthDist, LoadSpec, Pattern, Process, Stop, Target, ThinkTime};
+use aibench_recipe as r;
+use aibench_results::AccumulatorConfig;
+
+/// How many prompts to prepare before the clock starts: enough for the expected requests, so
+/// that sampling repeats rarely, without preparing millions.
+fn prompt_count(w: &r::Workload) -> usize {
+    let window = w.stop.duration.map(|d| d.as_secs_f64()).unwrap_or(60.0) + w.warmup.map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let expected = match &w.load {
+        r::Load::OpenLoop { rate, .. } => rate.map(|r| r.0 * window).unwrap_or(1000.0),
+        r::Load::ClosedLoop { users, .. } => (*users as f64) * 50.0,
+    };
+    let expected = w.stop.requests.map(|n| n as f64).unwrap_or(expected);
+    (expected.ceil() as usize).clamp(64, 20_000)
+}
+
+fn length(l: &r::Length) -> LengthDist {
+    match l {
+        r::Length::Fixed(n) => LengthDist::Fixed(*n),
+        r::Length::Uniform { min, max } => LengthDist::Uniform { min: *min, max: *max },
+        r::Length::Normal { mean, stddev } => LengthDist::Normal { mean: f64::from(*mean), stddev: f64::from(*stddev) },
+    }
+}
+
+fn std(d: r::Duration) -> Duration {
+    d.std()
+}
+
+/// The engine's load spec for a workload.
+pub fn load_spec(w: &r::Workload, seed: u64, base_dir: &Path) -> anyhow::Result<LoadSpec> {
+    let pattern = match &w.load {
+        r::Load::ClosedLoop { users, think_time, think_time_distribution, ramp_up } => Pattern::ClosedLoop {
+            users: *users as usize,
+            think_time: match (think_time, think_time_distribution) {
+                (None, _) => ThinkTime::None,
+                (Some(t), r::ThinkTime::Fixed) => ThinkTime::Fixed(std(*t)),
+                (Some(t), r::ThinkTime::Exponential) => ThinkTime::Exponential { mean: std(*t) },
+                (Some(t), r::ThinkTime::Uniform) => ThinkTime::Uniform { min: Duration::ZERO, max: std(*t) * 2 },
+            },
+            ramp_up: ramp_up.map(std).unwrap_or_default(),
+        },
+        r::Load::OpenLoop { arrival, rate, burstiness, steps, ramp, bursts, trace, max_in_flight } => {
+            let rate = rate.map(|r| r.0).unwrap_or(1.0);
+            let process = match (arrival, burstiness) {
+                (_, Some(b)) => Process::Gamma { burstiness: *b },
+                (r::Arrival::Constant, None) => Process::Constant,
+                _ => Process::Poisson,
+            };
+            let arrival = match arrival {
+                r::Arrival::Constant => Arrival::Constant { rate },
+                r::Arrival::Poisson => Arrival::Poisson { rate },
+                r::Arrival::Gamma => Arrival::Gamma { rate, burstiness: burstiness.unwrap_or(1.0) },
+                r::Arrival::Step => Arrival::Step { steps: steps.iter().map(|s| (s.rate.0, std(s.duration))).collect(), process },
+                r::Arrival::Ramp => {
+                    let ramp = ramp.as_ref().ok_or_else(|| anyhow::anyhow!("`arrival: ramp` needs `ramp`"))?;
+                    Arrival::Ramp { from: ramp.from.0, to: ramp.to.0, over: std(ramp.over), process }
+                }
+                r::Arrival::Bursts => {
+                    let b = bursts.as_ref().ok_or_else(|| anyhow::anyhow!("`arrival: bursts` needs `bursts`"))?;
+                    Arrival::OnOff { rate, on: std(b.on), off: std(b.off), process }
+                }
+                r::Arrival::Trace => {
+                    let path = trace.as_ref().ok_or_else(|| anyhow::anyhow!("`arrival: trace` needs `trace`"))?;
+                    Arrival::Trace { offsets: read_trace(&base_dir.join(path))? }
+                }
+            };
+            Pattern::OpenLoop { arrival, max_in_flight: max_in_flight.map(|m| m as usize), on_cap: CapPolicy::Drop }
+        }
+    };
+    Ok(LoadSpec {
+        pattern,
+        stop: Stop {
+            duration: w.stop.duration.map(std),
+            requests: w.stop.requests,
+            max_consecutive_errors: w.stop.max_consecutive_errors.map(u64::from),
+            max_error_rate: w.stop.max_error_rate.map(|p| ErrorRate { rate: p.fraction(), min_requests: 100 }),
+            error_backoff: w.stop.error_backoff.map(std).unwrap_or_default(),
+        },
+        warmup: w.warmup.map(std).unwrap_or_default(),
+        cooldown: w.cooldown.map(std).unwrap_or_default(),
+        seed,
+        timeout: std(w.timeout),
+        grace: Duration::from_secs(10),
+    })
+}
+
+fn read_trace(path: &Path) -> anyhow::Result<Vec<Duration>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read the trace {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let first = line.split([',', ' ', '\t']).next().unwrap_or("");
+        let secs: f64 = first.parse().map_err(|_| anyhow::anyhow!("{}:{}: expected seconds from the start, found `{first}`", path.display(), i + 1))?;
+        out.push(Duration::from_secs_f64(secs.max(0.0)));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The engine's target: URL, protocol, model, key and headers (secrets expanded only here).
+pub fn target(w: &r::Workload, url: &str, service_model: Option<&str>) -> anyhow::Result<Target> {
+    let protocol = match w.protocol {
+        r::Protocol::OpenaiCompletions => aibench_load::Protocol::OpenAiCompletions,
+        r::Protocol::OpenaiChat => aibench_load::Protocol::OpenAiChat,
+        r::Protocol::OllamaGenerate => aibench_load::Protocol::OllamaGenerate,
+        r::Protocol::OllamaChat => aibench_load::Protocol::OllamaChat,
+        r::Protocol::Http => {
+            let h = w.http.clone().unwrap_or(r::HttpRequest { method: r::HttpMethod::Get, path: "/".into(), body: None, content_type: None });
+            let method = match h.method {
+                r::HttpMethod::Get => "GET",
+                r::HttpMethod::Post => "POST",
+                r::HttpMethod::Put => "PUT",
+                r::HttpMethod::Delete => "DELETE",
+                r::HttpMethod::Head => "HEAD",
+                r::HttpMethod::Patch => "PATCH",
+            };
+            aibench_load::Protocol::Http { method: method.parse().map_err(|_| anyhow::anyhow!("bad method"))?, body_template: h.body }
+        }
+        other => anyhow::bail!(
+            "the `{}` protocol is not driven yet; LLM (openai-*, ollama-*) and `http` workloads run today",
+            other.name()
+        ),
+    };
+    let mut base = url.trim_end_matches('/').to_string();
+    if let Some(e) = &w.endpoint {
+        base.push_str(e);
+    } else if let (r::Protocol::Http, Some(h)) = (w.protocol, &w.http) {
+        base.push_str(&h.path);
+    }
+    let mut t = Target::new(base, protocol);
+    t.model = w.model.clone().or_else(|| service_model.map(String::from));
+    t.stream = w.stream;
+    let env = aibench_recipe::ProcessEnv;
+    if let Some(k) = &w.api_key {
+        t.api_key = Some(k.expose(&env).map_err(|e| anyhow::anyhow!("workload `{}` api_key: {e}", w.name))?);
+    }
+    for (name, value) in &w.headers {
+        let v = value.expose(&env).map_err(|e| anyhow::anyhow!("workload `{}` header `{name}`: {e}", w.name))?;
+        t.headers.push((name.clone(), v));
+    }
+    if let (r::Protocol::Http, Some(ct)) = (w.protocol, w.http.as_ref().and_then(|h| h.content_type.clone())) {
+        t.headers.push(("content-type".into(), ct));
+    }
+    Ok(t)
+}
+
+/// The prompts, all prepared before the clock starts.
+pub fn dataset(w: &r::Workload, seed: u64, base_dir: &Path) -> anyhow::Result<Dataset> {
+    let count = prompt_count(w);
+    let resolve = |p: &str| {
+        let path = base_dir.join(p);
+        if path.exists() {
+            path
+        } else {
+            Path::new(p).to_path_buf()
+        }
+    };
+    let d = match &w.dataset {
+        r::Dataset::Synthetic { prompt_tokens, output_tokens, .. } => Dataset::synthetic(length(prompt_tokens), length(output_tokens), count, seed)?,
+        r::Dataset::Jsonl { path, output_tokens, .. } => Dataset::load(DatasetFormat::Jsonl, &resolve(path), Some(length(output_tokens)), None, seed)?,
+        r::Dataset::Sharegpt { path, output_tokens } => Dataset::load(DatasetFormat::ShareGpt, &resolve(path), output_tokens.as_ref().map(length), None, seed)?,
+        r::Dataset::Hellaswag { path, output_tokens } => Dataset::load(DatasetFormat::HellaSwag, &resolve(path), Some(length(output_tokens)), None, seed)?,
+        other => anyhow::bail!("the `{}` dataset is not driven yet", serde_json::to_value(other).ok().and_then(|v| v["kind"].as_str().map(String::from)).unwrap_or_default()),
+    };
+    Ok(d)
+}
+
+/// SLO thresholds for goodput.
+pub fn accumulator_config(slo: Option<&r::Slo>) -> AccumulatorConfig {
+    let mut c = AccumulatorConfig::default();
+    if let Some(s) = slo {
+        let us = |d: Option<r::Duration>| d.map(|d| d.std().as_micros() as u64);
+        c.slo.ttft_us = us(s.ttft);
+        c.slo.tpot_us = us(s.tpot);
+        c.slo.itl_us = us(s.itl);
+        c.slo.e2e_us = us(s.e2e);
+    }
+    c
+}
