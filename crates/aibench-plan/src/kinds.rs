@@ -262,7 +262,11 @@ pub fn defaults(s: &Service) -> KindDefaults {
         health_path,
         health_timeout_s: timeout,
         metrics_path: metrics.map(String::from),
-        named_ports: if s.kind == ServiceKind::Minio { vec!["console"] } else { vec![] },
+        named_ports: if s.kind == ServiceKind::Minio {
+            vec!["console"]
+        } else {
+            vec![]
+        },
     }
 }
 

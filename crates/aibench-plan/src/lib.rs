@@ -153,7 +153,8 @@ pub fn plan_service(_recipe: &Recipe, s: &Service) -> ServicePlan {
         env,
         port: s.port,
         named_ports: {
-            let mut ports: Vec<(String, Option<u16>)> = s.ports.iter().map(|(k, v)| (k.clone(), Some(*v))).collect();
+            let mut ports: Vec<(String, Option<u16>)> =
+                s.ports.iter().map(|(k, v)| (k.clone(), Some(*v))).collect();
             for required in &d.named_ports {
                 if !ports.iter().any(|(k, _)| k == required) {
                     ports.push((required.to_string(), None));

@@ -56,23 +56,35 @@ async fn probe_inner(check: &Check, addr: SocketAddr) -> Result<(), String> {
     if *check == Check::None {
         return Ok(());
     }
-    let mut stream = TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {e}"))?;
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
     match check {
         Check::None | Check::Tcp => Ok(()),
         Check::Http { path } => {
             let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: aibench\r\nConnection: close\r\n\r\n");
-            stream.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+            stream
+                .write_all(req.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
             let mut buf = [0u8; 64];
             let mut n = 0;
             while n < 12 {
-                let m = stream.read(&mut buf[n..]).await.map_err(|e| e.to_string())?;
+                let m = stream
+                    .read(&mut buf[n..])
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if m == 0 {
                     break;
                 }
                 n += m;
             }
             let head = String::from_utf8_lossy(&buf[..n]);
-            let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("not an HTTP answer: {head:?}"))?;
+            let status: u16 = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| format!("not an HTTP answer: {head:?}"))?;
             if (200..300).contains(&status) {
                 Ok(())
             } else {
@@ -80,7 +92,10 @@ async fn probe_inner(check: &Check, addr: SocketAddr) -> Result<(), String> {
             }
         }
         Check::RedisPing => {
-            stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.map_err(|e| e.to_string())?;
+            stream
+                .write_all(b"*1\r\n$4\r\nPING\r\n")
+                .await
+                .map_err(|e| e.to_string())?;
             let mut buf = [0u8; 64];
             let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
             let answer = String::from_utf8_lossy(&buf[..n]);
@@ -93,7 +108,10 @@ async fn probe_inner(check: &Check, addr: SocketAddr) -> Result<(), String> {
         }
         Check::PostgresPing => {
             // SSLRequest: length 8, code 80877103. A ready server answers `S` or `N`.
-            stream.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await.map_err(|e| e.to_string())?;
+            stream
+                .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+                .await
+                .map_err(|e| e.to_string())?;
             let mut b = [0u8; 1];
             stream.read_exact(&mut b).await.map_err(|e| e.to_string())?;
             match b[0] {
@@ -126,9 +144,14 @@ mod tests {
     async fn http_status_decides() {
         let ok = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
         let bad = serve_once(b"HTTP/1.1 503 Service Unavailable\r\n\r\n").await;
-        let c = Check::Http { path: "/health".into() };
+        let c = Check::Http {
+            path: "/health".into(),
+        };
         assert!(probe(&c, ok, Duration::from_secs(5)).await.is_ok());
-        assert!(probe(&c, bad, Duration::from_secs(5)).await.unwrap_err().contains("503"));
+        assert!(probe(&c, bad, Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .contains("503"));
     }
 
     #[tokio::test]
@@ -136,14 +159,20 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
-        assert!(probe(&Check::Tcp, addr, Duration::from_secs(5)).await.is_err());
+        assert!(probe(&Check::Tcp, addr, Duration::from_secs(5))
+            .await
+            .is_err());
     }
 
     #[tokio::test]
     async fn redis_and_postgres_pings() {
         let redis = serve_once(b"+PONG\r\n").await;
-        assert!(probe(&Check::RedisPing, redis, Duration::from_secs(5)).await.is_ok());
+        assert!(probe(&Check::RedisPing, redis, Duration::from_secs(5))
+            .await
+            .is_ok());
         let pg = serve_once(b"N").await;
-        assert!(probe(&Check::PostgresPing, pg, Duration::from_secs(5)).await.is_ok());
+        assert!(probe(&Check::PostgresPing, pg, Duration::from_secs(5))
+            .await
+            .is_ok());
     }
 }

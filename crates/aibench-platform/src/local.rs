@@ -58,7 +58,11 @@ pub struct LocalService {
 
 impl LocalService {
     pub fn addr(&self) -> SocketAddr {
-        let ip = self.record.host.parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let ip = self
+            .record
+            .host
+            .parse()
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         SocketAddr::new(ip, self.record.port)
     }
 
@@ -76,7 +80,11 @@ impl LocalService {
 
     /// The last lines the service printed.
     pub fn last_lines(&self, n: usize) -> Vec<String> {
-        self.record.log.as_deref().map(|p| last_lines(p, n)).unwrap_or_default()
+        self.record
+            .log
+            .as_deref()
+            .map(|p| last_lines(p, n))
+            .unwrap_or_default()
     }
 }
 
@@ -119,7 +127,10 @@ pub fn resolve_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
-        let mut versions: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect();
+        let mut versions: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .collect();
         versions.sort();
         dirs.extend(versions.into_iter().rev());
     }
@@ -153,9 +164,20 @@ impl ServiceSet {
         Ok(())
     }
 
-    fn start_replica(&mut self, plan: &ServicePlan, replica: u32) -> Result<LocalService, PlatformError> {
-        let name = if replica == 1 { plan.name.clone() } else { format!("{}-{replica}", plan.name) };
-        let fail = |reason: String| PlatformError::Start { name: name.clone(), reason };
+    fn start_replica(
+        &mut self,
+        plan: &ServicePlan,
+        replica: u32,
+    ) -> Result<LocalService, PlatformError> {
+        let name = if replica == 1 {
+            plan.name.clone()
+        } else {
+            format!("{}-{replica}", plan.name)
+        };
+        let fail = |reason: String| PlatformError::Start {
+            name: name.clone(),
+            reason,
+        };
         let host = self.ctx.host.clone();
         let port = match plan.port {
             Some(p) if replica == 1 && p != 0 => p,
@@ -175,7 +197,10 @@ impl ServiceSet {
         let data_dir = std::env::temp_dir().join(format!(
             "aibench-{}-{}-{name}",
             std::process::id(),
-            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
         ));
         std::fs::create_dir_all(&data_dir)?;
 
@@ -184,21 +209,38 @@ impl ServiceSet {
         vars.insert("PORT".into(), port.to_string());
         vars.insert("HOST".into(), host.clone());
         vars.insert("AIBENCH_SERVICE".into(), name.clone());
-        vars.insert("AIBENCH_RUN_DIR".into(), self.ctx.run_dir.display().to_string());
+        vars.insert(
+            "AIBENCH_RUN_DIR".into(),
+            self.ctx.run_dir.display().to_string(),
+        );
         vars.insert("AIBENCH_DATA_DIR".into(), data_dir.display().to_string());
         vars.insert("AIBENCH_EXE".into(), self.ctx.exe.display().to_string());
         vars.insert("AIBENCH_NODE_RANK".into(), "0".into());
         vars.insert("AIBENCH_HEAD_ADDRESS".into(), host.clone());
         for (pname, p) in &named {
-            vars.insert(format!("AIBENCH_PORT_{}", pname.to_ascii_uppercase()), p.to_string());
+            vars.insert(
+                format!("AIBENCH_PORT_{}", pname.to_ascii_uppercase()),
+                p.to_string(),
+            );
         }
         let lookup = |v: &str| vars.get(v).cloned().or_else(|| std::env::var(v).ok());
         let expand_all = |items: &[String]| -> Result<Vec<String>, String> {
-            items.iter().map(|s| expand(s, &lookup).map_err(|e| e.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))).collect()
+            items
+                .iter()
+                .map(|s| {
+                    expand(s, &lookup).map_err(|e| {
+                        e.into_iter()
+                            .map(|e| e.message)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                })
+                .collect()
         };
         let mut env: Vec<(String, String)> = Vec::new();
         for (k, v) in &plan.env {
-            let value = expand(v, &lookup).map_err(|e| fail(format!("environment `{k}`: {}", e[0].message)))?;
+            let value = expand(v, &lookup)
+                .map_err(|e| fail(format!("environment `{k}`: {}", e[0].message)))?;
             env.push((k.clone(), value));
         }
         env.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -206,7 +248,8 @@ impl ServiceSet {
         let mut log = File::create(&log_path)?;
         for step in &plan.setup {
             let argv = expand_all(step).map_err(fail)?;
-            let program = resolve_program(&argv[0]).ok_or_else(|| fail(format!("`{}` not found on PATH", argv[0])))?;
+            let program = resolve_program(&argv[0])
+                .ok_or_else(|| fail(format!("`{}` not found on PATH", argv[0])))?;
             writeln!(log, "$ {}", argv.join(" "))?;
             let out = Command::new(&program)
                 .args(&argv[1..])
@@ -230,9 +273,16 @@ impl ServiceSet {
             return Err(fail("no command to run".into()));
         }
         let mut cmd = if plan.shell {
-            // `exec` lets a simple command replace the shell, so signals reach it directly.
+            // `exec` lets a simple command replace the shell, so signals and the parent-death
+            // signal reach the server itself; compound commands keep their shell.
+            let script = argv.join(" ");
+            let compound = script.contains([';', '&', '|', '\n', '`', '(']);
             let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(format!("exec {}", argv.join(" ")));
+            c.arg("-c").arg(if compound {
+                script
+            } else {
+                format!("exec {script}")
+            });
             c
         } else {
             let program = resolve_program(&argv[0]).ok_or_else(|| {
@@ -273,10 +323,13 @@ impl ServiceSet {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| fail(format!("cannot start `{}`: {e}", argv[0])))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| fail(format!("cannot start `{}`: {e}", argv[0])))?;
         let pid = child.id();
-        let url = (plan.health.check == "http" || plan.metrics_path.is_some() || plan.kind == "sim")
-            .then(|| format!("http://{host}:{port}"));
+        let url =
+            (plan.health.check == "http" || plan.metrics_path.is_some() || plan.kind == "sim")
+                .then(|| format!("http://{host}:{port}"));
         let record = ServiceRecord {
             name: name.clone(),
             service: plan.name.clone(),
@@ -297,7 +350,10 @@ impl ServiceSet {
             run_dir: Some(self.ctx.run_dir.clone()),
             recipe: Some(self.ctx.recipe_name.clone()),
             log: Some(log_path),
-            started_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+            started_at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
         };
         self.run_registry.put(&record)?;
         if let Some(user) = &self.ctx.user_registry {
@@ -316,7 +372,10 @@ impl ServiceSet {
 
     /// Wait until every service passes its check. Fails fast when a service exits, and gives
     /// up at a service's timeout; `cancelled` is polled so Ctrl-C is honoured while waiting.
-    pub async fn wait_healthy(&mut self, cancelled: impl Fn() -> bool) -> Result<(), PlatformError> {
+    pub async fn wait_healthy(
+        &mut self,
+        cancelled: impl Fn() -> bool,
+    ) -> Result<(), PlatformError> {
         for i in 0..self.services.len() {
             let started = Instant::now();
             // Poll quickly at first (most services are up in well under a second), then at
@@ -333,9 +392,14 @@ impl ServiceSet {
                     });
                 }
                 if cancelled() {
-                    return Err(PlatformError::Interrupted { name: svc.record.name.clone() });
+                    return Err(PlatformError::Interrupted {
+                        name: svc.record.name.clone(),
+                    });
                 }
-                let attempt = svc.health_interval.max(Duration::from_millis(200)).min(Duration::from_secs(5));
+                let attempt = svc
+                    .health_interval
+                    .max(Duration::from_millis(200))
+                    .min(Duration::from_secs(5));
                 match probe(&svc.check, svc.addr(), attempt).await {
                     Ok(()) => break,
                     Err(_) if started.elapsed() < svc.health_timeout => {
@@ -398,7 +462,10 @@ impl ServiceSet {
             }
             let _ = self.run_registry.remove(&svc.record.name);
             if let Some(user) = &self.ctx.user_registry {
-                if user.get(&svc.record.name).is_some_and(|r| r.pid == svc.record.pid) {
+                if user
+                    .get(&svc.record.name)
+                    .is_some_and(|r| r.pid == svc.record.pid)
+                {
                     let _ = user.remove(&svc.record.name);
                 }
             }

@@ -77,7 +77,10 @@ impl Registry {
 
     pub fn put(&self, record: &ServiceRecord) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        write_atomic(&self.path(&record.name), &serde_json::to_vec_pretty(record)?)
+        write_atomic(
+            &self.path(&record.name),
+            &serde_json::to_vec_pretty(record)?,
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<ServiceRecord> {
@@ -109,7 +112,10 @@ impl Registry {
 
     /// Records of the service `service` (all its replicas).
     pub fn find_service(&self, service: &str) -> Vec<ServiceRecord> {
-        self.list().into_iter().filter(|r| r.service == service).collect()
+        self.list()
+            .into_iter()
+            .filter(|r| r.service == service)
+            .collect()
     }
 }
 
@@ -121,7 +127,9 @@ pub fn user_home() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME") {
         return PathBuf::from(x).join("aibench");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     home.join(".local/state/aibench")
 }
 

@@ -101,7 +101,8 @@ pub fn expand(text: &str, env: &dyn Env) -> Result<String, Vec<InterpolationErro
 
 /// Variables that aibench sets for a service when it starts; templates may use them although the
 /// environment of `aibench validate` does not have them.
-pub const RUNTIME_VARS: [&str; 7] = [
+pub const RUNTIME_VARS: [&str; 8] = [
+    "AIBENCH_EXE",
     "PORT",
     "HOST",
     "AIBENCH_SERVICE",

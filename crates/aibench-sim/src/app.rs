@@ -142,7 +142,7 @@ impl App {
         let source = match &self.backend {
             Backend::Fixed { pacer, ttft, itl } => {
                 let longest = lengths.iter().map(|l| l.0).max().unwrap_or(0);
-                let slot = pacer.schedule(req.arrival + *ttft, *itl, if std::env::var_os("SIM_TOKIO_TIMER").is_some() { 0 } else { longest });
+                let slot = pacer.schedule(req.arrival + *ttft, *itl, longest);
                 Source::Fixed(FixedSource::new(
                     slot,
                     req.arrival,

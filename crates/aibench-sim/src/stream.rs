@@ -47,7 +47,6 @@ pub(crate) struct FixedSource {
     step: u32,
     choice: usize,
     metrics: Arc<Metrics>,
-    tokio_sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl FixedSource {
@@ -71,7 +70,6 @@ impl FixedSource {
             step: 0,
             choice: 0,
             metrics,
-            tokio_sleep: std::env::var_os("SIM_TOKIO_TIMER").map(|_| Box::pin(tokio::time::sleep(Duration::ZERO))),
         }
     }
 
@@ -89,18 +87,7 @@ impl FixedSource {
                 self.choice += 1;
                 continue;
             }
-            if let Some(sleep) = self.tokio_sleep.as_mut() {
-                let due = self.first + self.itl * self.step;
-                if Instant::now() < due {
-                    let due = tokio::time::Instant::from_std(due);
-                    if sleep.deadline() != due {
-                        sleep.as_mut().reset(due);
-                    }
-                    if std::future::Future::poll(sleep.as_mut(), cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                }
-            } else if self.step >= self.slot.released() && self.step >= self.slot.register(cx) {
+            if self.step >= self.slot.released() && self.step >= self.slot.register(cx) {
                 return Poll::Pending;
             }
             let event = TokenEvent {

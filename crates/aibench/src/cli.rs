@@ -35,6 +35,14 @@ pub struct Cli {
 pub enum Command {
     /// Deploy the recipe's services, drive its workloads, and write results and a report
     Run(crate::run::RunArgs),
+    /// Start a recipe's services and leave them running
+    Up(cmd::services::UpArgs),
+    /// List running services and check their health
+    Services(cmd::services::ServicesArgs),
+    /// Stop running services
+    Down(cmd::services::DownArgs),
+    /// Follow a run from another terminal
+    Watch(cmd::services::WatchArgs),
     /// Check recipes and report every problem at once, with file:line:col
     Validate(cmd::validate::ValidateArgs),
     /// Expand a recipe into its trials and show what would run where

@@ -4,6 +4,7 @@
 pub mod completions;
 pub mod plan;
 pub mod schema;
+pub mod services;
 pub mod sim;
 pub mod validate;
 

@@ -12,18 +12,53 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    RunStarted { run_id: String, recipe: String, run_dir: String, trials: usize },
-    Phase { phase: String, trial: Option<String> },
-    ServiceStarted { name: String, pid: Option<u32>, address: String, log: String },
-    ServiceHealthy { name: String, after_s: f64 },
-    ServicesStopped { count: usize },
-    ServiceCrashed { name: String, message: String },
-    TrialStarted { trial: String, index: usize, total: usize, params: serde_json::Value },
-    TrialSkipped { trial: String, reason: String },
+    RunStarted {
+        run_id: String,
+        recipe: String,
+        run_dir: String,
+        trials: usize,
+    },
+    Phase {
+        phase: String,
+        trial: Option<String>,
+    },
+    ServiceStarted {
+        name: String,
+        pid: Option<u32>,
+        address: String,
+        log: String,
+    },
+    ServiceHealthy {
+        name: String,
+        after_s: f64,
+    },
+    ServicesStopped {
+        count: usize,
+    },
+    ServiceCrashed {
+        name: String,
+        message: String,
+    },
+    TrialStarted {
+        trial: String,
+        index: usize,
+        total: usize,
+        params: serde_json::Value,
+    },
+    TrialSkipped {
+        trial: String,
+        reason: String,
+    },
     Progress(ProgressEvent),
     WorkloadFinished(WorkloadResult),
-    Warning { message: String },
-    RunFinished { status: String, report: Option<String>, exit_code: u8 },
+    Warning {
+        message: String,
+    },
+    RunFinished {
+        status: String,
+        report: Option<String>,
+        exit_code: u8,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -84,7 +119,9 @@ impl Mode {
     pub fn pick(quiet: bool) -> Mode {
         if quiet {
             Mode::Quiet
-        } else if std::io::stderr().is_terminal() && std::env::var_os("TERM").is_some_and(|t| t != "dumb") {
+        } else if std::io::stderr().is_terminal()
+            && std::env::var_os("TERM").is_some_and(|t| t != "dumb")
+        {
             Mode::Live
         } else {
             Mode::Plain
@@ -102,7 +139,13 @@ pub struct Events {
 
 impl Events {
     pub fn new(mode: Mode) -> Self {
-        Events { log: None, started: Instant::now(), mode, live_line: false, last_plain_progress: -10.0 }
+        Events {
+            log: None,
+            started: Instant::now(),
+            mode,
+            live_line: false,
+            last_plain_progress: -10.0,
+        }
     }
 
     /// Start writing events to `path` (appending, so a resumed run keeps its history).
@@ -110,7 +153,10 @@ impl Events {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         self.log = Some(BufWriter::new(f));
         Ok(())
     }
@@ -121,7 +167,10 @@ impl Events {
 
     pub fn emit(&mut self, event: Event) {
         let t = self.elapsed();
-        let ts = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let ts = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         let stamped = Stamped { t, ts, event };
         if let Some(log) = self.log.as_mut() {
             if let Ok(line) = serde_json::to_string(&stamped) {
@@ -158,27 +207,61 @@ impl Events {
         eprintln!("{text}");
     }
 
+    /// Show an event read back from a log (`aibench watch`).
+    pub fn show_stamped(&mut self, s: &Stamped) {
+        self.show(s);
+    }
+
     fn show(&mut self, s: &Stamped) {
         match &s.event {
-            Event::RunStarted { run_id, recipe, trials, run_dir } => {
-                self.say(&format!("run {run_id}: {recipe}, {trials} trial{} -> {run_dir}", if *trials == 1 { "" } else { "s" }))
-            }
+            Event::RunStarted {
+                run_id,
+                recipe,
+                trials,
+                run_dir,
+            } => self.say(&format!(
+                "run {run_id}: {recipe}, {trials} trial{} -> {run_dir}",
+                if *trials == 1 { "" } else { "s" }
+            )),
             Event::Phase { phase, trial } => match trial {
                 Some(t) => self.say(&format!("{phase} ({t})")),
                 None => self.say(phase),
             },
-            Event::ServiceStarted { name, pid, address, .. } => {
-                self.say(&format!("  started {name} at {address}{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default()))
+            Event::ServiceStarted {
+                name, pid, address, ..
+            } => self.say(&format!(
+                "  started {name} at {address}{}",
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            )),
+            Event::ServiceHealthy { name, after_s } => {
+                self.say(&format!("  {name} is ready after {after_s:.1}s"))
             }
-            Event::ServiceHealthy { name, after_s } => self.say(&format!("  {name} is ready after {after_s:.1}s")),
-            Event::ServicesStopped { count } => self.say(&format!("  stopped {count} service{}", if *count == 1 { "" } else { "s" })),
-            Event::ServiceCrashed { name, message } => self.problem(&format!("error: service `{name}` failed: {message}")),
-            Event::TrialStarted { trial, index, total, .. } => self.say(&format!("trial {}/{total}: {trial}", index + 1)),
-            Event::TrialSkipped { trial, reason } => self.say(&format!("trial {trial}: skipped ({reason})")),
+            Event::ServicesStopped { count } => self.say(&format!(
+                "  stopped {count} service{}",
+                if *count == 1 { "" } else { "s" }
+            )),
+            Event::ServiceCrashed { name, message } => {
+                self.problem(&format!("error: service `{name}` failed: {message}"))
+            }
+            Event::TrialStarted {
+                trial,
+                index,
+                total,
+                ..
+            } => self.say(&format!("trial {}/{total}: {trial}", index + 1)),
+            Event::TrialSkipped { trial, reason } => {
+                self.say(&format!("trial {trial}: skipped ({reason})"))
+            }
             Event::Progress(p) => self.progress(p),
             Event::WorkloadFinished(w) => {
-                let ttft = w.ttft_p99_ms.map(|v| format!(", TTFT p99 {v:.1} ms")).unwrap_or_default();
-                let e2e = w.e2e_p99_ms.map(|v| format!(", E2E p99 {v:.1} ms")).unwrap_or_default();
+                let ttft = w
+                    .ttft_p99_ms
+                    .map(|v| format!(", TTFT p99 {v:.1} ms"))
+                    .unwrap_or_default();
+                let e2e = w
+                    .e2e_p99_ms
+                    .map(|v| format!(", E2E p99 {v:.1} ms"))
+                    .unwrap_or_default();
                 self.say(&format!(
                     "  {}: {} requests, {} errors, {:.1} req/s, {:.0} tok/s{ttft}{e2e}{}",
                     w.workload,
@@ -186,7 +269,11 @@ impl Events {
                     w.errors,
                     w.requests_per_s,
                     w.output_tokens_per_s,
-                    if w.status == "complete" { String::new() } else { format!(" [{}]", w.status) }
+                    if w.status == "complete" {
+                        String::new()
+                    } else {
+                        format!(" [{}]", w.status)
+                    }
                 ))
             }
             Event::Warning { message } => self.problem(&format!("warning: {message}")),
@@ -198,7 +285,12 @@ impl Events {
         let p99 = p
             .ttft_p99_ms
             .or(p.e2e_p99_ms)
-            .map(|v| format!("  p99 {}{v:.0} ms", if p.ttft_p99_ms.is_some() { "TTFT " } else { "" }))
+            .map(|v| {
+                format!(
+                    "  p99 {}{v:.0} ms",
+                    if p.ttft_p99_ms.is_some() { "TTFT " } else { "" }
+                )
+            })
             .unwrap_or_default();
         let stats = format!(
             "{:>7.1} req/s  {} done  {} err  {} in flight{p99}",
@@ -211,7 +303,13 @@ impl Events {
                     Some(total) if total > 0.0 => {
                         let frac = (p.elapsed_s / total).clamp(0.0, 1.0);
                         let filled = (frac * 20.0).round() as usize;
-                        format!("[{}{}] {:>5.1}/{:.0}s", "#".repeat(filled), "-".repeat(20 - filled), p.elapsed_s, total)
+                        format!(
+                            "[{}{}] {:>5.1}/{:.0}s",
+                            "#".repeat(filled),
+                            "-".repeat(20 - filled),
+                            p.elapsed_s,
+                            total
+                        )
                     }
                     _ => format!("{:>6.1}s", p.elapsed_s),
                 };
@@ -222,7 +320,10 @@ impl Events {
             Mode::Plain => {
                 if p.elapsed_s - self.last_plain_progress >= 5.0 {
                     self.last_plain_progress = p.elapsed_s;
-                    self.say(&format!("  {} {} {:.0}s: {stats}", p.workload, p.phase, p.elapsed_s));
+                    self.say(&format!(
+                        "  {} {} {:.0}s: {stats}",
+                        p.workload, p.phase, p.elapsed_s
+                    ));
                 }
             }
         }

@@ -66,7 +66,14 @@ pub struct RunArgs {
 static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
 fn set_groups(set: Option<&ServiceSet>) {
-    let groups = set.map(|s| s.services.iter().filter_map(|svc| svc.record.pgid).collect()).unwrap_or_default();
+    let groups = set
+        .map(|s| {
+            s.services
+                .iter()
+                .filter_map(|svc| svc.record.pgid)
+                .collect()
+        })
+        .unwrap_or_default();
     if let Ok(mut g) = GROUPS.lock() {
         *g = groups;
     }
@@ -106,7 +113,9 @@ fn install_signals(cancel: Cancel, count: Arc<AtomicU32>) -> anyhow::Result<()> 
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     // `block_on` runs on this (the main) thread, so services started by the top-level future
     // get the main thread as the parent whose death kills them.
     rt.block_on(run_async(args))
@@ -132,18 +141,29 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(exit::INTERNAL.into());
     }
     let plan = aibench_plan::plan(&loaded);
-    let base_dir = recipe_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base_dir = recipe_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
 
     let mut events = Events::new(Mode::pick(args.quiet));
     let started_at = rundir::now_epoch();
     let (dir, mut info) = match &resume_dir {
         Some(d) => {
             let rd = RunDir { root: d.clone() };
-            let info = rd.read_info().ok_or_else(|| anyhow::anyhow!("{} has no readable run.json; is it a run directory?", d.display()))?;
+            let info = rd.read_info().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} has no readable run.json; is it a run directory?",
+                    d.display()
+                )
+            })?;
             (rd, info)
         }
         None => {
-            let root = args.out.clone().unwrap_or_else(|| PathBuf::from(&loaded.recipe.output.dir));
+            let root = args
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(&loaded.recipe.output.dir));
             let run_id = rundir::run_id(&loaded.recipe.name, started_at);
             let mut path = root.join(&run_id);
             let mut n = 2;
@@ -151,16 +171,31 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
                 path = root.join(format!("{run_id}-{n}"));
                 n += 1;
             }
-            std::fs::create_dir_all(&path).map_err(|e| anyhow::anyhow!("cannot create the run directory {}: {e}", path.display()))?;
+            std::fs::create_dir_all(&path).map_err(|e| {
+                anyhow::anyhow!("cannot create the run directory {}: {e}", path.display())
+            })?;
             let rd = RunDir { root: path };
             std::fs::write(rd.root.join("recipe.yaml"), &loaded.source.text)?;
-            let info = new_info(&loaded, &plan, &recipe_path, rd.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(run_id), started_at);
+            let info = new_info(
+                &loaded,
+                &plan,
+                &recipe_path,
+                rd.root
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or(run_id),
+                started_at,
+            );
             (rd, info)
         }
     };
     // resolved.yaml: defaults filled, values expanded, secrets still references. JSON is YAML.
-    let mut resolved = String::from("# The recipe with defaults filled in and ${VAR}s expanded; secrets stay references.\n");
-    resolved.push_str(&serde_json::to_string_pretty(&serde_json::to_value(&loaded.recipe)?)?);
+    let mut resolved = String::from(
+        "# The recipe with defaults filled in and ${VAR}s expanded; secrets stay references.\n",
+    );
+    resolved.push_str(&serde_json::to_string_pretty(&serde_json::to_value(
+        &loaded.recipe,
+    )?)?);
     resolved.push('\n');
     std::fs::write(dir.root.join("resolved.yaml"), resolved)?;
     info.status = "running".into();
@@ -193,7 +228,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     for (i, trial) in plan.trials.iter().enumerate() {
         let recipe = &loaded.trials[i].recipe;
         if info.trials.get(i).is_some_and(|t| t.status == "complete") {
-            events.emit(Event::TrialSkipped { trial: trial.id.clone(), reason: "finished before".into() });
+            events.emit(Event::TrialSkipped {
+                trial: trial.id.clone(),
+                reason: "finished before".into(),
+            });
             rows.extend(read_rows(&dir, &trial.id, recipe, single, &trial.params));
             continue;
         }
@@ -225,12 +263,25 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
                 Err(e) => {
                     let interrupted = matches!(e, PlatformError::Interrupted { .. });
                     if !interrupted {
-                        if let PlatformError::Crashed { name, .. } | PlatformError::Unhealthy { name, .. } | PlatformError::Start { name, .. } = &e {
-                            events.emit(Event::ServiceCrashed { name: name.clone(), message: e.to_string() });
+                        if let PlatformError::Crashed { name, .. }
+                        | PlatformError::Unhealthy { name, .. }
+                        | PlatformError::Start { name, .. } = &e
+                        {
+                            events.emit(Event::ServiceCrashed {
+                                name: name.clone(),
+                                message: e.to_string(),
+                            });
                         }
                     }
-                    set_trial_status(&mut info, i, if interrupted { "interrupted" } else { "failed" });
-                    failure = Some(Failure { status: if interrupted { "interrupted" } else { "failed" }, reason: e.to_string() });
+                    set_trial_status(
+                        &mut info,
+                        i,
+                        if interrupted { "interrupted" } else { "failed" },
+                    );
+                    failure = Some(Failure {
+                        status: if interrupted { "interrupted" } else { "failed" },
+                        reason: e.to_string(),
+                    });
                     break;
                 }
             }
@@ -238,13 +289,28 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         let set = services.as_mut().expect("services deployed above");
 
         // Drive every workload of the trial at once, watching the services as they run.
-        events.emit(Event::Phase { phase: "measure".into(), trial: Some(trial.id.clone()) });
-        let outcome = measure(recipe, trial, &dir, single, &base_dir, set, &cancel, &mut events).await;
+        events.emit(Event::Phase {
+            phase: "measure".into(),
+            trial: Some(trial.id.clone()),
+        });
+        let outcome = measure(
+            recipe,
+            trial,
+            &dir,
+            single,
+            &base_dir,
+            set,
+            &cancel,
+            &mut events,
+        )
+        .await;
         match outcome {
             Ok((trial_rows, crash)) => {
                 let status = if crash.is_some() {
                     "failed"
-                } else if trial_rows.iter().any(|r| r.status == "interrupted") || cancel.is_cancelled() {
+                } else if trial_rows.iter().any(|r| r.status == "interrupted")
+                    || cancel.is_cancelled()
+                {
                     "interrupted"
                 } else {
                     "complete"
@@ -252,12 +318,18 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
                 rows.extend(trial_rows);
                 set_trial_status(&mut info, i, status);
                 if let Some(msg) = crash {
-                    failure = Some(Failure { status: "failed", reason: msg });
+                    failure = Some(Failure {
+                        status: "failed",
+                        reason: msg,
+                    });
                 }
             }
             Err(e) => {
                 set_trial_status(&mut info, i, "failed");
-                failure = Some(Failure { status: "failed", reason: format!("{e:#}") });
+                failure = Some(Failure {
+                    status: "failed",
+                    reason: format!("{e:#}"),
+                });
             }
         }
         report::write_csv(&dir.root.join("summary.csv"), &rows)?;
@@ -269,7 +341,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     // Teardown.
     if let Some(mut set) = services.take() {
-        events.emit(Event::Phase { phase: "teardown".into(), trial: None });
+        events.emit(Event::Phase {
+            phase: "teardown".into(),
+            trial: None,
+        });
         let n = set.services.len();
         set.stop(Duration::from_secs(10));
         set_groups(None);
@@ -280,7 +355,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     let slo_failed = rows.iter().any(|r| !r.slo_failures.is_empty());
     let (status, reason) = match (&failure, cancel.is_cancelled()) {
         (Some(f), _) => (f.status.to_string(), Some(f.reason.clone())),
-        (None, true) => ("interrupted".to_string(), Some("stopped by a signal".to_string())),
+        (None, true) => (
+            "interrupted".to_string(),
+            Some("stopped by a signal".to_string()),
+        ),
         (None, false) => ("completed".to_string(), None),
     };
     info.status = status.clone();
@@ -296,7 +374,11 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         "interrupted" => exit::INTERRUPTED,
         _ => exit::FAILED,
     };
-    events.emit(Event::RunFinished { status: status.clone(), report: Some(report_path.display().to_string()), exit_code: code });
+    events.emit(Event::RunFinished {
+        status: status.clone(),
+        report: Some(report_path.display().to_string()),
+        exit_code: code,
+    });
     events.finish();
     if let Some(r) = &reason {
         if status != "completed" {
@@ -304,7 +386,10 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if slo_failed && status == "completed" {
-        eprintln!("SLO missed in {} trial(s); see the report", rows.iter().filter(|r| !r.slo_failures.is_empty()).count());
+        eprintln!(
+            "SLO missed in {} trial(s); see the report",
+            rows.iter().filter(|r| !r.slo_failures.is_empty()).count()
+        );
     }
     if args.json {
         let out = serde_json::json!({
@@ -326,7 +411,13 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(code.into())
 }
 
-fn new_info(loaded: &Loaded, plan: &Plan, recipe_path: &Path, run_id: String, started_at: f64) -> RunInfo {
+fn new_info(
+    loaded: &Loaded,
+    plan: &Plan,
+    recipe_path: &Path,
+    run_id: String,
+    started_at: f64,
+) -> RunInfo {
     RunInfo {
         schema_version: 1,
         run_id,
@@ -341,12 +432,22 @@ fn new_info(loaded: &Loaded, plan: &Plan, recipe_path: &Path, run_id: String, st
         finished_at: None,
         aibench_version: env!("CARGO_PKG_VERSION").into(),
         aibench_git: env!("AIBENCH_GIT_HASH").into(),
-        recipe_git: recipe_path.parent().and_then(|p| rundir::git_head(if p.as_os_str().is_empty() { Path::new(".") } else { p })),
+        recipe_git: recipe_path.parent().and_then(|p| {
+            rundir::git_head(if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            })
+        }),
         host: Host::here(),
         trials: plan
             .trials
             .iter()
-            .map(|t| TrialInfo { id: t.id.clone(), params: serde_json::to_value(&t.params).unwrap_or_default(), status: "pending".into() })
+            .map(|t| TrialInfo {
+                id: t.id.clone(),
+                params: serde_json::to_value(&t.params).unwrap_or_default(),
+                status: "pending".into(),
+            })
             .collect(),
         job_ids: Vec::new(),
     }
@@ -358,12 +459,20 @@ fn set_trial_status(info: &mut RunInfo, i: usize, status: &str) {
     }
 }
 
-async fn deploy(ctx: &StartContext, trial: &aibench_plan::TrialPlan, events: &mut Events, cancel: &Cancel) -> Result<ServiceSet, PlatformError> {
+async fn deploy(
+    ctx: &StartContext,
+    trial: &aibench_plan::TrialPlan,
+    events: &mut Events,
+    cancel: &Cancel,
+) -> Result<ServiceSet, PlatformError> {
     let mut set = ServiceSet::new(ctx.clone());
     if trial.services.is_empty() {
         return Ok(set);
     }
-    events.emit(Event::Phase { phase: "deploy".into(), trial: Some(trial.id.clone()) });
+    events.emit(Event::Phase {
+        phase: "deploy".into(),
+        trial: Some(trial.id.clone()),
+    });
     for sp in &trial.services {
         let before = set.services.len();
         set.start(sp)?;
@@ -372,25 +481,42 @@ async fn deploy(ctx: &StartContext, trial: &aibench_plan::TrialPlan, events: &mu
                 name: svc.record.name.clone(),
                 pid: svc.record.pid,
                 address: format!("{}:{}", svc.record.host, svc.record.port),
-                log: svc.record.log.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                log: svc
+                    .record
+                    .log
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
             });
         }
     }
     set_groups(Some(&set));
-    events.emit(Event::Phase { phase: "health".into(), trial: Some(trial.id.clone()) });
+    events.emit(Event::Phase {
+        phase: "health".into(),
+        trial: Some(trial.id.clone()),
+    });
     let t0 = std::time::Instant::now();
     let c = cancel.clone();
     set.wait_healthy(move || c.is_cancelled()).await?;
     for svc in &set.services {
-        events.emit(Event::ServiceHealthy { name: svc.record.name.clone(), after_s: t0.elapsed().as_secs_f64() });
+        events.emit(Event::ServiceHealthy {
+            name: svc.record.name.clone(),
+            after_s: t0.elapsed().as_secs_f64(),
+        });
     }
     // Model preparation: Ollama pulls its model before the clock starts.
     for svc in &set.services {
         if svc.record.kind == "ollama" {
             if let (Some(model), Some(url)) = (&svc.record.model, &svc.record.url) {
-                events.emit(Event::Phase { phase: format!("pulling {model} into {}", svc.record.name), trial: None });
+                events.emit(Event::Phase {
+                    phase: format!("pulling {model} into {}", svc.record.name),
+                    trial: None,
+                });
                 if let Err(e) = ollama_pull(url, model).await {
-                    return Err(PlatformError::Start { name: svc.record.name.clone(), reason: format!("pulling `{model}` failed: {e}") });
+                    return Err(PlatformError::Start {
+                        name: svc.record.name.clone(),
+                        reason: format!("pulling `{model}` failed: {e}"),
+                    });
                 }
             }
         }
@@ -409,7 +535,11 @@ async fn ollama_pull(url: &str, model: &str) -> anyhow::Result<()> {
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(3600), s.read_to_end(&mut out)).await??;
     let text = String::from_utf8_lossy(&out);
-    let status: u16 = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     if !(200..300).contains(&status) {
         anyhow::bail!("HTTP {status}");
     }
@@ -446,15 +576,29 @@ async fn measure(
             }
             None => w.target.clone(),
         };
-        let service_model = recipe.services.iter().find(|s| s.name == w.target).and_then(|s| s.model.clone()).or_else(|| {
-            recipe.services.iter().find(|s| s.name == w.target && s.kind == aibench_recipe::ServiceKind::Sim).map(|_| "sim".to_string())
-        });
+        let service_model = recipe
+            .services
+            .iter()
+            .find(|s| s.name == w.target)
+            .and_then(|s| s.model.clone())
+            .or_else(|| {
+                recipe
+                    .services
+                    .iter()
+                    .find(|s| s.name == w.target && s.kind == aibench_recipe::ServiceKind::Sim)
+                    .map(|_| "sim".to_string())
+            });
         let spec = workload::load_spec(w, recipe.seed, base_dir)?;
         let target = workload::target(w, &url, service_model.as_deref())?;
         let dataset = workload::dataset(w, recipe.seed, base_dir)?;
         let wdir = dir.workload_dir(&trial.id, &w.name, single);
         std::fs::create_dir_all(&wdir)?;
-        planned.insert(w.name.clone(), spec.warmup.as_secs_f64() + spec.stop.duration.map(|d| d.as_secs_f64()).unwrap_or(0.0) + spec.cooldown.as_secs_f64());
+        planned.insert(
+            w.name.clone(),
+            spec.warmup.as_secs_f64()
+                + spec.stop.duration.map(|d| d.as_secs_f64()).unwrap_or(0.0)
+                + spec.cooldown.as_secs_f64(),
+        );
         let (tx, mut rx) = mpsc::channel(64);
         let fwd = ptx.clone();
         let name = w.name.clone();
@@ -537,7 +681,10 @@ async fn measure(
         } else {
             "complete"
         };
-        let rel = wdir.strip_prefix(&dir.root).unwrap_or(&wdir).join("summary.json");
+        let rel = wdir
+            .strip_prefix(&dir.root)
+            .unwrap_or(&wdir)
+            .join("summary.json");
         dir.write_json(&rel.to_string_lossy(), &summary)?;
         let slo_failures = report::slo_failures(recipe.slo.as_ref(), &summary);
         let l = &summary.latency;
@@ -569,13 +716,22 @@ async fn measure(
 }
 
 /// The rows of a trial finished in an earlier attempt (for `--resume`).
-fn read_rows(dir: &RunDir, trial: &str, recipe: &aibench_recipe::Recipe, single: bool, params: &indexmap::IndexMap<String, serde_json::Value>) -> Vec<Row> {
+fn read_rows(
+    dir: &RunDir,
+    trial: &str,
+    recipe: &aibench_recipe::Recipe,
+    single: bool,
+    params: &indexmap::IndexMap<String, serde_json::Value>,
+) -> Vec<Row> {
     recipe
         .workloads
         .iter()
         .filter_map(|w| {
-            let path = dir.workload_dir(trial, &w.name, single).join("summary.json");
-            let summary: aibench_results::Summary = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+            let path = dir
+                .workload_dir(trial, &w.name, single)
+                .join("summary.json");
+            let summary: aibench_results::Summary =
+                serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
             Some(Row {
                 trial: trial.into(),
                 params: serde_json::to_value(params).unwrap_or_default(),

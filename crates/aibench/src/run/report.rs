@@ -39,7 +39,9 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> std::io::Result<()> {
     for r in rows {
         let s = &r.summary;
         let l = &s.latency;
-        let p = |x: &Option<aibench_results::LatencyStats>, f: fn(&aibench_results::LatencyStats) -> f64| ms(x.as_ref().map(f));
+        let p =
+            |x: &Option<aibench_results::LatencyStats>,
+             f: fn(&aibench_results::LatencyStats) -> f64| ms(x.as_ref().map(f));
         let cells = [
             csv_escape(&r.trial),
             csv_escape(&r.workload),
@@ -54,7 +56,10 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> std::io::Result<()> {
             format!("{:.2}", s.throughput.output_tokens_per_s),
             format!("{:.2}", s.throughput.total_tokens_per_s),
             format!("{:.1}", s.throughput.peak_concurrency),
-            s.throughput.goodput_per_s.map(|g| format!("{g:.3}")).unwrap_or_default(),
+            s.throughput
+                .goodput_per_s
+                .map(|g| format!("{g:.3}"))
+                .unwrap_or_default(),
             p(&l.ttft, |x| x.p50_ms),
             p(&l.ttft, |x| x.p90_ms),
             p(&l.ttft, |x| x.p99_ms),
@@ -66,7 +71,11 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> std::io::Result<()> {
             p(&l.e2e, |x| x.p99_ms),
             p(&l.e2e_from_intended, |x| x.p99_ms),
             p(&l.send_lag, |x| x.p99_ms),
-            if r.slo_failures.is_empty() { "pass".into() } else { csv_escape(&r.slo_failures.join("; ")) },
+            if r.slo_failures.is_empty() {
+                "pass".into()
+            } else {
+                csv_escape(&r.slo_failures.join("; "))
+            },
         ];
         out.push_str(&cells.join(","));
         out.push('\n');
@@ -74,14 +83,22 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> std::io::Result<()> {
     aibench_platform::registry::write_atomic(path, out.as_bytes())
 }
 
-pub fn write_markdown(path: &Path, info: &RunInfo, rows: &[Row], has_slo: bool) -> std::io::Result<()> {
+pub fn write_markdown(
+    path: &Path,
+    info: &RunInfo,
+    rows: &[Row],
+    has_slo: bool,
+) -> std::io::Result<()> {
     let mut md = String::new();
     let _ = writeln!(md, "# {}: {}\n", info.name, info.run_id);
     let _ = writeln!(
         md,
         "Status: **{}**{}. Started {} on `{}` ({}, {} CPUs). aibench {} ({}).\n",
         info.status,
-        info.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default(),
+        info.reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default(),
         info.started_at_utc,
         info.host.hostname,
         info.host.cpu_model,
@@ -105,7 +122,13 @@ pub fn write_markdown(path: &Path, info: &RunInfo, rows: &[Row], has_slo: bool) 
     for r in rows {
         let s = &r.summary;
         let l = &s.latency;
-        let g = |x: &Option<aibench_results::LatencyStats>, f: fn(&aibench_results::LatencyStats) -> f64| x.as_ref().map(f).map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
+        let g = |x: &Option<aibench_results::LatencyStats>,
+                 f: fn(&aibench_results::LatencyStats) -> f64| {
+            x.as_ref()
+                .map(f)
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| "–".into())
+        };
         let _ = write!(
             md,
             "| `{}` | {} | {} | {} | {} | {:.2} | {:.1} | {} | {} | {} | {} | {} | {} |",
@@ -127,8 +150,15 @@ pub fn write_markdown(path: &Path, info: &RunInfo, rows: &[Row], has_slo: bool) 
             let _ = write!(
                 md,
                 " {} | {} |",
-                s.throughput.goodput_per_s.map(|v| format!("{v:.2}")).unwrap_or_else(|| "–".into()),
-                if r.slo_failures.is_empty() { "pass".to_string() } else { format!("**fail**: {}", r.slo_failures.join("; ")) }
+                s.throughput
+                    .goodput_per_s
+                    .map(|v| format!("{v:.2}"))
+                    .unwrap_or_else(|| "–".into()),
+                if r.slo_failures.is_empty() {
+                    "pass".to_string()
+                } else {
+                    format!("**fail**: {}", r.slo_failures.join("; "))
+                }
             );
         }
         let _ = writeln!(md);
@@ -137,7 +167,21 @@ pub fn write_markdown(path: &Path, info: &RunInfo, rows: &[Row], has_slo: bool) 
         .iter()
         .filter(|r| !r.summary.counts.errors_by_class.is_empty())
         .map(|r| {
-            let classes: Vec<String> = r.summary.counts.errors_by_class.iter().map(|(k, v)| format!("{} {v}", serde_json::to_value(k).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())).collect();
+            let classes: Vec<String> = r
+                .summary
+                .counts
+                .errors_by_class
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{} {v}",
+                        serde_json::to_value(k)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
             format!("- `{}` {}: {}", r.trial, r.workload, classes.join(", "))
         })
         .collect();
@@ -182,7 +226,10 @@ pub fn slo_failures(slo: Option<&aibench_recipe::Slo>, s: &Summary) -> Vec<Strin
     }
     if let Some(min) = slo.min_throughput {
         if s.throughput.requests_per_s < min.0 {
-            out.push(format!("throughput {:.2}/s < {}", s.throughput.requests_per_s, min));
+            out.push(format!(
+                "throughput {:.2}/s < {}",
+                s.throughput.requests_per_s, min
+            ));
         }
     }
     if let (Some(min), Some(good)) = (slo.min_goodput, s.throughput.good_requests) {

@@ -65,17 +65,31 @@ impl Host {
             .unwrap_or_else(|| "unknown".into());
         let memory_bytes = std::fs::read_to_string("/proc/meminfo")
             .ok()
-            .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).map(String::from))
-            .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()))
+            .and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .map(String::from)
+            })
+            .and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<u64>().ok())
+            })
             .map(|kib| kib * 1024)
             .unwrap_or(0);
-        let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
         Host {
             hostname: hostname(),
             os: std::env::consts::OS.into(),
             kernel: read("/proc/sys/kernel/osrelease"),
             cpu_model,
-            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             memory_bytes,
         }
     }
@@ -93,7 +107,10 @@ pub fn hostname() -> String {
 }
 
 pub fn now_epoch() -> f64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (UTC).
@@ -110,20 +127,41 @@ pub fn utc(epoch: f64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// A run id: the recipe name and the UTC start time, e.g. `quickstart-20261123-140502`.
 pub fn run_id(name: &str, epoch: f64) -> String {
     let t = utc(epoch);
     let compact: String = t.chars().filter(|c| c.is_ascii_digit()).collect();
-    let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     format!("{safe}-{}-{}", &compact[..8], &compact[8..14])
 }
 
 pub fn git_head(dir: &Path) -> Option<String> {
-    let out = std::process::Command::new("git").arg("-C").arg(dir).args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 pub struct RunDir {
@@ -166,6 +204,9 @@ mod tests {
     fn utc_dates() {
         assert_eq!(utc(0.0), "1970-01-01T00:00:00Z");
         assert_eq!(utc(1_795_437_902.0), "2026-11-23T12:45:02Z");
-        assert_eq!(run_id("quick start", 1_795_437_902.0), "quick-start-20261123-124502");
+        assert_eq!(
+            run_id("quick start", 1_795_437_902.0),
+            "quick-start-20261123-124502"
+        );
     }
 }

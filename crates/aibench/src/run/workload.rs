@@ -3,14 +3,18 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aibench_load::{Arrival, CapPolicy, Dataset, DatasetFormat, ErrorRate, LengthDist, LoadSpec, Pattern, Process, Stop, Target, ThinkTime};
+use aibench_load::{
+    Arrival, CapPolicy, Dataset, DatasetFormat, ErrorRate, LengthDist, LoadSpec, Pattern, Process,
+    Stop, Target, ThinkTime,
+};
 use aibench_recipe as r;
 use aibench_results::AccumulatorConfig;
 
 /// How many prompts to prepare before the clock starts: enough for the expected requests, so
 /// that sampling repeats rarely, without preparing millions.
 fn prompt_count(w: &r::Workload) -> usize {
-    let window = w.stop.duration.map(|d| d.as_secs_f64()).unwrap_or(60.0) + w.warmup.map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let window = w.stop.duration.map(|d| d.as_secs_f64()).unwrap_or(60.0)
+        + w.warmup.map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let expected = match &w.load {
         r::Load::OpenLoop { rate, .. } => rate.map(|r| r.0 * window).unwrap_or(1000.0),
         r::Load::ClosedLoop { users, .. } => (*users as f64) * 50.0,
@@ -22,8 +26,14 @@ fn prompt_count(w: &r::Workload) -> usize {
 fn length(l: &r::Length) -> LengthDist {
     match l {
         r::Length::Fixed(n) => LengthDist::Fixed(*n),
-        r::Length::Uniform { min, max } => LengthDist::Uniform { min: *min, max: *max },
-        r::Length::Normal { mean, stddev } => LengthDist::Normal { mean: f64::from(*mean), stddev: f64::from(*stddev) },
+        r::Length::Uniform { min, max } => LengthDist::Uniform {
+            min: *min,
+            max: *max,
+        },
+        r::Length::Normal { mean, stddev } => LengthDist::Normal {
+            mean: f64::from(*mean),
+            stddev: f64::from(*stddev),
+        },
     }
 }
 
@@ -34,17 +44,34 @@ fn std(d: r::Duration) -> Duration {
 /// The engine's load spec for a workload.
 pub fn load_spec(w: &r::Workload, seed: u64, base_dir: &Path) -> anyhow::Result<LoadSpec> {
     let pattern = match &w.load {
-        r::Load::ClosedLoop { users, think_time, think_time_distribution, ramp_up } => Pattern::ClosedLoop {
+        r::Load::ClosedLoop {
+            users,
+            think_time,
+            think_time_distribution,
+            ramp_up,
+        } => Pattern::ClosedLoop {
             users: *users as usize,
             think_time: match (think_time, think_time_distribution) {
                 (None, _) => ThinkTime::None,
                 (Some(t), r::ThinkTime::Fixed) => ThinkTime::Fixed(std(*t)),
                 (Some(t), r::ThinkTime::Exponential) => ThinkTime::Exponential { mean: std(*t) },
-                (Some(t), r::ThinkTime::Uniform) => ThinkTime::Uniform { min: Duration::ZERO, max: std(*t) * 2 },
+                (Some(t), r::ThinkTime::Uniform) => ThinkTime::Uniform {
+                    min: Duration::ZERO,
+                    max: std(*t) * 2,
+                },
             },
             ramp_up: ramp_up.map(std).unwrap_or_default(),
         },
-        r::Load::OpenLoop { arrival, rate, burstiness, steps, ramp, bursts, trace, max_in_flight } => {
+        r::Load::OpenLoop {
+            arrival,
+            rate,
+            burstiness,
+            steps,
+            ramp,
+            bursts,
+            trace,
+            max_in_flight,
+        } => {
             let rate = rate.map(|r| r.0).unwrap_or(1.0);
             let process = match (arrival, burstiness) {
                 (_, Some(b)) => Process::Gamma { burstiness: *b },
@@ -54,22 +81,50 @@ pub fn load_spec(w: &r::Workload, seed: u64, base_dir: &Path) -> anyhow::Result<
             let arrival = match arrival {
                 r::Arrival::Constant => Arrival::Constant { rate },
                 r::Arrival::Poisson => Arrival::Poisson { rate },
-                r::Arrival::Gamma => Arrival::Gamma { rate, burstiness: burstiness.unwrap_or(1.0) },
-                r::Arrival::Step => Arrival::Step { steps: steps.iter().map(|s| (s.rate.0, std(s.duration))).collect(), process },
+                r::Arrival::Gamma => Arrival::Gamma {
+                    rate,
+                    burstiness: burstiness.unwrap_or(1.0),
+                },
+                r::Arrival::Step => Arrival::Step {
+                    steps: steps.iter().map(|s| (s.rate.0, std(s.duration))).collect(),
+                    process,
+                },
                 r::Arrival::Ramp => {
-                    let ramp = ramp.as_ref().ok_or_else(|| anyhow::anyhow!("`arrival: ramp` needs `ramp`"))?;
-                    Arrival::Ramp { from: ramp.from.0, to: ramp.to.0, over: std(ramp.over), process }
+                    let ramp = ramp
+                        .as_ref()
+                        .ok_or_else(|| anyhow::anyhow!("`arrival: ramp` needs `ramp`"))?;
+                    Arrival::Ramp {
+                        from: ramp.from.0,
+                        to: ramp.to.0,
+                        over: std(ramp.over),
+                        process,
+                    }
                 }
                 r::Arrival::Bursts => {
-                    let b = bursts.as_ref().ok_or_else(|| anyhow::anyhow!("`arrival: bursts` needs `bursts`"))?;
-                    Arrival::OnOff { rate, on: std(b.on), off: std(b.off), process }
+                    let b = bursts
+                        .as_ref()
+                        .ok_or_else(|| anyhow::anyhow!("`arrival: bursts` needs `bursts`"))?;
+                    Arrival::OnOff {
+                        rate,
+                        on: std(b.on),
+                        off: std(b.off),
+                        process,
+                    }
                 }
                 r::Arrival::Trace => {
-                    let path = trace.as_ref().ok_or_else(|| anyhow::anyhow!("`arrival: trace` needs `trace`"))?;
-                    Arrival::Trace { offsets: read_trace(&base_dir.join(path))? }
+                    let path = trace
+                        .as_ref()
+                        .ok_or_else(|| anyhow::anyhow!("`arrival: trace` needs `trace`"))?;
+                    Arrival::Trace {
+                        offsets: read_trace(&base_dir.join(path))?,
+                    }
                 }
             };
-            Pattern::OpenLoop { arrival, max_in_flight: max_in_flight.map(|m| m as usize), on_cap: CapPolicy::Drop }
+            Pattern::OpenLoop {
+                arrival,
+                max_in_flight: max_in_flight.map(|m| m as usize),
+                on_cap: CapPolicy::Drop,
+            }
         }
     };
     Ok(LoadSpec {
@@ -78,7 +133,10 @@ pub fn load_spec(w: &r::Workload, seed: u64, base_dir: &Path) -> anyhow::Result<
             duration: w.stop.duration.map(std),
             requests: w.stop.requests,
             max_consecutive_errors: w.stop.max_consecutive_errors.map(u64::from),
-            max_error_rate: w.stop.max_error_rate.map(|p| ErrorRate { rate: p.fraction(), min_requests: 100 }),
+            max_error_rate: w.stop.max_error_rate.map(|p| ErrorRate {
+                rate: p.fraction(),
+                min_requests: 100,
+            }),
             error_backoff: w.stop.error_backoff.map(std).unwrap_or_default(),
         },
         warmup: w.warmup.map(std).unwrap_or_default(),
@@ -90,7 +148,8 @@ pub fn load_spec(w: &r::Workload, seed: u64, base_dir: &Path) -> anyhow::Result<
 }
 
 fn read_trace(path: &Path) -> anyhow::Result<Vec<Duration>> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read the trace {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the trace {}: {e}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -98,7 +157,13 @@ fn read_trace(path: &Path) -> anyhow::Result<Vec<Duration>> {
             continue;
         }
         let first = line.split([',', ' ', '\t']).next().unwrap_or("");
-        let secs: f64 = first.parse().map_err(|_| anyhow::anyhow!("{}:{}: expected seconds from the start, found `{first}`", path.display(), i + 1))?;
+        let secs: f64 = first.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "{}:{}: expected seconds from the start, found `{first}`",
+                path.display(),
+                i + 1
+            )
+        })?;
         out.push(Duration::from_secs_f64(secs.max(0.0)));
     }
     out.sort();
@@ -140,13 +205,21 @@ pub fn target(w: &r::Workload, url: &str, service_model: Option<&str>) -> anyhow
     t.stream = w.stream;
     let env = aibench_recipe::ProcessEnv;
     if let Some(k) = &w.api_key {
-        t.api_key = Some(k.expose(&env).map_err(|e| anyhow::anyhow!("workload `{}` api_key: {e}", w.name))?);
+        t.api_key = Some(
+            k.expose(&env)
+                .map_err(|e| anyhow::anyhow!("workload `{}` api_key: {e}", w.name))?,
+        );
     }
     for (name, value) in &w.headers {
-        let v = value.expose(&env).map_err(|e| anyhow::anyhow!("workload `{}` header `{name}`: {e}", w.name))?;
+        let v = value
+            .expose(&env)
+            .map_err(|e| anyhow::anyhow!("workload `{}` header `{name}`: {e}", w.name))?;
         t.headers.push((name.clone(), v));
     }
-    if let (r::Protocol::Http, Some(ct)) = (w.protocol, w.http.as_ref().and_then(|h| h.content_type.clone())) {
+    if let (r::Protocol::Http, Some(ct)) = (
+        w.protocol,
+        w.http.as_ref().and_then(|h| h.content_type.clone()),
+    ) {
         t.headers.push(("content-type".into(), ct));
     }
     Ok(t)
@@ -164,11 +237,49 @@ pub fn dataset(w: &r::Workload, seed: u64, base_dir: &Path) -> anyhow::Result<Da
         }
     };
     let d = match &w.dataset {
-        r::Dataset::Synthetic { prompt_tokens, output_tokens, .. } => Dataset::synthetic(length(prompt_tokens), length(output_tokens), count, seed)?,
-        r::Dataset::Jsonl { path, output_tokens, .. } => Dataset::load(DatasetFormat::Jsonl, &resolve(path), Some(length(output_tokens)), None, seed)?,
-        r::Dataset::Sharegpt { path, output_tokens } => Dataset::load(DatasetFormat::ShareGpt, &resolve(path), output_tokens.as_ref().map(length), None, seed)?,
-        r::Dataset::Hellaswag { path, output_tokens } => Dataset::load(DatasetFormat::HellaSwag, &resolve(path), Some(length(output_tokens)), None, seed)?,
-        other => anyhow::bail!("the `{}` dataset is not driven yet", serde_json::to_value(other).ok().and_then(|v| v["kind"].as_str().map(String::from)).unwrap_or_default()),
+        r::Dataset::Synthetic {
+            prompt_tokens,
+            output_tokens,
+            ..
+        } => Dataset::synthetic(length(prompt_tokens), length(output_tokens), count, seed)?,
+        r::Dataset::Jsonl {
+            path,
+            output_tokens,
+            ..
+        } => Dataset::load(
+            DatasetFormat::Jsonl,
+            &resolve(path),
+            Some(length(output_tokens)),
+            None,
+            seed,
+        )?,
+        r::Dataset::Sharegpt {
+            path,
+            output_tokens,
+        } => Dataset::load(
+            DatasetFormat::ShareGpt,
+            &resolve(path),
+            output_tokens.as_ref().map(length),
+            None,
+            seed,
+        )?,
+        r::Dataset::Hellaswag {
+            path,
+            output_tokens,
+        } => Dataset::load(
+            DatasetFormat::HellaSwag,
+            &resolve(path),
+            Some(length(output_tokens)),
+            None,
+            seed,
+        )?,
+        other => anyhow::bail!(
+            "the `{}` dataset is not driven yet",
+            serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v["kind"].as_str().map(String::from))
+                .unwrap_or_default()
+        ),
     };
     Ok(d)
 }

@@ -1,0 +1,438 @@
+//! `aibench run` and the modular workflow on the local platform, against the real binary and
+//! the built-in simulator.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{bin, workspace, Cmd};
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.chars().all(|c| c.is_ascii_digit()) || name == me {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) {
+                out.push(format!("{name}: {cmd}"));
+            }
+        }
+    }
+    out
+}
+
+/// Wait for processes to go (their parent reaps them asynchronously).
+fn assert_no_process_left(marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_with(marker);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes of the run are left: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn marker(name: &str) -> String {
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn recipe(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn cmd(&self, args: &[&str]) -> Cmd {
+        Cmd::new(args)
+            .dir(self.path())
+            .env("AIBENCH_HOME", self.path().join("home").to_str().unwrap())
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(bin())
+            .args(args)
+            .current_dir(self.path())
+            .env("AIBENCH_HOME", self.path().join("home"))
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn run_dirs(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.path().join("results"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Wait until the single run directory's events show `needle`.
+    fn wait_for_event(&self, needle: &str, timeout: Duration) -> PathBuf {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(dir) = self.run_dirs().pop() {
+                let events =
+                    std::fs::read_to_string(dir.join("logs/events.jsonl")).unwrap_or_default();
+                if events.contains(needle) {
+                    return dir;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no event `{needle}` within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
+}
+
+fn sim_recipe(model: &str, duration: &str, sweep: &str) -> String {
+    format!(
+        "name: t
+services:
+  - name: llm
+    kind: sim
+    model: {model}
+workloads:
+  - name: chat
+    target: llm
+    protocol: openai-completions
+    dataset: {{ kind: synthetic, prompt_tokens: 16, output_tokens: 8 }}
+    load: {{ pattern: closed-loop, users: 2 }}
+    stop: {{ duration: {duration} }}
+{sweep}"
+    )
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> i32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("aibench did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn quickstart_end_to_end() {
+    let env = Env::new();
+    let recipe = workspace().join("examples/quickstart.yaml");
+    let run = env.cmd(&["run", recipe.to_str().unwrap()]).run();
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("report: results/quickstart-"),
+        "{}",
+        run.stdout
+    );
+    let dir = env.run_dirs().pop().unwrap();
+    let info = read_json(&dir.join("run.json"));
+    assert_eq!(info["status"], "completed");
+    assert!(info["host"]["cpus"].as_u64().unwrap() >= 1);
+    assert!(info["started_at"].as_f64().unwrap() > 1.7e9);
+    for t in info["trials"].as_array().unwrap() {
+        assert_eq!(t["status"], "complete");
+        let id = t["id"].as_str().unwrap();
+        let summary = read_json(&dir.join("trials").join(id).join("summary.json"));
+        assert!(
+            summary["counts"]["successes"].as_u64().unwrap() > 0,
+            "{id}: {summary}"
+        );
+        assert_eq!(summary["counts"]["errors"], 0);
+        assert!(summary["latency"]["ttft"]["p50_ms"].as_f64().unwrap() > 0.0);
+    }
+    let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header and three trials:\n{csv}");
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("| `03_users=16` | chat | complete |"),
+        "{report}"
+    );
+    assert!(dir.join("recipe.yaml").exists() && dir.join("resolved.yaml").exists());
+    assert!(dir.join("logs/llm.log").exists());
+    assert_no_process_left("sim-7b");
+}
+
+#[test]
+fn command_service_driven_by_a_recipe() {
+    let env = Env::new();
+    let m = marker("cmd");
+    let text = format!(
+        "name: cmd
+services:
+  - name: server
+    kind: command
+    command: [\"${{AIBENCH_EXE}}\", sim, --host, \"${{HOST}}\", --port, \"${{PORT}}\", --model, {m}]
+    health: {{ check: http, path: /health, timeout: 20s }}
+workloads:
+  - name: chat
+    target: server
+    protocol: openai-chat
+    model: {m}
+    dataset: {{ kind: synthetic, prompt_tokens: 8, output_tokens: 4 }}
+    load: {{ pattern: open-loop, arrival: constant, rate: 20/s }}
+    stop: {{ duration: 2s }}
+"
+    );
+    let recipe = env.recipe("cmd.yaml", &text);
+    let run = env.cmd(&["run", "--json", recipe.to_str().unwrap()]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(out["status"], "completed");
+    let s = &out["trials"][0]["summary"];
+    assert!(s["counts"]["successes"].as_u64().unwrap() >= 30, "{s}");
+    assert_no_process_left(&m);
+}
+
+#[test]
+fn a_service_that_never_becomes_healthy() {
+    let env = Env::new();
+    let m = marker("never");
+    let text = format!(
+        "name: never
+services:
+  - name: stuck
+    kind: command
+    command: \"sleep 3600 # {m}\"
+    health: {{ check: http, path: /health, timeout: 2s, interval: 200ms }}
+workloads:
+  - name: w
+    target: stuck
+    protocol: http
+    http: {{ path: / }}
+    load: {{ pattern: closed-loop, users: 1 }}
+    stop: {{ duration: 1s }}
+"
+    );
+    let recipe = env.recipe("never.yaml", &text);
+    let run = env.cmd(&["run", recipe.to_str().unwrap()]).run();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("service `stuck` did not become healthy within 2s"),
+        "{}",
+        run.stderr
+    );
+    let dir = env.run_dirs().pop().unwrap();
+    assert_eq!(read_json(&dir.join("run.json"))["status"], "failed");
+    assert_no_process_left(&m);
+}
+
+#[test]
+fn a_service_that_crashes_at_start_is_quoted() {
+    let env = Env::new();
+    let text = "name: crash
+services:
+  - name: bad
+    kind: command
+    command: \"echo loading the model; echo out of memory >&2; exit 3\"
+workloads:
+  - name: w
+    target: bad
+    protocol: http
+    load: { pattern: closed-loop, users: 1 }
+    stop: { duration: 1s }
+";
+    let recipe = env.recipe("crash.yaml", text);
+    let run = env.cmd(&["run", recipe.to_str().unwrap()]).run();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("service `bad` exited during start-up (exit code 3)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("| out of memory"),
+        "the last lines are quoted: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_service_killed_mid_run() {
+    let env = Env::new();
+    let m = marker("killed");
+    let recipe = env.recipe("k.yaml", &sim_recipe(&m, "60s", ""));
+    let mut child = env.spawn(&["run", recipe.to_str().unwrap()]);
+    let dir = env.wait_for_event(
+        "\"workload\":\"chat\",\"phase\":\"measure\"",
+        Duration::from_secs(30),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let svc = read_json(&dir.join("services/llm.json"));
+    let pid = svc["pid"].as_i64().unwrap() as i32;
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let code = wait_exit(&mut child, Duration::from_secs(60));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("service `llm` exited during the measurement (killed by signal 9)"),
+        "{stderr}"
+    );
+    let info = read_json(&dir.join("run.json"));
+    assert_eq!(info["status"], "failed");
+    let summary = read_json(&dir.join("trials/01/summary.json"));
+    assert_eq!(summary["interrupted"], true);
+    let records = std::fs::read_to_string(dir.join("trials/01/requests.jsonl")).unwrap();
+    let ok = records
+        .lines()
+        .filter(|l| l.contains("\"status\":200"))
+        .count();
+    assert!(ok > 0, "completed requests are kept");
+    assert_no_process_left(&m);
+}
+
+fn interrupt_mid_run(signal: i32) {
+    let env = Env::new();
+    let m = marker("sig");
+    let recipe = env.recipe("s.yaml", &sim_recipe(&m, "60s", ""));
+    let mut child = env.spawn(&["run", recipe.to_str().unwrap()]);
+    let dir = env.wait_for_event("\"phase\":\"measure\"", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(800));
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    let code = wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(code, 130);
+    assert_no_process_left(&m);
+    let info = read_json(&dir.join("run.json"));
+    assert_eq!(info["status"], "interrupted");
+    let summary = read_json(&dir.join("trials/01/summary.json"));
+    assert_eq!(summary["interrupted"], true);
+    assert!(summary["counts"]["successes"].as_u64().unwrap() > 0);
+    let lines = std::fs::read_to_string(dir.join("trials/01/requests.jsonl")).unwrap();
+    for l in lines.lines() {
+        serde_json::from_str::<serde_json::Value>(l).expect("every record line is whole");
+    }
+    assert!(dir.join("report.md").exists());
+}
+
+#[test]
+fn sigint_mid_run_stops_cleanly() {
+    interrupt_mid_run(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_mid_run_stops_cleanly() {
+    interrupt_mid_run(libc::SIGTERM);
+}
+
+#[test]
+fn resume_completes_the_same_trials() {
+    let env = Env::new();
+    let m = marker("resume");
+    let sweep = "sweep:\n  matrix:\n    chat.load.users: [1, 2, 3]\n";
+    let recipe = env.recipe("r.yaml", &sim_recipe(&m, "2s", sweep));
+    let mut child = env.spawn(&["run", recipe.to_str().unwrap()]);
+    let dir = env.wait_for_event(
+        "\"trial\":\"02_users=2\",\"index\":1",
+        Duration::from_secs(60),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), 130);
+    let info = read_json(&dir.join("run.json"));
+    assert_eq!(info["trials"][0]["status"], "complete");
+    assert_ne!(info["trials"][2]["status"], "complete");
+
+    let run = env.cmd(&["run", "--resume", dir.to_str().unwrap()]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("trial 01_users=1: skipped"),
+        "{}",
+        run.stderr
+    );
+    let info = read_json(&dir.join("run.json"));
+    assert_eq!(info["status"], "completed");
+    let ids: Vec<&str> = info["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["01_users=1", "02_users=2", "03_users=3"]);
+    for t in info["trials"].as_array().unwrap() {
+        assert_eq!(t["status"], "complete");
+    }
+    let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert_no_process_left(&m);
+}
+
+#[test]
+fn up_services_down() {
+    let env = Env::new();
+    let m = marker("up");
+    let recipe = env.recipe("u.yaml", &sim_recipe(&m, "1s", ""));
+    let up = env.cmd(&["up", recipe.to_str().unwrap()]).run();
+    assert_eq!(up.code, 0, "{}", up.stderr);
+    assert!(
+        !processes_with(&m).is_empty(),
+        "the service outlives `aibench up`"
+    );
+    let list = env.cmd(&["services", "--json"]).run();
+    let v: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(v[0]["name"], "llm");
+    assert_eq!(v[0]["state"], "ready");
+    let again = env.cmd(&["up", recipe.to_str().unwrap()]).run();
+    assert_eq!(
+        again.code, 2,
+        "a second `up` of the same service is refused"
+    );
+    let down = env.cmd(&["down", "llm"]).run();
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(down.stdout.contains("stopped llm"));
+    assert_no_process_left(&m);
+    let list = env.cmd(&["services", "--json"]).run();
+    assert_eq!(list.stdout.trim(), "[]");
+    assert_eq!(env.cmd(&["down", "nope"]).run().code, 2);
+}
