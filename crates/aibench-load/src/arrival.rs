@@ -116,24 +116,59 @@ enum Profile {
 impl Profile {
     fn segment(&self, i: usize) -> Option<Segment> {
         match self {
-            Profile::Fixed(r) => (i == 0).then_some(Segment { t0: 0.0, len: f64::INFINITY, a: *r, b: 0.0 }),
+            Profile::Fixed(r) => (i == 0).then_some(Segment {
+                t0: 0.0,
+                len: f64::INFINITY,
+                a: *r,
+                b: 0.0,
+            }),
             Profile::Steps(steps) => {
                 let t0: f64 = steps.iter().take(i).map(|s| s.1).sum();
-                steps.get(i).map(|&(rate, len)| Segment { t0, len, a: rate, b: 0.0 })
+                steps.get(i).map(|&(rate, len)| Segment {
+                    t0,
+                    len,
+                    a: rate,
+                    b: 0.0,
+                })
             }
             Profile::Ramp { from, to, over } => match i {
-                0 if *over > 0.0 => Some(Segment { t0: 0.0, len: *over, a: *from, b: (to - from) / over }),
-                0 => Some(Segment { t0: 0.0, len: 0.0, a: 0.0, b: 0.0 }),
-                1 => Some(Segment { t0: *over, len: f64::INFINITY, a: *to, b: 0.0 }),
+                0 if *over > 0.0 => Some(Segment {
+                    t0: 0.0,
+                    len: *over,
+                    a: *from,
+                    b: (to - from) / over,
+                }),
+                0 => Some(Segment {
+                    t0: 0.0,
+                    len: 0.0,
+                    a: 0.0,
+                    b: 0.0,
+                }),
+                1 => Some(Segment {
+                    t0: *over,
+                    len: f64::INFINITY,
+                    a: *to,
+                    b: 0.0,
+                }),
                 _ => None,
             },
             Profile::OnOff { rate, on, off } => {
                 let period = on + off;
                 let k = (i / 2) as f64;
                 Some(if i % 2 == 0 {
-                    Segment { t0: k * period, len: *on, a: *rate, b: 0.0 }
+                    Segment {
+                        t0: k * period,
+                        len: *on,
+                        a: *rate,
+                        b: 0.0,
+                    }
                 } else {
-                    Segment { t0: k * period + on, len: *off, a: 0.0, b: 0.0 }
+                    Segment {
+                        t0: k * period + on,
+                        len: *off,
+                        a: 0.0,
+                        b: 0.0,
+                    }
                 })
             }
         }
@@ -147,20 +182,48 @@ impl Schedule {
             Arrival::Trace { offsets } => {
                 let mut offsets = offsets.clone();
                 offsets.sort();
-                return Schedule { kind: Kind::Trace { offsets, next: 0 } };
+                return Schedule {
+                    kind: Kind::Trace { offsets, next: 0 },
+                };
             }
             Arrival::Constant { rate } => (Profile::Fixed(*rate), Process::Constant),
             Arrival::Poisson { rate } => (Profile::Fixed(*rate), Process::Poisson),
-            Arrival::Gamma { rate, burstiness } => (Profile::Fixed(*rate), Process::Gamma { burstiness: *burstiness }),
-            Arrival::Step { steps, process } => {
-                (Profile::Steps(steps.iter().map(|(r, d)| (*r, d.as_secs_f64())).collect()), *process)
-            }
-            Arrival::Ramp { from, to, over, process } => {
-                (Profile::Ramp { from: *from, to: *to, over: over.as_secs_f64() }, *process)
-            }
-            Arrival::OnOff { rate, on, off, process } => {
-                (Profile::OnOff { rate: *rate, on: on.as_secs_f64(), off: off.as_secs_f64() }, *process)
-            }
+            Arrival::Gamma { rate, burstiness } => (
+                Profile::Fixed(*rate),
+                Process::Gamma {
+                    burstiness: *burstiness,
+                },
+            ),
+            Arrival::Step { steps, process } => (
+                Profile::Steps(steps.iter().map(|(r, d)| (*r, d.as_secs_f64())).collect()),
+                *process,
+            ),
+            Arrival::Ramp {
+                from,
+                to,
+                over,
+                process,
+            } => (
+                Profile::Ramp {
+                    from: *from,
+                    to: *to,
+                    over: over.as_secs_f64(),
+                },
+                *process,
+            ),
+            Arrival::OnOff {
+                rate,
+                on,
+                off,
+                process,
+            } => (
+                Profile::OnOff {
+                    rate: *rate,
+                    on: on.as_secs_f64(),
+                    off: off.as_secs_f64(),
+                },
+                *process,
+            ),
         };
         let seg = profile.segment(0);
         Schedule {
@@ -227,7 +290,10 @@ mod tests {
     use super::*;
 
     fn gaps(arrival: &Arrival, n: usize, seed: u64) -> Vec<f64> {
-        let t: Vec<f64> = Schedule::new(arrival, seed).take(n + 1).map(|d| d.as_secs_f64()).collect();
+        let t: Vec<f64> = Schedule::new(arrival, seed)
+            .take(n + 1)
+            .map(|d| d.as_secs_f64())
+            .collect();
         t.windows(2).map(|w| w[1] - w[0]).collect()
     }
 
@@ -240,10 +306,15 @@ mod tests {
 
     #[test]
     fn constant_spacing_is_exact() {
-        let t: Vec<Duration> = Schedule::new(&Arrival::Constant { rate: 4.0 }, 1).take(5).collect();
+        let t: Vec<Duration> = Schedule::new(&Arrival::Constant { rate: 4.0 }, 1)
+            .take(5)
+            .collect();
         let ms: Vec<u128> = t.iter().map(|d| d.as_millis()).collect();
         assert_eq!(ms, vec![0, 250, 500, 750, 1000]);
-        for (k, d) in Schedule::new(&Arrival::Constant { rate: 1000.0 }, 1).take(100_000).enumerate() {
+        for (k, d) in Schedule::new(&Arrival::Constant { rate: 1000.0 }, 1)
+            .take(100_000)
+            .enumerate()
+        {
             let want = k as f64 / 1000.0;
             assert!((d.as_secs_f64() - want).abs() < 1e-9, "arrival {k}: {d:?}");
         }
@@ -260,11 +331,24 @@ mod tests {
     #[test]
     fn gamma_cv_is_one_over_sqrt_burstiness() {
         for b in [0.25, 0.5, 2.0, 4.0] {
-            let g = gaps(&Arrival::Gamma { rate: 10.0, burstiness: b }, 200_000, 11);
+            let g = gaps(
+                &Arrival::Gamma {
+                    rate: 10.0,
+                    burstiness: b,
+                },
+                200_000,
+                11,
+            );
             let (mean, cv) = mean_cv(&g);
             let want = 1.0 / f64::sqrt(b);
-            assert!((mean - 0.1).abs() < 0.1 * 0.03, "burstiness {b}: mean {mean}");
-            assert!((cv - want).abs() < want * 0.03, "burstiness {b}: cv {cv}, want {want}");
+            assert!(
+                (mean - 0.1).abs() < 0.1 * 0.03,
+                "burstiness {b}: mean {mean}"
+            );
+            assert!(
+                (cv - want).abs() < want * 0.03,
+                "burstiness {b}: cv {cv}, want {want}"
+            );
         }
     }
 
@@ -281,7 +365,11 @@ mod tests {
     #[test]
     fn steps_follow_their_rates_and_end() {
         let a = Arrival::Step {
-            steps: vec![(10.0, Duration::from_secs(2)), (0.0, Duration::from_secs(1)), (20.0, Duration::from_secs(1))],
+            steps: vec![
+                (10.0, Duration::from_secs(2)),
+                (0.0, Duration::from_secs(1)),
+                (20.0, Duration::from_secs(1)),
+            ],
             process: Process::Constant,
         };
         let t: Vec<f64> = Schedule::new(&a, 0).map(|d| d.as_secs_f64()).collect();
@@ -294,8 +382,16 @@ mod tests {
     #[test]
     fn ramp_count_matches_integral() {
         // Rate 0 -> 100 over 10 s: 500 arrivals in the ramp, then 100/s.
-        let a = Arrival::Ramp { from: 0.0, to: 100.0, over: Duration::from_secs(10), process: Process::Constant };
-        let t: Vec<f64> = Schedule::new(&a, 0).take(1000).map(|d| d.as_secs_f64()).collect();
+        let a = Arrival::Ramp {
+            from: 0.0,
+            to: 100.0,
+            over: Duration::from_secs(10),
+            process: Process::Constant,
+        };
+        let t: Vec<f64> = Schedule::new(&a, 0)
+            .take(1000)
+            .map(|d| d.as_secs_f64())
+            .collect();
         let in_ramp = t.iter().filter(|&&x| x < 10.0).count();
         assert!((499..=501).contains(&in_ramp), "{in_ramp}");
         // Λ(t) = 5 t² in the ramp: arrival k at sqrt(k / 5).
@@ -312,7 +408,10 @@ mod tests {
             off: Duration::from_secs(1),
             process: Process::Poisson,
         };
-        let t: Vec<f64> = Schedule::new(&a, 5).take(5000).map(|d| d.as_secs_f64()).collect();
+        let t: Vec<f64> = Schedule::new(&a, 5)
+            .take(5000)
+            .map(|d| d.as_secs_f64())
+            .collect();
         assert!(t.iter().all(|x| x.rem_euclid(2.0) <= 1.0 + 1e-9));
         let span = t.last().unwrap();
         let rate = t.len() as f64 / (span / 2.0);
@@ -321,8 +420,13 @@ mod tests {
 
     #[test]
     fn trace_is_replayed_sorted() {
-        let a = Arrival::Trace { offsets: vec![Duration::from_millis(30), Duration::from_millis(10)] };
+        let a = Arrival::Trace {
+            offsets: vec![Duration::from_millis(30), Duration::from_millis(10)],
+        };
         let t: Vec<_> = Schedule::new(&a, 0).collect();
-        assert_eq!(t, vec![Duration::from_millis(10), Duration::from_millis(30)]);
+        assert_eq!(
+            t,
+            vec![Duration::from_millis(10), Duration::from_millis(30)]
+        );
     }
 }

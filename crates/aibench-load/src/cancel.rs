@@ -19,7 +19,9 @@ impl Default for Cancel {
 
 impl Cancel {
     pub fn new() -> Cancel {
-        Cancel { tx: Arc::new(watch::Sender::new(false)) }
+        Cancel {
+            tx: Arc::new(watch::Sender::new(false)),
+        }
     }
 
     /// Signal cancellation (idempotent).

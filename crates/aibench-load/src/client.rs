@@ -22,6 +22,8 @@ use crate::protocol::{BodyKind, Endpoint, Prepared};
 
 /// An error body is read up to this size for its message (and to keep the connection usable).
 const MAX_ERROR_BODY: usize = 8 << 10;
+/// Longest wait for a TCP connection (the request's own timeout applies if shorter).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Microseconds since the run's monotonic start.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +33,12 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub fn now_us(&self) -> u64 {
-        u64::try_from(Instant::now().saturating_duration_since(self.start).as_micros()).unwrap_or(u64::MAX)
+        u64::try_from(
+            Instant::now()
+                .saturating_duration_since(self.start)
+                .as_micros(),
+        )
+        .unwrap_or(u64::MAX)
     }
 
     pub fn instant(&self, us: u64) -> Instant {
@@ -50,13 +57,20 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub async fn connect(addr: SocketAddr) -> Result<Conn, String> {
-        let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {e}"))?;
-        stream.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("HTTP handshake with {addr}: {e}"))?;
-        Ok(Conn { sender, driver: Some(Box::pin(conn)) })
+        Ok(Conn {
+            sender,
+            driver: Some(Box::pin(conn)),
+        })
     }
 
     fn usable(&self) -> bool {
@@ -77,6 +91,8 @@ pub(crate) struct Exchange<'a> {
 enum Failure {
     /// The request never left (the kept-alive connection had closed): safe to retry.
     NotSent(String),
+    /// The server answered with an error status; the connection is still good.
+    Status(ErrorClass, String),
     Failed(ErrorClass, String),
 }
 
@@ -111,8 +127,6 @@ pub(crate) async fn execute(slot: &mut Option<Conn>, ex: &Exchange<'_>, rec: &mu
             };
         }
         Err((class, msg)) => {
-            // The connection is in an unknown state after a failure.
-            *slot = None;
             rec.error = Some(class);
             rec.error_message = Some(ex.endpoint.scrub(truncate(msg, 300)));
         }
@@ -128,7 +142,22 @@ async fn attempt(
     for retry in [false, true] {
         let (mut conn, reused) = match slot.take() {
             Some(c) if c.usable() => (c, true),
-            _ => (Conn::connect(ex.endpoint.addr).await.map_err(|m| (ErrorClass::Connect, m))?, false),
+            _ => {
+                let limit = CONNECT_TIMEOUT.min(ex.timeout);
+                let conn = tokio::time::timeout(limit, Conn::connect(ex.endpoint.addr))
+                    .await
+                    .map_err(|_| {
+                        (
+                            ErrorClass::Connect,
+                            format!(
+                                "connect to {}: no answer within {limit:?}",
+                                ex.endpoint.addr
+                            ),
+                        )
+                    })?
+                    .map_err(|m| (ErrorClass::Connect, m))?;
+                (conn, false)
+            }
         };
         match exchange(&mut conn, ex, rec, state).await {
             Ok(reusable) => {
@@ -143,6 +172,12 @@ async fn attempt(
                 }
                 // A kept-alive connection the server had closed: reconnect and send again.
                 rec.sent_us = None;
+            }
+            Err(Failure::Status(class, msg)) => {
+                if conn.usable() {
+                    *slot = Some(conn);
+                }
+                return Err((class, msg));
             }
             Err(Failure::Failed(class, msg)) => return Err((class, msg)),
         }
@@ -160,7 +195,10 @@ async fn exchange(
 ) -> Result<bool, Failure> {
     let Conn { sender, driver } = conn;
     let work = async {
-        sender.ready().await.map_err(|e| Failure::NotSent(format!("connection closed before sending: {e}")))?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| Failure::NotSent(format!("connection closed before sending: {e}")))?;
         let mut req = Request::new(Full::new(ex.prepared.body.clone()));
         *req.method_mut() = ex.endpoint.method.clone();
         *req.uri_mut() = ex.endpoint.path.clone();
@@ -182,16 +220,28 @@ async fn exchange(
         let mut body = resp.into_body();
         if let Some(class) = ErrorClass::from_status(status) {
             let mut snippet = Vec::new();
-            while let Some(Ok(frame)) = body.frame().await {
-                if let Ok(d) = frame.into_data() {
-                    snippet.extend_from_slice(&d);
-                    if snippet.len() > MAX_ERROR_BODY {
-                        break;
+            let mut whole = true;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => {
+                        if let Ok(d) = f.into_data() {
+                            snippet.extend_from_slice(&d);
+                        }
                     }
+                    Err(_) => whole = false,
+                }
+                if !whole || snippet.len() > MAX_ERROR_BODY {
+                    whole = false;
+                    break;
                 }
             }
             let text = String::from_utf8_lossy(&snippet);
-            return Err(Failure::Failed(class, format!("HTTP {status}: {}", text.trim())));
+            let failure = if whole {
+                Failure::Status
+            } else {
+                Failure::Failed
+            };
+            return Err(failure(class, format!("HTTP {status}: {}", text.trim())));
         }
         while let Some(frame) = body.frame().await {
             match frame {
@@ -230,19 +280,30 @@ async fn exchange(
 fn classify(e: &hyper::Error, context: &str) -> Failure {
     use std::io::ErrorKind;
     let mut msg = format!("{context}: {e}");
-    let mut cut = e.is_incomplete_message() || e.is_closed() || e.is_canceled() || e.is_body_write_aborted();
+    let mut cut =
+        e.is_incomplete_message() || e.is_closed() || e.is_canceled() || e.is_body_write_aborted();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         msg.push_str(&format!(": {s}"));
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             cut |= matches!(
                 io.kind(),
-                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+                ErrorKind::UnexpectedEof
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
             );
         }
         source = s.source();
     }
-    Failure::Failed(if cut { ErrorClass::ClosedMidStream } else { ErrorClass::Other }, msg)
+    Failure::Failed(
+        if cut {
+            ErrorClass::ClosedMidStream
+        } else {
+            ErrorClass::Other
+        },
+        msg,
+    )
 }
 
 /// Ask an OpenAI-compatible server (`/v1/models`) or Ollama (`/api/tags`) for the first model
@@ -263,14 +324,19 @@ pub async fn discover_model(
     endpoint.headers.remove(hyper::header::CONTENT_TYPE);
     endpoint.body_kind = BodyKind::OpenAiJson;
     let fetch = async {
-        let mut conn = Conn::connect(endpoint.addr).await.map_err(LoadError::InvalidTarget)?;
+        let mut conn = Conn::connect(endpoint.addr)
+            .await
+            .map_err(LoadError::InvalidTarget)?;
         let Conn { sender, driver } = &mut conn;
         let mut driver = driver.take().expect("fresh connection");
         let work = async {
             let mut req = Request::new(Full::new(Bytes::new()));
             *req.uri_mut() = endpoint.path.clone();
             *req.headers_mut() = endpoint.headers.clone();
-            let resp = sender.send_request(req).await.map_err(|e| LoadError::InvalidTarget(format!("GET {path}: {e}")))?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| LoadError::InvalidTarget(format!("GET {path}: {e}")))?;
             let status = resp.status();
             let bytes = resp
                 .into_body()
@@ -279,7 +345,9 @@ pub async fn discover_model(
                 .map_err(|e| LoadError::InvalidTarget(format!("GET {path}: {e}")))?
                 .to_bytes();
             if !status.is_success() {
-                return Err(LoadError::InvalidTarget(format!("GET {path} answered {status}")));
+                return Err(LoadError::InvalidTarget(format!(
+                    "GET {path} answered {status}"
+                )));
             }
             let v: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| LoadError::InvalidTarget(format!("GET {path}: invalid JSON: {e}")))?;
@@ -290,7 +358,7 @@ pub async fn discover_model(
             _ = driver.as_mut() => Err(LoadError::InvalidTarget(format!("GET {path}: connection closed"))),
         }
     };
-    tokio::time::timeout(timeout, fetch)
-        .await
-        .map_err(|_| LoadError::InvalidTarget(format!("GET {path}: no answer within {timeout:?}")))?
+    tokio::time::timeout(timeout, fetch).await.map_err(|_| {
+        LoadError::InvalidTarget(format!("GET {path}: no answer within {timeout:?}"))
+    })?
 }

@@ -23,11 +23,21 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     #[error("cannot read dataset {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {message}")]
-    Parse { path: PathBuf, line: usize, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{path}: no usable prompts (expected {expected})")]
-    Empty { path: PathBuf, expected: &'static str },
+    Empty {
+        path: PathBuf,
+        expected: &'static str,
+    },
     #[error("invalid length distribution: {0}")]
     Length(String),
 }
@@ -37,19 +47,29 @@ pub enum DatasetError {
 pub enum LengthDist {
     Fixed(u32),
     /// Uniform over `min..=max`.
-    Uniform { min: u32, max: u32 },
-    Normal { mean: f64, stddev: f64 },
+    Uniform {
+        min: u32,
+        max: u32,
+    },
+    Normal {
+        mean: f64,
+        stddev: f64,
+    },
 }
 
 impl LengthDist {
     pub fn validate(&self) -> Result<(), DatasetError> {
         match *self {
             LengthDist::Fixed(0) => Err(DatasetError::Length("a length must be at least 1".into())),
-            LengthDist::Uniform { min, max } if min > max || max == 0 => {
-                Err(DatasetError::Length(format!("uniform length {min}..={max} is empty")))
-            }
-            LengthDist::Normal { mean, stddev } if !(mean.is_finite() && stddev.is_finite() && stddev >= 0.0) => {
-                Err(DatasetError::Length(format!("normal length mean {mean} stddev {stddev} is not valid")))
+            LengthDist::Uniform { min, max } if min > max || max == 0 => Err(DatasetError::Length(
+                format!("uniform length {min}..={max} is empty"),
+            )),
+            LengthDist::Normal { mean, stddev }
+                if !(mean.is_finite() && stddev.is_finite() && stddev >= 0.0) =>
+            {
+                Err(DatasetError::Length(format!(
+                    "normal length mean {mean} stddev {stddev} is not valid"
+                )))
             }
             _ => Ok(()),
         }
@@ -60,7 +80,9 @@ impl LengthDist {
             LengthDist::Fixed(n) => n,
             LengthDist::Uniform { min, max } => rng.random_range(min..=max),
             LengthDist::Normal { mean, stddev } => {
-                let x = Normal::new(mean, stddev).map(|d| d.sample(rng)).unwrap_or(mean);
+                let x = Normal::new(mean, stddev)
+                    .map(|d| d.sample(rng))
+                    .unwrap_or(mean);
                 x.round().clamp(1.0, f64::from(u32::MAX)) as u32
             }
         };
@@ -97,17 +119,19 @@ pub struct Dataset {
 /// synthetic prompt of n words is close to n tokens for real models and exactly n for a
 /// whitespace tokenizer.
 const WORDS: &[&str] = &[
-    "the", "of", "and", "to", "in", "is", "was", "for", "on", "with", "as", "by", "at", "from", "that", "this",
-    "it", "be", "are", "or", "an", "which", "one", "have", "not", "but", "had", "all", "were", "they", "their",
-    "there", "been", "has", "when", "who", "will", "more", "no", "if", "out", "so", "said", "what", "up", "its",
-    "about", "into", "than", "them", "can", "only", "other", "new", "some", "could", "time", "these", "two",
-    "may", "then", "do", "first", "any", "my", "now", "such", "like", "our", "over", "man", "me", "even", "most",
-    "made", "after", "also", "did", "many", "before", "must", "through", "back", "years", "where", "much",
-    "your", "way", "well", "down", "should", "because", "each", "just", "those", "people", "how", "too",
-    "little", "state", "good", "very", "make", "world", "still", "own", "see", "men", "work", "long", "get",
-    "here", "between", "both", "life", "being", "under", "never", "day", "same", "another", "know", "while",
-    "last", "might", "us", "great", "old", "year", "off", "come", "since", "against", "go", "came", "right",
-    "used", "take", "three", "water", "light", "house", "city", "river", "music", "paper", "table", "green",
+    "the", "of", "and", "to", "in", "is", "was", "for", "on", "with", "as", "by", "at", "from",
+    "that", "this", "it", "be", "are", "or", "an", "which", "one", "have", "not", "but", "had",
+    "all", "were", "they", "their", "there", "been", "has", "when", "who", "will", "more", "no",
+    "if", "out", "so", "said", "what", "up", "its", "about", "into", "than", "them", "can", "only",
+    "other", "new", "some", "could", "time", "these", "two", "may", "then", "do", "first", "any",
+    "my", "now", "such", "like", "our", "over", "man", "me", "even", "most", "made", "after",
+    "also", "did", "many", "before", "must", "through", "back", "years", "where", "much", "your",
+    "way", "well", "down", "should", "because", "each", "just", "those", "people", "how", "too",
+    "little", "state", "good", "very", "make", "world", "still", "own", "see", "men", "work",
+    "long", "get", "here", "between", "both", "life", "being", "under", "never", "day", "same",
+    "another", "know", "while", "last", "might", "us", "great", "old", "year", "off", "come",
+    "since", "against", "go", "came", "right", "used", "take", "three", "water", "light", "house",
+    "city", "river", "music", "paper", "table", "green",
 ];
 
 impl Dataset {
@@ -137,7 +161,11 @@ impl Dataset {
                     }
                     text.push_str(WORDS[rng.random_range(0..WORDS.len())]);
                 }
-                Prompt { text, input_tokens: Some(n), output_tokens: output_tokens.sample(&mut rng) }
+                Prompt {
+                    text,
+                    input_tokens: Some(n),
+                    output_tokens: output_tokens.sample(&mut rng),
+                }
             })
             .collect();
         Ok(Dataset { prompts })
@@ -155,17 +183,29 @@ impl Dataset {
         if let Some(d) = output_tokens {
             d.validate()?;
         }
-        let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io {
+            path: path.into(),
+            source,
+        })?;
         let (mut prompts, expected) = match format {
-            DatasetFormat::Jsonl => (parse_jsonl(path, &text)?, "lines like {\"prompt\": \"...\"} or {\"text\": \"...\"}"),
+            DatasetFormat::Jsonl => (
+                parse_jsonl(path, &text)?,
+                "lines like {\"prompt\": \"...\"} or {\"text\": \"...\"}",
+            ),
             DatasetFormat::ShareGpt => (
                 parse_sharegpt(path, &text)?,
                 "objects with \"conversations\": [{\"from\": \"human\", \"value\": ...}, ...]",
             ),
-            DatasetFormat::HellaSwag => (parse_hellaswag(path, &text)?, "lines with \"ctx\" and \"endings\""),
+            DatasetFormat::HellaSwag => (
+                parse_hellaswag(path, &text)?,
+                "lines with \"ctx\" and \"endings\"",
+            ),
         };
         if prompts.is_empty() {
-            return Err(DatasetError::Empty { path: path.into(), expected });
+            return Err(DatasetError::Empty {
+                path: path.into(),
+                expected,
+            });
         }
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x6461_7461_7365_7473);
         prompts.shuffle(&mut rng);
@@ -201,7 +241,11 @@ fn estimate_tokens(text: &str) -> u32 {
 }
 
 fn parse_err(path: &Path, line: usize, message: impl Into<String>) -> DatasetError {
-    DatasetError::Parse { path: path.into(), line, message: message.into() }
+    DatasetError::Parse {
+        path: path.into(),
+        line,
+        message: message.into(),
+    }
 }
 
 fn parse_jsonl(path: &Path, text: &str) -> Result<Vec<Prompt>, DatasetError> {
@@ -217,13 +261,22 @@ fn parse_jsonl(path: &Path, text: &str) -> Result<Vec<Prompt>, DatasetError> {
         if l.trim().is_empty() {
             continue;
         }
-        let line: Line = serde_json::from_str(l).map_err(|e| parse_err(path, i + 1, e.to_string()))?;
+        let line: Line =
+            serde_json::from_str(l).map_err(|e| parse_err(path, i + 1, e.to_string()))?;
         let Some(prompt) = line.prompt.or(line.text) else {
-            return Err(parse_err(path, i + 1, "expected a \"prompt\" or \"text\" field"));
+            return Err(parse_err(
+                path,
+                i + 1,
+                "expected a \"prompt\" or \"text\" field",
+            ));
         };
         out.push(Prompt {
             input_tokens: Some(estimate_tokens(&prompt)),
-            output_tokens: line.output_tokens.or(line.max_tokens).unwrap_or(DEFAULT_OUTPUT_TOKENS).max(1),
+            output_tokens: line
+                .output_tokens
+                .or(line.max_tokens)
+                .unwrap_or(DEFAULT_OUTPUT_TOKENS)
+                .max(1),
             text: prompt,
         });
     }
@@ -257,7 +310,10 @@ fn parse_sharegpt(path: &Path, text: &str) -> Result<Vec<Prompt>, DatasetError> 
     Ok(conversations
         .into_iter()
         .filter_map(|c| {
-            let i = c.conversations.iter().position(|t| is_user(&t.from) && !t.value.trim().is_empty())?;
+            let i = c
+                .conversations
+                .iter()
+                .position(|t| is_user(&t.from) && !t.value.trim().is_empty())?;
             let reply = c.conversations.get(i + 1).filter(|t| !is_user(&t.from))?;
             let prompt = c.conversations[i].value.clone();
             Some(Prompt {
@@ -282,7 +338,8 @@ fn parse_hellaswag(path: &Path, text: &str) -> Result<Vec<Prompt>, DatasetError>
         if l.trim().is_empty() {
             continue;
         }
-        let item: Item = serde_json::from_str(l).map_err(|e| parse_err(path, i + 1, e.to_string()))?;
+        let item: Item =
+            serde_json::from_str(l).map_err(|e| parse_err(path, i + 1, e.to_string()))?;
         // The label is a number in some copies and a string in others.
         let label = match &item.label {
             Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(0) as usize,
@@ -309,14 +366,35 @@ mod tests {
 
     #[test]
     fn synthetic_word_count_is_prompt_tokens_and_seeded() {
-        let d = Dataset::synthetic(LengthDist::Uniform { min: 5, max: 50 }, LengthDist::Fixed(7), 200, 9).unwrap();
+        let d = Dataset::synthetic(
+            LengthDist::Uniform { min: 5, max: 50 },
+            LengthDist::Fixed(7),
+            200,
+            9,
+        )
+        .unwrap();
         for p in d.prompts() {
-            assert_eq!(p.text.split_whitespace().count() as u32, p.input_tokens.unwrap());
+            assert_eq!(
+                p.text.split_whitespace().count() as u32,
+                p.input_tokens.unwrap()
+            );
             assert_eq!(p.output_tokens, 7);
         }
-        let again = Dataset::synthetic(LengthDist::Uniform { min: 5, max: 50 }, LengthDist::Fixed(7), 200, 9).unwrap();
+        let again = Dataset::synthetic(
+            LengthDist::Uniform { min: 5, max: 50 },
+            LengthDist::Fixed(7),
+            200,
+            9,
+        )
+        .unwrap();
         assert_eq!(d, again);
-        let other = Dataset::synthetic(LengthDist::Uniform { min: 5, max: 50 }, LengthDist::Fixed(7), 200, 10).unwrap();
+        let other = Dataset::synthetic(
+            LengthDist::Uniform { min: 5, max: 50 },
+            LengthDist::Fixed(7),
+            200,
+            10,
+        )
+        .unwrap();
         assert_ne!(d, other);
         let mut texts: Vec<&str> = d.prompts().iter().map(|p| p.text.as_str()).collect();
         texts.sort();
@@ -326,7 +404,10 @@ mod tests {
 
     #[test]
     fn normal_lengths_center_on_mean() {
-        let d = LengthDist::Normal { mean: 100.0, stddev: 10.0 };
+        let d = LengthDist::Normal {
+            mean: 100.0,
+            stddev: 10.0,
+        };
         let mut rng = SmallRng::seed_from_u64(1);
         let n = 20_000;
         let mean = (0..n).map(|_| f64::from(d.sample(&mut rng))).sum::<f64>() / f64::from(n);
@@ -359,7 +440,14 @@ mod tests {
                                                {"from": "gpt", "value": "Because of Rayleigh scattering."}]},
                 {"id": "2", "conversations": [{"from": "gpt", "value": "lonely"}]}]"#,
         );
-        let d = Dataset::load(DatasetFormat::ShareGpt, f.path(), Some(LengthDist::Fixed(64)), None, 0).unwrap();
+        let d = Dataset::load(
+            DatasetFormat::ShareGpt,
+            f.path(),
+            Some(LengthDist::Fixed(64)),
+            None,
+            0,
+        )
+        .unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!(d.prompts()[0].text, "Why is the sky blue?");
         assert_eq!(d.prompts()[0].output_tokens, 64);

@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use aibench_results::{Accumulator, AccumulatorConfig, ErrorClass, Phase, RecordWriter, RequestRecord, StopReason, Summary};
+use aibench_results::{
+    Accumulator, AccumulatorConfig, ErrorClass, Phase, RecordWriter, RequestRecord, StopReason,
+    Summary,
+};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
@@ -145,7 +148,8 @@ impl Gate {
 
     /// Whether nothing intended at `t_us` or later would be admitted.
     fn over_by(&self, t_us: u64) -> bool {
-        self.measure_end_us.is_some_and(|end| t_us >= end + self.cooldown_us)
+        self.measure_end_us
+            .is_some_and(|end| t_us >= end + self.cooldown_us)
     }
 
     fn phase_at(&self, t_us: u64) -> Phase {
@@ -246,7 +250,8 @@ impl Budget {
         }
         self.max_consecutive.is_some_and(|n| self.consecutive >= n)
             || self.max_rate.is_some_and(|r| {
-                self.completed >= r.min_requests.max(1) && self.failed as f64 / self.completed as f64 > r.rate
+                self.completed >= r.min_requests.max(1)
+                    && self.failed as f64 / self.completed as f64 > r.rate
             })
     }
 }
@@ -312,16 +317,29 @@ fn micros(d: Duration) -> u64 {
 ///
 /// Needs a tokio runtime (multi-thread recommended). Request bodies are serialized and
 /// connections opened before the clock starts. Returns once every request has been recorded.
-pub async fn run(spec: &LoadSpec, target: &Target, dataset: &Dataset, options: RunOptions) -> Result<RunOutcome, LoadError> {
+pub async fn run(
+    spec: &LoadSpec,
+    target: &Target,
+    dataset: &Dataset,
+    options: RunOptions,
+) -> Result<RunOutcome, LoadError> {
     spec.validate(options.shard)?;
     if dataset.is_empty() {
-        return Err(LoadError::InvalidSpec(vec!["the dataset has no prompts".into()]));
+        return Err(LoadError::InvalidSpec(vec![
+            "the dataset has no prompts".into()
+        ]));
     }
-    let handle = tokio::runtime::Handle::try_current().map_err(|e| LoadError::Runtime(e.to_string()))?;
+    let handle =
+        tokio::runtime::Handle::try_current().map_err(|e| LoadError::Runtime(e.to_string()))?;
     let endpoint = Endpoint::resolve(target).await?;
     let prepared = prepare(target, dataset)?;
     let writer = match &options.records {
-        Some(path) => Some(RecordWriter::create(path).map_err(|source| LoadError::Records { path: path.clone(), source })?),
+        Some(path) => Some(
+            RecordWriter::create(path).map_err(|source| LoadError::Records {
+                path: path.clone(),
+                source,
+            })?,
+        ),
         None => None,
     };
     let shard = options.shard;
@@ -333,12 +351,22 @@ pub async fn run(spec: &LoadSpec, target: &Target, dataset: &Dataset, options: R
     // Open connections before the clock starts.
     let prewarm_n = match &spec.pattern {
         Pattern::ClosedLoop { users, .. } => shard.share(*users as u64) as usize,
-        Pattern::OpenLoop { arrival, max_in_flight, .. } => {
-            let want = max_in_flight.unwrap_or_else(|| arrival.peak_rate().ceil().max(1.0) as usize);
+        Pattern::OpenLoop {
+            arrival,
+            max_in_flight,
+            ..
+        } => {
+            let want =
+                max_in_flight.unwrap_or_else(|| arrival.peak_rate().ceil().max(1.0) as usize);
             (shard.share(want as u64) as usize).clamp(1, MAX_PREWARM)
         }
     };
-    let mut conns = prewarm(endpoint.addr, prewarm_n, spec.timeout.min(Duration::from_secs(10))).await;
+    let mut conns = prewarm(
+        endpoint.addr,
+        prewarm_n,
+        spec.timeout.min(Duration::from_secs(10)),
+    )
+    .await;
 
     let (tx, rx) = mpsc::unbounded_channel();
     let (clock, started_at) = start_clock(options.start_at);
@@ -366,19 +394,29 @@ pub async fn run(spec: &LoadSpec, target: &Target, dataset: &Dataset, options: R
         options.events.clone(),
     ));
 
-    // Wait for the common start.
-    if clock.start > Instant::now() {
-        tokio::time::sleep_until(clock.start.into()).await;
-    }
-
+    // Wait for the common start (a cancel meanwhile stops the run before its first request).
     let external = options.cancel.clone().unwrap_or_default();
+    if clock.start > Instant::now() {
+        tokio::select! {
+            () = tokio::time::sleep_until(clock.start.into()) => {}
+            () = external.cancelled() => ctx.stop.trigger(StopReason::Cancelled),
+        }
+    }
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Option<StopReason>>();
     match &spec.pattern {
-        Pattern::ClosedLoop { users, think_time, ramp_up } => {
+        Pattern::ClosedLoop {
+            users,
+            think_time,
+            ramp_up,
+        } => {
             let users = *users as u64;
             let mut handles = Vec::new();
             for u in (0..users).filter(|u| shard.owns(*u)) {
-                let start_us = if users > 1 { micros(*ramp_up) * u / users } else { 0 };
+                let start_us = if users > 1 {
+                    micros(*ramp_up) * u / users
+                } else {
+                    0
+                };
                 let user = User {
                     ctx: Arc::clone(&ctx),
                     index: u,
@@ -398,7 +436,11 @@ pub async fn run(spec: &LoadSpec, target: &Target, dataset: &Dataset, options: R
                 let _ = done_tx.send(None);
             });
         }
-        Pattern::OpenLoop { arrival, max_in_flight, on_cap } => {
+        Pattern::OpenLoop {
+            arrival,
+            max_in_flight,
+            on_cap,
+        } => {
             ctx.pool.lock().expect("pool lock").append(&mut conns);
             let scheduler = OpenLoop {
                 ctx: Arc::clone(&ctx),
@@ -413,10 +455,13 @@ pub async fn run(spec: &LoadSpec, target: &Target, dataset: &Dataset, options: R
             std::thread::Builder::new()
                 .name("aibench-scheduler".into())
                 .spawn(move || {
+                    pacing::tighten_timer_slack();
                     let reason = scheduler.run();
                     let _ = done_tx.send(reason);
                 })
-                .map_err(|e| LoadError::Runtime(format!("cannot start the scheduler thread: {e}")))?;
+                .map_err(|e| {
+                    LoadError::Runtime(format!("cannot start the scheduler thread: {e}"))
+                })?;
         }
     }
 
@@ -444,7 +489,10 @@ pub async fn run(spec: &LoadSpec, target: &Target, dataset: &Dataset, options: R
             }
             ctx.wait_idle().await;
         };
-        if tokio::time::timeout(spec.grace, everything_done).await.is_err() {
+        if tokio::time::timeout(spec.grace, everything_done)
+            .await
+            .is_err()
+        {
             ctx.abort.cancel();
         }
     }
@@ -454,15 +502,23 @@ pub async fn run(spec: &LoadSpec, target: &Target, dataset: &Dataset, options: R
     // Nothing can start any more: once idle, every record is in the collector's queue.
     ctx.wait_idle().await;
     let _ = ctx.tx.send(Msg::End);
-    let (mut accumulator, writer) = collector.await.map_err(|e| LoadError::Runtime(format!("collector: {e}")))?;
+    let (mut accumulator, writer) = collector
+        .await
+        .map_err(|e| LoadError::Runtime(format!("collector: {e}")))?;
 
     let gate_reason = ctx.gate.lock().expect("gate lock").reason;
-    let stop_reason = ctx.stop.reason().or(schedule_end.flatten()).or(gate_reason).unwrap_or(StopReason::ScheduleEnd);
+    let stop_reason = ctx
+        .stop
+        .reason()
+        .or(schedule_end.flatten())
+        .or(gate_reason)
+        .unwrap_or(StopReason::ScheduleEnd);
     accumulator.set_stop_reason(stop_reason);
     let records_written = match writer {
         Some(w) => {
             let path = w.path().map(PathBuf::from).unwrap_or_default();
-            w.close().map_err(|source| LoadError::Records { path, source })?
+            w.close()
+                .map_err(|source| LoadError::Records { path, source })?
         }
         None => 0,
     };
@@ -495,7 +551,9 @@ fn start_clock(start_at: Option<SystemTime>) -> (Clock, SystemTime) {
 /// Open `n` connections at once; the ones that fail are simply not there (the requests will
 /// connect, and record the failure if it persists).
 async fn prewarm(addr: std::net::SocketAddr, n: usize, limit: Duration) -> Vec<Conn> {
-    let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(tokio::time::timeout(limit, Conn::connect(addr)))).collect();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| tokio::spawn(tokio::time::timeout(limit, Conn::connect(addr))))
+        .collect();
     let mut conns = Vec::with_capacity(n);
     for t in tasks {
         if let Ok(Ok(Ok(c))) = t.await {
@@ -563,7 +621,11 @@ async fn collect(
     }
     if let Some(ev) = &events {
         let elapsed = ctx.clock.now_us() as f64 / 1e6;
-        let rate = if elapsed > 0.0 { succeeded as f64 / elapsed } else { 0.0 };
+        let rate = if elapsed > 0.0 {
+            succeeded as f64 / elapsed
+        } else {
+            0.0
+        };
         let _ = ev.try_send(snapshot(&acc, succeeded, errors, dropped, rate, true));
     }
     (acc, writer)
@@ -584,7 +646,8 @@ struct User {
 impl User {
     async fn run(mut self) {
         let ctx = Arc::clone(&self.ctx);
-        let mut rng = SmallRng::seed_from_u64(self.seed ^ self.index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            SmallRng::seed_from_u64(self.seed ^ self.index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         if self.start_us > 0 && !self.pause_until(self.start_us).await {
             return;
         }
@@ -594,7 +657,9 @@ impl User {
                 return;
             }
             let now_us = ctx.clock.now_us();
-            let Some(phase) = ctx.gate.lock().expect("gate lock").admit(now_us) else { return };
+            let Some(phase) = ctx.gate.lock().expect("gate lock").admit(now_us) else {
+                return;
+            };
             let id = j * self.users + self.index;
             let mut rec = ctx.new_record(id, phase, now_us);
             rec.worker = Some(self.index as u32);
@@ -636,7 +701,9 @@ fn sample_think(think: &ThinkTime, rng: &mut SmallRng) -> Duration {
             if mean.is_zero() {
                 Duration::ZERO
             } else {
-                Duration::from_secs_f64(Exp::new(1.0).expect("rate 1").sample(rng) * mean.as_secs_f64())
+                Duration::from_secs_f64(
+                    Exp::new(1.0).expect("rate 1").sample(rng) * mean.as_secs_f64(),
+                )
             }
         }
         ThinkTime::Uniform { min, max } => {
@@ -685,7 +752,8 @@ impl OpenLoop {
                     Err(_) => {
                         let mut rec = ctx.new_record(id, phase, t_us);
                         rec.error = Some(ErrorClass::Dropped);
-                        rec.error_message = Some("in-flight cap reached at the intended send time".into());
+                        rec.error_message =
+                            Some("in-flight cap reached at the intended send time".into());
                         ctx.begin();
                         ctx.finish(rec);
                         continue;
@@ -693,7 +761,8 @@ impl OpenLoop {
                 },
             };
             ctx.begin();
-            self.handle.spawn(open_request(Arc::clone(ctx), id, phase, t_us, slot));
+            self.handle
+                .spawn(open_request(Arc::clone(ctx), id, phase, t_us, slot));
         }
         Some(StopReason::ScheduleEnd)
     }
@@ -732,7 +801,11 @@ mod tests {
         LoadSpec {
             warmup: Duration::from_secs(warmup),
             cooldown: Duration::from_secs(cooldown),
-            stop: Stop { duration: duration.map(Duration::from_secs), requests, ..Stop::default() },
+            stop: Stop {
+                duration: duration.map(Duration::from_secs),
+                requests,
+                ..Stop::default()
+            },
             ..LoadSpec::default()
         }
     }

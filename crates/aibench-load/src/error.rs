@@ -11,11 +11,17 @@ pub enum LoadError {
     #[error("invalid target: {0}")]
     InvalidTarget(String),
     #[error("cannot resolve {host}: {source}")]
-    Resolve { host: String, source: std::io::Error },
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Dataset(#[from] crate::dataset::DatasetError),
     #[error("cannot write requests to {path}: {source}")]
-    Records { path: PathBuf, source: std::io::Error },
+    Records {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the load engine needs a multi-thread tokio runtime: {0}")]
     Runtime(String),
 }

@@ -3,13 +3,20 @@
 //! tokio's timer has a 1 ms granularity, which would add up to a millisecond of lag to every
 //! open-loop arrival. The open-loop scheduler therefore runs on its own thread: it sleeps with
 //! the OS timer until shortly before the deadline, then spins (yielding the core between checks)
-//! for the rest.
+//! for the rest. On Linux the thread's timer slack is cut to 1 ns ([`tighten_timer_slack`]), so
+//! the OS sleep itself overshoots by tens of microseconds instead of the default 50 µs slack
+//! plus wake-up latency, and a short spin covers the rest.
+//!
+//! Measured on a 2-core machine under load (2000 deadlines 2 ms apart, lateness p50 / p90):
+//! OS sleep alone 117 / 182 µs; with 1 ns slack 40 / 65 µs; slack plus a 50 µs spin
+//! 0.7 / 27 µs; plus a 200 µs spin 0.6 / 1.2 µs; tokio's `sleep_until` 1390 / 1795 µs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long before a deadline to stop sleeping and start spinning.
-pub const DEFAULT_SPIN: Duration = Duration::from_micros(200);
+/// How long before a deadline to stop sleeping and start spinning. Spinning costs CPU in
+/// proportion: 100 µs per arrival is 10 % of a core at 1000 requests/s.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(100);
 /// Longest single OS sleep, so a stop request is noticed promptly.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
 
@@ -32,6 +39,16 @@ pub fn sleep_until(deadline: Instant, spin: Duration, stop: &AtomicBool) -> bool
     }
 }
 
+/// Ask the OS to wake this thread's sleeps on time (Linux `PR_SET_TIMERSLACK`, 1 ns).
+/// Elsewhere, or if refused, nothing changes.
+pub fn tighten_timer_slack() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer argument and only affects this thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,6 +62,10 @@ mod tests {
             assert!(Instant::now() >= deadline);
         }
         stop.store(true, Ordering::Relaxed);
-        assert!(sleep_until(Instant::now() + Duration::from_secs(60), DEFAULT_SPIN, &stop));
+        assert!(sleep_until(
+            Instant::now() + Duration::from_secs(60),
+            DEFAULT_SPIN,
+            &stop
+        ));
     }
 }

@@ -28,7 +28,11 @@ pub struct LoadSpec {
 impl Default for LoadSpec {
     fn default() -> Self {
         LoadSpec {
-            pattern: Pattern::ClosedLoop { users: 1, think_time: ThinkTime::None, ramp_up: Duration::ZERO },
+            pattern: Pattern::ClosedLoop {
+                users: 1,
+                think_time: ThinkTime::None,
+                ramp_up: Duration::ZERO,
+            },
             stop: Stop::default(),
             warmup: Duration::ZERO,
             cooldown: Duration::ZERO,
@@ -77,8 +81,13 @@ pub enum ThinkTime {
     None,
     Fixed(Duration),
     /// Exponentially distributed with this mean.
-    Exponential { mean: Duration },
-    Uniform { min: Duration, max: Duration },
+    Exponential {
+        mean: Duration,
+    },
+    Uniform {
+        min: Duration,
+        max: Duration,
+    },
 }
 
 /// The shape of inter-arrival gaps, independent of the rate.
@@ -99,30 +108,59 @@ pub enum Process {
 /// a ramp is a true non-homogeneous Poisson process.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arrival {
-    Constant { rate: f64 },
-    Poisson { rate: f64 },
+    Constant {
+        rate: f64,
+    },
+    Poisson {
+        rate: f64,
+    },
     /// Gamma-distributed gaps: shape = burstiness, scale = 1 / (rate · burstiness).
-    Gamma { rate: f64, burstiness: f64 },
+    Gamma {
+        rate: f64,
+        burstiness: f64,
+    },
     /// Piecewise-constant rate: each `(rate, duration)` in turn; the schedule ends after the last.
-    Step { steps: Vec<(f64, Duration)>, process: Process },
+    Step {
+        steps: Vec<(f64, Duration)>,
+        process: Process,
+    },
     /// Rate rising (or falling) linearly from `from` to `to` over `over`, then holding `to`.
-    Ramp { from: f64, to: f64, over: Duration, process: Process },
+    Ramp {
+        from: f64,
+        to: f64,
+        over: Duration,
+        process: Process,
+    },
     /// `rate` for `on`, silence for `off`, repeated.
-    OnOff { rate: f64, on: Duration, off: Duration, process: Process },
+    OnOff {
+        rate: f64,
+        on: Duration,
+        off: Duration,
+        process: Process,
+    },
     /// Replay: one request at each offset from the start (sorted); the schedule ends after the last.
-    Trace { offsets: Vec<Duration> },
+    Trace {
+        offsets: Vec<Duration>,
+    },
 }
 
 impl Arrival {
     /// The highest rate this arrival pattern reaches (requests per second).
     pub fn peak_rate(&self) -> f64 {
         match self {
-            Arrival::Constant { rate } | Arrival::Poisson { rate } | Arrival::Gamma { rate, .. } => *rate,
+            Arrival::Constant { rate }
+            | Arrival::Poisson { rate }
+            | Arrival::Gamma { rate, .. } => *rate,
             Arrival::Step { steps, .. } => steps.iter().map(|s| s.0).fold(0.0, f64::max),
             Arrival::Ramp { from, to, .. } => from.max(*to),
             Arrival::OnOff { rate, .. } => *rate,
             Arrival::Trace { offsets } => {
-                let span = offsets.iter().max().copied().unwrap_or_default().as_secs_f64();
+                let span = offsets
+                    .iter()
+                    .max()
+                    .copied()
+                    .unwrap_or_default()
+                    .as_secs_f64();
                 if span > 0.0 {
                     offsets.len() as f64 / span
                 } else {
@@ -199,7 +237,9 @@ fn check_rate(what: &str, rate: f64, errors: &mut Vec<String>) {
 fn check_process(p: &Process, errors: &mut Vec<String>) {
     if let Process::Gamma { burstiness } = p {
         if !(burstiness.is_finite() && *burstiness > 0.0) {
-            errors.push(format!("burstiness must be a positive number (got {burstiness})"));
+            errors.push(format!(
+                "burstiness must be a positive number (got {burstiness})"
+            ));
         }
     }
 }
@@ -210,25 +250,40 @@ impl LoadSpec {
         let mut e = Vec::new();
         let mut ends_by_itself = false;
         match &self.pattern {
-            Pattern::ClosedLoop { users, think_time, .. } => {
+            Pattern::ClosedLoop {
+                users, think_time, ..
+            } => {
                 if *users == 0 {
                     e.push("a closed loop needs at least one user".to_string());
                 }
                 if let ThinkTime::Uniform { min, max } = think_time {
                     if min > max {
-                        e.push(format!("think time: uniform min {min:?} is above max {max:?}"));
+                        e.push(format!(
+                            "think time: uniform min {min:?} is above max {max:?}"
+                        ));
                     }
                 }
             }
-            Pattern::OpenLoop { arrival, max_in_flight, .. } => {
+            Pattern::OpenLoop {
+                arrival,
+                max_in_flight,
+                ..
+            } => {
                 if *max_in_flight == Some(0) {
                     e.push("max_in_flight must be at least 1".to_string());
                 }
                 match arrival {
-                    Arrival::Constant { rate } | Arrival::Poisson { rate } => check_rate("rate", *rate, &mut e),
+                    Arrival::Constant { rate } | Arrival::Poisson { rate } => {
+                        check_rate("rate", *rate, &mut e)
+                    }
                     Arrival::Gamma { rate, burstiness } => {
                         check_rate("rate", *rate, &mut e);
-                        check_process(&Process::Gamma { burstiness: *burstiness }, &mut e);
+                        check_process(
+                            &Process::Gamma {
+                                burstiness: *burstiness,
+                            },
+                            &mut e,
+                        );
                     }
                     Arrival::Step { steps, process } => {
                         ends_by_itself = true;
@@ -237,18 +292,27 @@ impl LoadSpec {
                         }
                         for (rate, _) in steps {
                             if !(rate.is_finite() && *rate >= 0.0) {
-                                e.push(format!("step rate must be zero or positive and finite (got {rate})"));
+                                e.push(format!(
+                                    "step rate must be zero or positive and finite (got {rate})"
+                                ));
                             }
                         }
                         if steps.iter().all(|s| s.0 == 0.0 || s.1.is_zero()) {
-                            e.push("a step arrival needs a step with a positive rate and duration".to_string());
+                            e.push(
+                                "a step arrival needs a step with a positive rate and duration"
+                                    .to_string(),
+                            );
                         }
                         check_process(process, &mut e);
                     }
-                    Arrival::Ramp { from, to, process, .. } => {
+                    Arrival::Ramp {
+                        from, to, process, ..
+                    } => {
                         for r in [from, to] {
                             if !(r.is_finite() && *r >= 0.0) {
-                                e.push(format!("ramp rates must be zero or positive and finite (got {r})"));
+                                e.push(format!(
+                                    "ramp rates must be zero or positive and finite (got {r})"
+                                ));
                             }
                         }
                         if *to <= 0.0 {
@@ -256,7 +320,9 @@ impl LoadSpec {
                         }
                         check_process(process, &mut e);
                     }
-                    Arrival::OnOff { rate, on, process, .. } => {
+                    Arrival::OnOff {
+                        rate, on, process, ..
+                    } => {
                         check_rate("rate", *rate, &mut e);
                         if on.is_zero() {
                             e.push("an on/off arrival needs a positive `on` duration".to_string());
@@ -273,7 +339,9 @@ impl LoadSpec {
             }
         }
         if self.stop.duration.is_none() && self.stop.requests.is_none() && !ends_by_itself {
-            e.push("nothing would stop the load: give a duration or a number of requests".to_string());
+            e.push(
+                "nothing would stop the load: give a duration or a number of requests".to_string(),
+            );
         }
         if self.stop.duration == Some(Duration::ZERO) {
             e.push("duration must be positive".to_string());
@@ -283,14 +351,20 @@ impl LoadSpec {
         }
         if let Some(r) = self.stop.max_error_rate {
             if !(0.0..=1.0).contains(&r.rate) {
-                e.push(format!("max error rate must be between 0 and 1 (got {})", r.rate));
+                e.push(format!(
+                    "max error rate must be between 0 and 1 (got {})",
+                    r.rate
+                ));
             }
         }
         if self.timeout.is_zero() {
             e.push("timeout must be positive".to_string());
         }
         if shard.count == 0 || shard.index >= shard.count {
-            e.push(format!("shard {} of {} does not exist", shard.index, shard.count));
+            e.push(format!(
+                "shard {} of {} does not exist",
+                shard.index, shard.count
+            ));
         }
         if e.is_empty() {
             Ok(())
@@ -308,20 +382,27 @@ mod tests {
     fn validation_reports_every_problem() {
         let spec = LoadSpec {
             pattern: Pattern::OpenLoop {
-                arrival: Arrival::Gamma { rate: -1.0, burstiness: 0.0 },
+                arrival: Arrival::Gamma {
+                    rate: -1.0,
+                    burstiness: 0.0,
+                },
                 max_in_flight: Some(0),
                 on_cap: CapPolicy::Drop,
             },
             ..LoadSpec::default()
         };
-        let Err(LoadError::InvalidSpec(errors)) = spec.validate(Shard::default()) else { panic!() };
+        let Err(LoadError::InvalidSpec(errors)) = spec.validate(Shard::default()) else {
+            panic!()
+        };
         assert_eq!(errors.len(), 4, "{errors:?}");
     }
 
     #[test]
     fn shares_add_up() {
         for count in 1..7 {
-            let total: u64 = (0..count).map(|index| Shard { index, count }.share(100)).sum();
+            let total: u64 = (0..count)
+                .map(|index| Shard { index, count }.share(100))
+                .sum();
             assert_eq!(total, 100);
         }
     }

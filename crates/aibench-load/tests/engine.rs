@@ -8,20 +8,35 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use aibench_load::{
-    run, Arrival, CapPolicy, Cancel, Dataset, LengthDist, LoadSpec, Pattern, Protocol, RunOptions, RunOutcome, Shard,
-    Stop, Target, ThinkTime,
+    run, Arrival, Cancel, CapPolicy, Dataset, LengthDist, LoadSpec, Pattern, Protocol, RunOptions,
+    RunOutcome, Shard, Stop, Target, ThinkTime,
 };
-use aibench_results::{read_records, Accumulator, ErrorClass, Phase, RequestRecord, StopReason, TokenSource};
+use aibench_results::{
+    read_records, Accumulator, ErrorClass, Phase, RequestRecord, StopReason, TokenSource,
+};
 use common::{refused_addr, serve, Behavior};
 
 fn dataset(output_tokens: u32) -> Dataset {
-    Dataset::synthetic(LengthDist::Fixed(8), LengthDist::Fixed(output_tokens), 50, 1).unwrap()
+    Dataset::synthetic(
+        LengthDist::Fixed(8),
+        LengthDist::Fixed(output_tokens),
+        50,
+        1,
+    )
+    .unwrap()
 }
 
 fn closed(users: usize, requests: u64) -> LoadSpec {
     LoadSpec {
-        pattern: Pattern::ClosedLoop { users, think_time: ThinkTime::None, ramp_up: Duration::ZERO },
-        stop: Stop { requests: Some(requests), ..Stop::default() },
+        pattern: Pattern::ClosedLoop {
+            users,
+            think_time: ThinkTime::None,
+            ramp_up: Duration::ZERO,
+        },
+        stop: Stop {
+            requests: Some(requests),
+            ..Stop::default()
+        },
         timeout: Duration::from_secs(30),
         ..LoadSpec::default()
     }
@@ -33,10 +48,17 @@ fn openai(url: String) -> Target {
     t
 }
 
-async fn run_recorded(spec: &LoadSpec, target: &Target, data: &Dataset) -> (RunOutcome, Vec<RequestRecord>) {
+async fn run_recorded(
+    spec: &LoadSpec,
+    target: &Target,
+    data: &Dataset,
+) -> (RunOutcome, Vec<RequestRecord>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("requests.jsonl");
-    let options = RunOptions { records: Some(path.clone()), ..RunOptions::default() };
+    let options = RunOptions {
+        records: Some(path.clone()),
+        ..RunOptions::default()
+    };
     let outcome = run(spec, target, data, options).await.unwrap();
     let records: Vec<RequestRecord> = read_records(&path).unwrap().map(Result::unwrap).collect();
     assert_eq!(records.len() as u64, outcome.records_written);
@@ -45,7 +67,11 @@ async fn run_recorded(spec: &LoadSpec, target: &Target, data: &Dataset) -> (RunO
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_timings_match_the_server() {
-    let server = serve(Behavior::Stream { ttft: Duration::from_millis(50), itl: Duration::from_millis(10) }).await;
+    let server = serve(Behavior::Stream {
+        ttft: Duration::from_millis(50),
+        itl: Duration::from_millis(10),
+    })
+    .await;
     let (out, records) = run_recorded(&closed(2, 20), &openai(server.url()), &dataset(10)).await;
     let s = &out.summary;
     assert_eq!(s.counts.successes, 20, "{:?}", s.counts);
@@ -53,15 +79,35 @@ async fn streamed_timings_match_the_server() {
     assert_eq!(out.stop_reason, StopReason::Requests);
 
     let ttft = s.latency.ttft.unwrap();
-    assert!(ttft.min_ms >= 50.0, "TTFT {} ms is below the server's 50 ms", ttft.min_ms);
-    assert!(ttft.p50_ms < 50.0 + 25.0, "TTFT p50 {} ms far from 50 ms", ttft.p50_ms);
+    assert!(
+        ttft.min_ms >= 50.0,
+        "TTFT {} ms is below the server's 50 ms",
+        ttft.min_ms
+    );
+    assert!(
+        ttft.p50_ms < 50.0 + 25.0,
+        "TTFT p50 {} ms far from 50 ms",
+        ttft.p50_ms
+    );
     let itl = s.latency.itl.unwrap();
     assert_eq!(itl.count, 20 * 9);
-    assert!((itl.mean_ms - 10.0).abs() < 2.0, "ITL mean {} ms", itl.mean_ms);
+    assert!(
+        (itl.mean_ms - 10.0).abs() < 2.0,
+        "ITL mean {} ms",
+        itl.mean_ms
+    );
     let tpot = s.latency.tpot.unwrap();
-    assert!((tpot.mean_ms - 10.0).abs() < 2.0, "TPOT mean {} ms", tpot.mean_ms);
+    assert!(
+        (tpot.mean_ms - 10.0).abs() < 2.0,
+        "TPOT mean {} ms",
+        tpot.mean_ms
+    );
     let e2e = s.latency.e2e.unwrap();
-    assert!(e2e.min_ms >= 140.0, "E2E {} ms below 50 + 9 x 10", e2e.min_ms);
+    assert!(
+        e2e.min_ms >= 140.0,
+        "E2E {} ms below 50 + 9 x 10",
+        e2e.min_ms
+    );
     assert_eq!(s.tokens.output, 200);
     assert_eq!(s.tokens.chunks, 200);
     assert_eq!(s.tokens.source.usage, 20);
@@ -85,7 +131,11 @@ async fn streamed_timings_match_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_ollama_and_non_streaming() {
-    let server = serve(Behavior::Stream { ttft: Duration::from_millis(20), itl: Duration::from_millis(5) }).await;
+    let server = serve(Behavior::Stream {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(5),
+    })
+    .await;
     for (protocol, stream) in [
         (Protocol::OpenAiChat, true),
         (Protocol::OllamaGenerate, true),
@@ -97,13 +147,23 @@ async fn chat_ollama_and_non_streaming() {
         let mut target = openai(server.url());
         target.protocol = protocol.clone();
         target.stream = stream;
-        let out = run(&closed(1, 3), &target, &dataset(6), RunOptions::default()).await.unwrap();
+        let out = run(&closed(1, 3), &target, &dataset(6), RunOptions::default())
+            .await
+            .unwrap();
         let s = out.summary;
-        assert_eq!(s.counts.successes, 3, "{protocol:?} stream={stream}: {:?}", s.counts);
+        assert_eq!(
+            s.counts.successes, 3,
+            "{protocol:?} stream={stream}: {:?}",
+            s.counts
+        );
         assert_eq!(s.tokens.output, 18, "{protocol:?} stream={stream}");
         assert_eq!(s.tokens.source.usage, 3);
         let e2e = s.latency.e2e.unwrap();
-        assert!(e2e.min_ms >= 45.0, "{protocol:?} stream={stream}: e2e {}", e2e.min_ms);
+        assert!(
+            e2e.min_ms >= 45.0,
+            "{protocol:?} stream={stream}: e2e {}",
+            e2e.min_ms
+        );
         if stream {
             assert!(s.latency.ttft.unwrap().min_ms >= 20.0);
             assert_eq!(s.latency.itl.unwrap().count, 15);
@@ -128,14 +188,34 @@ async fn every_error_class() {
         (String::new(), Behavior::Hang, ErrorClass::Timeout),
         (String::new(), Behavior::Status(404), ErrorClass::Http4xx),
         (String::new(), Behavior::Status(503), ErrorClass::Http5xx),
-        (String::new(), Behavior::MalformedAfter(2), ErrorClass::MalformedStream),
-        (String::new(), Behavior::CutAfter(2), ErrorClass::ClosedMidStream),
-        (String::new(), Behavior::EndWithoutMarker(2), ErrorClass::ClosedMidStream),
+        (
+            String::new(),
+            Behavior::MalformedAfter(2),
+            ErrorClass::MalformedStream,
+        ),
+        (
+            String::new(),
+            Behavior::CutAfter(2),
+            ErrorClass::ClosedMidStream,
+        ),
+        (
+            String::new(),
+            Behavior::EndWithoutMarker(2),
+            ErrorClass::ClosedMidStream,
+        ),
     ];
     for (url, behavior, class) in cases {
-        let url = if url.is_empty() { serve(behavior.clone()).await.url() } else { url };
+        let url = if url.is_empty() {
+            serve(behavior.clone()).await.url()
+        } else {
+            url
+        };
         let (out, records) = error_class_of(openai(url), Duration::from_millis(300)).await;
-        assert_eq!(out.summary.counts.errors, 3, "{behavior:?}: {:?}", out.summary.counts);
+        assert_eq!(
+            out.summary.counts.errors, 3,
+            "{behavior:?}: {:?}",
+            out.summary.counts
+        );
         assert_eq!(
             out.summary.counts.errors_by_class.get(&class),
             Some(&3),
@@ -152,7 +232,11 @@ async fn every_error_class() {
         }
         if class == ErrorClass::Http5xx {
             assert_eq!(records[0].status, Some(503));
-            assert!(records[0].error_message.as_deref().unwrap().contains("nope"));
+            assert!(records[0]
+                .error_message
+                .as_deref()
+                .unwrap()
+                .contains("nope"));
         }
     }
     // The same classes over Ollama's NDJSON.
@@ -165,23 +249,42 @@ async fn every_error_class() {
         let mut target = openai(server.url());
         target.protocol = Protocol::OllamaGenerate;
         let (out, _) = error_class_of(target, Duration::from_secs(5)).await;
-        assert_eq!(out.summary.counts.errors_by_class.get(&class), Some(&3), "ollama {behavior:?}");
+        assert_eq!(
+            out.summary.counts.errors_by_class.get(&class),
+            Some(&3),
+            "ollama {behavior:?}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_key_is_sent_but_never_recorded() {
-    let server = serve(Behavior::Stream { ttft: Duration::ZERO, itl: Duration::ZERO }).await;
+    let server = serve(Behavior::Stream {
+        ttft: Duration::ZERO,
+        itl: Duration::ZERO,
+    })
+    .await;
     let mut target = openai(server.url());
     target.api_key = Some("sk-very-secret".into());
     target.headers = vec![("X-Extra".into(), "also-secret".into())];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("requests.jsonl");
-    let out = run(&closed(1, 2), &target, &dataset(2), RunOptions { records: Some(path.clone()), ..Default::default() })
-        .await
-        .unwrap();
+    let out = run(
+        &closed(1, 2),
+        &target,
+        &dataset(2),
+        RunOptions {
+            records: Some(path.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(out.summary.counts.successes, 2);
-    assert_eq!(server.stats.authorization.lock().unwrap().as_slice(), ["Bearer sk-very-secret", "Bearer sk-very-secret"]);
+    assert_eq!(
+        server.stats.authorization.lock().unwrap().as_slice(),
+        ["Bearer sk-very-secret", "Bearer sk-very-secret"]
+    );
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(!text.contains("secret"));
     assert!(!format!("{target:?}").contains("secret"));
@@ -189,10 +292,21 @@ async fn api_key_is_sent_but_never_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_constant_rate_is_exact_and_reproducible() {
-    let server = serve(Behavior::Stream { ttft: Duration::from_millis(5), itl: Duration::from_millis(1) }).await;
+    let server = serve(Behavior::Stream {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(1),
+    })
+    .await;
     let spec = LoadSpec {
-        pattern: Pattern::OpenLoop { arrival: Arrival::Constant { rate: 50.0 }, max_in_flight: None, on_cap: CapPolicy::Drop },
-        stop: Stop { duration: Some(Duration::from_secs(2)), ..Stop::default() },
+        pattern: Pattern::OpenLoop {
+            arrival: Arrival::Constant { rate: 50.0 },
+            max_in_flight: None,
+            on_cap: CapPolicy::Drop,
+        },
+        stop: Stop {
+            duration: Some(Duration::from_secs(2)),
+            ..Stop::default()
+        },
         ..LoadSpec::default()
     };
     let (out, mut records) = run_recorded(&spec, &openai(server.url()), &dataset(3)).await;
@@ -209,25 +323,48 @@ async fn open_loop_constant_rate_is_exact_and_reproducible() {
 
     // Poisson with a seed: the same intended times twice.
     let mut spec = spec.clone();
-    spec.pattern = Pattern::OpenLoop { arrival: Arrival::Poisson { rate: 40.0 }, max_in_flight: None, on_cap: CapPolicy::Drop };
+    spec.pattern = Pattern::OpenLoop {
+        arrival: Arrival::Poisson { rate: 40.0 },
+        max_in_flight: None,
+        on_cap: CapPolicy::Drop,
+    };
     spec.stop.duration = Some(Duration::from_secs(1));
     spec.seed = 77;
     let times = |mut r: Vec<RequestRecord>| {
         r.sort_by_key(|r| r.id);
         r.into_iter().map(|r| r.intended_us).collect::<Vec<_>>()
     };
-    let a = times(run_recorded(&spec, &openai(server.url()), &dataset(3)).await.1);
-    let b = times(run_recorded(&spec, &openai(server.url()), &dataset(3)).await.1);
+    let a = times(
+        run_recorded(&spec, &openai(server.url()), &dataset(3))
+            .await
+            .1,
+    );
+    let b = times(
+        run_recorded(&spec, &openai(server.url()), &dataset(3))
+            .await
+            .1,
+    );
     assert_eq!(a, b);
     assert!(a.len() > 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_cap_drops_or_sends_late() {
-    let server = serve(Behavior::Stream { ttft: Duration::from_millis(200), itl: Duration::from_millis(1) }).await;
+    let server = serve(Behavior::Stream {
+        ttft: Duration::from_millis(200),
+        itl: Duration::from_millis(1),
+    })
+    .await;
     let mut spec = LoadSpec {
-        pattern: Pattern::OpenLoop { arrival: Arrival::Constant { rate: 100.0 }, max_in_flight: Some(2), on_cap: CapPolicy::Drop },
-        stop: Stop { requests: Some(40), ..Stop::default() },
+        pattern: Pattern::OpenLoop {
+            arrival: Arrival::Constant { rate: 100.0 },
+            max_in_flight: Some(2),
+            on_cap: CapPolicy::Drop,
+        },
+        stop: Stop {
+            requests: Some(40),
+            ..Stop::default()
+        },
         ..LoadSpec::default()
     };
     let (out, records) = run_recorded(&spec, &openai(server.url()), &dataset(2)).await;
@@ -236,11 +373,18 @@ async fn open_loop_cap_drops_or_sends_late() {
     assert!(c.dropped >= 30, "{c:?}");
     assert_eq!(c.dropped + c.successes, 40, "{c:?}");
     assert!(server.stats.max_in_flight.load(Ordering::SeqCst) <= 2);
-    for r in records.iter().filter(|r| r.error == Some(ErrorClass::Dropped)) {
+    for r in records
+        .iter()
+        .filter(|r| r.error == Some(ErrorClass::Dropped))
+    {
         assert!(r.sent_us.is_none());
     }
 
-    spec.pattern = Pattern::OpenLoop { arrival: Arrival::Constant { rate: 100.0 }, max_in_flight: Some(2), on_cap: CapPolicy::Late };
+    spec.pattern = Pattern::OpenLoop {
+        arrival: Arrival::Constant { rate: 100.0 },
+        max_in_flight: Some(2),
+        on_cap: CapPolicy::Late,
+    };
     spec.stop.requests = Some(8);
     let (out, _) = run_recorded(&spec, &openai(server.url()), &dataset(2)).await;
     let s = &out.summary;
@@ -255,10 +399,21 @@ async fn open_loop_cap_drops_or_sends_late() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warmup_and_cooldown_are_recorded_but_not_summarized() {
-    let server = serve(Behavior::Stream { ttft: Duration::from_millis(20), itl: Duration::from_millis(1) }).await;
+    let server = serve(Behavior::Stream {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(1),
+    })
+    .await;
     let spec = LoadSpec {
-        pattern: Pattern::ClosedLoop { users: 2, think_time: ThinkTime::Fixed(Duration::from_millis(10)), ramp_up: Duration::ZERO },
-        stop: Stop { duration: Some(Duration::from_millis(600)), ..Stop::default() },
+        pattern: Pattern::ClosedLoop {
+            users: 2,
+            think_time: ThinkTime::Fixed(Duration::from_millis(10)),
+            ramp_up: Duration::ZERO,
+        },
+        stop: Stop {
+            duration: Some(Duration::from_millis(600)),
+            ..Stop::default()
+        },
         warmup: Duration::from_millis(300),
         cooldown: Duration::from_millis(300),
         ..LoadSpec::default()
@@ -286,9 +441,16 @@ async fn warmup_and_cooldown_are_recorded_but_not_summarized() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_keeps_completed_requests_and_marks_the_summary() {
-    let server = serve(Behavior::Stream { ttft: Duration::from_millis(30), itl: Duration::from_millis(5) }).await;
+    let server = serve(Behavior::Stream {
+        ttft: Duration::from_millis(30),
+        itl: Duration::from_millis(5),
+    })
+    .await;
     let mut spec = closed(4, 1_000_000);
-    spec.stop = Stop { duration: Some(Duration::from_secs(600)), ..Stop::default() };
+    spec.stop = Stop {
+        duration: Some(Duration::from_secs(600)),
+        ..Stop::default()
+    };
     spec.grace = Duration::from_secs(10);
     let cancel = Cancel::new();
     let c2 = cancel.clone();
@@ -298,13 +460,23 @@ async fn cancel_keeps_completed_requests_and_marks_the_summary() {
     });
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("requests.jsonl");
-    let options = RunOptions { records: Some(path.clone()), cancel: Some(cancel), ..RunOptions::default() };
-    let out = run(&spec, &openai(server.url()), &dataset(4), options).await.unwrap();
+    let options = RunOptions {
+        records: Some(path.clone()),
+        cancel: Some(cancel),
+        ..RunOptions::default()
+    };
+    let out = run(&spec, &openai(server.url()), &dataset(4), options)
+        .await
+        .unwrap();
     assert_eq!(out.stop_reason, StopReason::Cancelled);
     assert!(out.summary.interrupted);
     // Requests in flight at the cancel finished within the grace period: nothing lost.
     assert_eq!(out.summary.counts.cancelled, 0);
-    assert_eq!(out.summary.counts.successes, out.sent, "{:?}", out.summary.counts);
+    assert_eq!(
+        out.summary.counts.successes, out.sent,
+        "{:?}",
+        out.summary.counts
+    );
     assert!(out.sent >= 4);
     let records: Vec<_> = read_records(&path).unwrap().collect();
     assert_eq!(records.len() as u64, out.sent);
@@ -319,8 +491,13 @@ async fn cancel_keeps_completed_requests_and_marks_the_summary() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         c2.cancel();
     });
-    let options = RunOptions { cancel: Some(cancel), ..RunOptions::default() };
-    let out = run(&spec, &openai(server.url()), &dataset(4), options).await.unwrap();
+    let options = RunOptions {
+        cancel: Some(cancel),
+        ..RunOptions::default()
+    };
+    let out = run(&spec, &openai(server.url()), &dataset(4), options)
+        .await
+        .unwrap();
     assert_eq!(out.summary.counts.cancelled, 4, "{:?}", out.summary.counts);
     assert!(out.summary.interrupted);
 }
@@ -331,25 +508,53 @@ async fn error_budget_stops_the_run() {
     let mut spec = closed(2, 1_000_000);
     spec.stop.max_consecutive_errors = Some(10);
     spec.stop.error_backoff = Duration::from_millis(1);
-    let out = run(&spec, &openai(server.url()), &dataset(4), RunOptions::default()).await.unwrap();
+    let out = run(
+        &spec,
+        &openai(server.url()),
+        &dataset(4),
+        RunOptions::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.stop_reason, StopReason::ErrorBudget);
     assert!(out.summary.interrupted);
     assert!(out.summary.counts.errors >= 10);
     assert!(out.summary.counts.errors < 1_000);
 
     let mut spec = closed(1, 1_000_000);
-    spec.stop.max_error_rate = Some(aibench_load::ErrorRate { rate: 0.5, min_requests: 20 });
-    let out = run(&spec, &openai(server.url()), &dataset(4), RunOptions::default()).await.unwrap();
+    spec.stop.max_error_rate = Some(aibench_load::ErrorRate {
+        rate: 0.5,
+        min_requests: 20,
+    });
+    let out = run(
+        &spec,
+        &openai(server.url()),
+        &dataset(4),
+        RunOptions::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.stop_reason, StopReason::ErrorBudget);
     assert_eq!(out.summary.counts.errors, 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_split_the_schedule_and_merge() {
-    let server = serve(Behavior::Stream { ttft: Duration::from_millis(2), itl: Duration::from_millis(1) }).await;
+    let server = serve(Behavior::Stream {
+        ttft: Duration::from_millis(2),
+        itl: Duration::from_millis(1),
+    })
+    .await;
     let spec = LoadSpec {
-        pattern: Pattern::OpenLoop { arrival: Arrival::Poisson { rate: 60.0 }, max_in_flight: None, on_cap: CapPolicy::Drop },
-        stop: Stop { requests: Some(45), ..Stop::default() },
+        pattern: Pattern::OpenLoop {
+            arrival: Arrival::Poisson { rate: 60.0 },
+            max_in_flight: None,
+            on_cap: CapPolicy::Drop,
+        },
+        stop: Stop {
+            requests: Some(45),
+            ..Stop::default()
+        },
         warmup: Duration::from_millis(100),
         seed: 5,
         ..LoadSpec::default()
@@ -369,7 +574,8 @@ async fn shards_split_the_schedule_and_merge() {
                 ..RunOptions::default()
             };
             let out = run(&spec, &target, &data, options).await.unwrap();
-            let recs: Vec<RequestRecord> = read_records(&path).unwrap().map(Result::unwrap).collect();
+            let recs: Vec<RequestRecord> =
+                read_records(&path).unwrap().map(Result::unwrap).collect();
             (out, recs)
         }
     };
@@ -382,8 +588,14 @@ async fn shards_split_the_schedule_and_merge() {
             assert_eq!(r.id % 3, i as u64);
             assert_eq!(r.shard, i as u32);
         }
-        ids.extend(recs.iter().filter(|r| r.phase == Phase::Measure).map(|r| r.id));
-        merged.merge(&Accumulator::from_json(&out.accumulator.to_json().unwrap()).unwrap()).unwrap();
+        ids.extend(
+            recs.iter()
+                .filter(|r| r.phase == Phase::Measure)
+                .map(|r| r.id),
+        );
+        merged
+            .merge(&Accumulator::from_json(&out.accumulator.to_json().unwrap()).unwrap())
+            .unwrap();
     }
     // Together the shards measured exactly the requests a single process would have.
     assert_eq!(merged.summary().counts.total, 45);
@@ -395,12 +607,24 @@ async fn shards_split_the_schedule_and_merge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_events_arrive() {
-    let server = serve(Behavior::Stream { ttft: Duration::from_millis(10), itl: Duration::from_millis(1) }).await;
+    let server = serve(Behavior::Stream {
+        ttft: Duration::from_millis(10),
+        itl: Duration::from_millis(1),
+    })
+    .await;
     let mut spec = closed(2, 1_000_000);
-    spec.stop = Stop { duration: Some(Duration::from_millis(800)), ..Stop::default() };
+    spec.stop = Stop {
+        duration: Some(Duration::from_millis(800)),
+        ..Stop::default()
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let options = RunOptions { events: Some(tx), ..RunOptions::default() };
-    let out = run(&spec, &openai(server.url()), &dataset(2), options).await.unwrap();
+    let options = RunOptions {
+        events: Some(tx),
+        ..RunOptions::default()
+    };
+    let out = run(&spec, &openai(server.url()), &dataset(2), options)
+        .await
+        .unwrap();
     let mut events = Vec::new();
     while let Ok(e) = rx.try_recv() {
         events.push(e);
@@ -415,8 +639,92 @@ async fn progress_events_arrive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_specs_are_rejected_before_any_request() {
     let server = serve(Behavior::Status(200)).await;
-    let spec = LoadSpec { stop: Stop::default(), ..closed(1, 1) };
-    let err = run(&spec, &openai(server.url()), &dataset(2), RunOptions::default()).await.unwrap_err();
+    let spec = LoadSpec {
+        stop: Stop::default(),
+        ..closed(1, 1)
+    };
+    let err = run(
+        &spec,
+        &openai(server.url()),
+        &dataset(2),
+        RunOptions::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("nothing would stop"), "{err}");
     assert_eq!(server.stats.requests.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_statuses_keep_the_connection_and_broken_streams_do_not() {
+    let server = serve(Behavior::Status(429)).await;
+    let out = run(
+        &closed(1, 5),
+        &openai(server.url()),
+        &dataset(2),
+        RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.summary.counts.errors, 5);
+    assert_eq!(server.stats.connections.load(Ordering::SeqCst), 1);
+
+    let server = serve(Behavior::CutAfter(1)).await;
+    let out = run(
+        &closed(1, 3),
+        &openai(server.url()),
+        &dataset(2),
+        RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.summary.counts.errors, 3);
+    assert_eq!(server.stats.connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_http_and_ramp_up() {
+    let server = serve(Behavior::Stream {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(2),
+    })
+    .await;
+    let target = Target::new(
+        format!("{}/anything", server.url()),
+        Protocol::Http {
+            method: hyper::Method::POST,
+            body_template: Some(r#"{"q": "{{prompt}}", "max_tokens": {{max_tokens}}}"#.into()),
+        },
+    );
+    let spec = LoadSpec {
+        pattern: Pattern::ClosedLoop {
+            users: 4,
+            think_time: ThinkTime::None,
+            ramp_up: Duration::from_millis(400),
+        },
+        stop: Stop {
+            duration: Some(Duration::from_millis(700)),
+            ..Stop::default()
+        },
+        ..LoadSpec::default()
+    };
+    let (out, records) = run_recorded(&spec, &target, &dataset(5)).await;
+    let s = &out.summary;
+    assert!(s.counts.successes >= 12, "{:?}", s.counts);
+    assert_eq!(s.counts.successes, s.counts.total, "{:?}", s.counts);
+    // The whole body is the response: E2E covers all five tokens; no TTFT for plain HTTP.
+    assert!(s.latency.e2e.unwrap().min_ms >= 28.0);
+    assert!(s.latency.ttft.is_none());
+    for u in 0..4u32 {
+        let first = records
+            .iter()
+            .filter(|r| r.worker == Some(u))
+            .map(|r| r.intended_us)
+            .min()
+            .unwrap();
+        assert!(
+            first >= u64::from(u) * 100_000,
+            "user {u} started at {first} us"
+        );
+    }
 }

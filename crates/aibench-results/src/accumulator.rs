@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{ErrorClass, Phase, RequestRecord, TokenSource};
 use crate::summary::{
-    Counts, LatencyStats, Latencies, SloMs, StopReason, Summary, Throughput, TimelineBucket, TokenSourceTally,
-    Tokens, Window, SUMMARY_SCHEMA_VERSION,
+    Counts, Latencies, LatencyStats, SloMs, StopReason, Summary, Throughput, TimelineBucket,
+    TokenSourceTally, Tokens, Window, SUMMARY_SCHEMA_VERSION,
 };
 
 /// Significant digits of every histogram (relative error at most 0.1 %).
@@ -48,12 +48,20 @@ pub struct Slo {
 impl Slo {
     /// Whether no threshold is set.
     pub fn is_empty(&self) -> bool {
-        self.ttft_us.is_none() && self.tpot_us.is_none() && self.itl_us.is_none() && self.e2e_us.is_none()
+        self.ttft_us.is_none()
+            && self.tpot_us.is_none()
+            && self.itl_us.is_none()
+            && self.e2e_us.is_none()
     }
 
     fn to_ms(self) -> SloMs {
         let ms = |v: Option<u64>| v.map(us_to_ms);
-        SloMs { ttft_ms: ms(self.ttft_us), tpot_ms: ms(self.tpot_us), itl_ms: ms(self.itl_us), e2e_ms: ms(self.e2e_us) }
+        SloMs {
+            ttft_ms: ms(self.ttft_us),
+            tpot_ms: ms(self.tpot_us),
+            itl_ms: ms(self.itl_us),
+            e2e_ms: ms(self.e2e_us),
+        }
     }
 }
 
@@ -68,7 +76,10 @@ pub struct AccumulatorConfig {
 
 impl Default for AccumulatorConfig {
     fn default() -> Self {
-        AccumulatorConfig { slo: Slo::default(), late_after_us: DEFAULT_LATE_AFTER_US }
+        AccumulatorConfig {
+            slo: Slo::default(),
+            late_after_us: DEFAULT_LATE_AFTER_US,
+        }
     }
 }
 
@@ -84,7 +95,10 @@ pub enum AccumulatorError {
     #[error("invalid shard file: {0}")]
     Invalid(String),
     #[error("shard file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("shard JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -105,7 +119,14 @@ impl Metric {
         let mut hist = Histogram::new_with_bounds(1, HISTOGRAM_INITIAL_MAX_US, HISTOGRAM_SIGFIG)
             .expect("valid histogram bounds");
         hist.auto(true);
-        Metric { hist, count: 0, sum: 0, sumsq: 0, min: u64::MAX, max: 0 }
+        Metric {
+            hist,
+            count: 0,
+            sum: 0,
+            sumsq: 0,
+            min: u64::MAX,
+            max: 0,
+        }
     }
 
     fn record(&mut self, v: u64) {
@@ -120,7 +141,9 @@ impl Metric {
     }
 
     fn merge(&mut self, other: &Metric) -> Result<(), AccumulatorError> {
-        self.hist.add(&other.hist).map_err(|e| AccumulatorError::Histogram(format!("{e:?}")))?;
+        self.hist
+            .add(&other.hist)
+            .map_err(|e| AccumulatorError::Histogram(format!("{e:?}")))?;
         self.count += other.count;
         self.sum += other.sum;
         self.sumsq += other.sumsq;
@@ -170,7 +193,11 @@ impl Metric {
             count: self.count,
             sum: self.sum.to_string(),
             sumsq: self.sumsq.to_string(),
-            min: if self.count == 0 { None } else { Some(self.min) },
+            min: if self.count == 0 {
+                None
+            } else {
+                Some(self.min)
+            },
             max: self.max,
             hdr: base64::engine::general_purpose::STANDARD.encode(buf),
         })
@@ -184,7 +211,10 @@ impl Metric {
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| AccumulatorError::Invalid(format!("histogram: {e:?}")))?;
         hist.auto(true);
-        let parse = |s: &str| s.parse::<u128>().map_err(|e| AccumulatorError::Invalid(format!("sum {s:?}: {e}")));
+        let parse = |s: &str| {
+            s.parse::<u128>()
+                .map_err(|e| AccumulatorError::Invalid(format!("sum {s:?}: {e}")))
+        };
         if hist.len() != f.count {
             return Err(AccumulatorError::Invalid(format!(
                 "histogram holds {} values but count is {}",
@@ -348,8 +378,16 @@ impl Accumulator {
         }
         let c = &mut self.counts;
         c.total += 1;
-        let finished = r.done_us.or(r.end_us).or(r.sent_us).unwrap_or(r.intended_us).max(r.intended_us);
-        self.window_start_us = Some(self.window_start_us.map_or(r.intended_us, |s| s.min(r.intended_us)));
+        let finished = r
+            .done_us
+            .or(r.end_us)
+            .or(r.sent_us)
+            .unwrap_or(r.intended_us)
+            .max(r.intended_us);
+        self.window_start_us = Some(
+            self.window_start_us
+                .map_or(r.intended_us, |s| s.min(r.intended_us)),
+        );
         self.window_end_us = Some(self.window_end_us.map_or(finished, |e| e.max(finished)));
 
         if let Some(lag) = r.send_lag_us() {
@@ -422,7 +460,10 @@ impl Accumulator {
     /// both sets of records would hold.
     pub fn merge(&mut self, other: &Accumulator) -> Result<(), AccumulatorError> {
         if self.config != other.config {
-            return Err(AccumulatorError::ConfigMismatch(Box::new(self.config), Box::new(other.config)));
+            return Err(AccumulatorError::ConfigMismatch(
+                Box::new(self.config),
+                Box::new(other.config),
+            ));
         }
         self.ttft.merge(&other.ttft)?;
         self.itl.merge(&other.itl)?;
@@ -466,13 +507,34 @@ impl Accumulator {
         };
         let span_us = end - start;
         let duration_s = span_us as f64 / US_PER_S as f64;
-        let per_s = |n: u64| if span_us == 0 { 0.0 } else { n as f64 / duration_s };
+        let per_s = |n: u64| {
+            if span_us == 0 {
+                0.0
+            } else {
+                n as f64 / duration_s
+            }
+        };
 
         let (first, last) = ((start / US_PER_S) as usize, (end / US_PER_S) as usize);
-        let window_buckets: &[Bucket] = if self.window_start_us.is_none() || first >= self.buckets.len() {
-            &[]
-        } else {
-            &self.buckets[first..=last.min(self.buckets.len() - 1)]
+        let window_buckets: &[Bucket] =
+            if self.window_start_us.is_none() || first >= self.buckets.len() {
+                &[]
+            } else {
+                &self.buckets[first..=last.min(self.buckets.len() - 1)]
+            };
+        // Mean concurrency over the part of each second inside the window, so that a window
+        // shorter than a second, or its first and last seconds, are not diluted.
+        let concurrency = |i: usize, b: &Bucket| {
+            let (lo, hi) = (
+                (first + i) as u64 * US_PER_S,
+                (first + i + 1) as u64 * US_PER_S,
+            );
+            let covered = hi.min(end).saturating_sub(lo.max(start));
+            if covered == 0 {
+                0.0
+            } else {
+                b.busy_us as f64 / covered as f64
+            }
         };
         let timeline: Vec<TimelineBucket> = window_buckets
             .iter()
@@ -482,7 +544,7 @@ impl Accumulator {
                 completed: b.completed,
                 errors: b.errors,
                 output_tokens: b.output_tokens,
-                concurrency: b.busy_us as f64 / US_PER_S as f64,
+                concurrency: concurrency(i, b),
             })
             .collect();
         let busy_total: u64 = window_buckets.iter().map(|b| b.busy_us).sum();
@@ -493,7 +555,10 @@ impl Accumulator {
             interrupted: self.stop_reason.is_some_and(StopReason::is_interruption),
             stop_reason: self.stop_reason,
             duration_s,
-            window: self.window_start_us.map(|_| Window { start_ms: us_to_ms(start), end_ms: us_to_ms(end) }),
+            window: self.window_start_us.map(|_| Window {
+                start_ms: us_to_ms(start),
+                end_ms: us_to_ms(end),
+            }),
             counts: Counts {
                 total: c.total,
                 successes: c.successes,
@@ -523,10 +588,17 @@ impl Accumulator {
                 requests_per_s: per_s(c.successes),
                 output_tokens_per_s: per_s(c.output_tokens),
                 total_tokens_per_s: per_s(c.input_tokens + c.output_tokens),
-                peak_output_tokens_per_s: window_buckets.iter().map(|b| b.output_tokens).max().unwrap_or(0) as f64,
-                peak_concurrency: window_buckets.iter().map(|b| b.busy_us).max().unwrap_or(0) as f64
-                    / US_PER_S as f64,
-                mean_concurrency: if span_us == 0 { 0.0 } else { busy_total as f64 / span_us as f64 },
+                peak_output_tokens_per_s: window_buckets
+                    .iter()
+                    .map(|b| b.output_tokens)
+                    .max()
+                    .unwrap_or(0) as f64,
+                peak_concurrency: timeline.iter().map(|b| b.concurrency).fold(0.0, f64::max),
+                mean_concurrency: if span_us == 0 {
+                    0.0
+                } else {
+                    busy_total as f64 / span_us as f64
+                },
                 goodput_per_s: has_slo.then(|| per_s(c.good)),
                 good_requests: has_slo.then_some(c.good),
             },
@@ -560,12 +632,17 @@ impl Accumulator {
     /// Write a shard file that another process can [`read_shard`](Self::read_shard) and merge.
     pub fn write_shard(&self, path: &Path) -> Result<(), AccumulatorError> {
         let json = self.to_json()?;
-        std::fs::write(path, json).map_err(|source| AccumulatorError::Io { path: path.display().to_string(), source })
+        std::fs::write(path, json).map_err(|source| AccumulatorError::Io {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     pub fn read_shard(path: &Path) -> Result<Accumulator, AccumulatorError> {
-        let json = std::fs::read_to_string(path)
-            .map_err(|source| AccumulatorError::Io { path: path.display().to_string(), source })?;
+        let json = std::fs::read_to_string(path).map_err(|source| AccumulatorError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Accumulator::from_json(&json)
     }
 
@@ -587,13 +664,20 @@ impl Accumulator {
                 ttft_from_intended: self.ttft_from_intended.to_file()?,
                 send_lag: self.send_lag.to_file()?,
             },
-            buckets: self.buckets.iter().map(|b| [b.completed, b.errors, b.output_tokens, b.busy_us]).collect(),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| [b.completed, b.errors, b.output_tokens, b.busy_us])
+                .collect(),
         })
     }
 
     fn from_file(f: AccumulatorFile) -> Result<Accumulator, AccumulatorError> {
         if f.format != SHARD_FORMAT || f.version != SHARD_VERSION {
-            return Err(AccumulatorError::Format { format: f.format, version: f.version });
+            return Err(AccumulatorError::Format {
+                format: f.format,
+                version: f.version,
+            });
         }
         let m = &f.metrics;
         Ok(Accumulator {
@@ -611,7 +695,12 @@ impl Accumulator {
             buckets: f
                 .buckets
                 .iter()
-                .map(|b| Bucket { completed: b[0], errors: b[1], output_tokens: b[2], busy_us: b[3] })
+                .map(|b| Bucket {
+                    completed: b[0],
+                    errors: b[1],
+                    output_tokens: b[2],
+                    busy_us: b[3],
+                })
                 .collect(),
             stop_reason: f.stop_reason,
         })
@@ -749,7 +838,10 @@ mod tests {
     #[test]
     fn summary_of_controlled_records() {
         let mut acc = Accumulator::new(AccumulatorConfig {
-            slo: Slo { ttft_us: Some(60_000), ..Slo::default() },
+            slo: Slo {
+                ttft_us: Some(60_000),
+                ..Slo::default()
+            },
             late_after_us: 1_000,
         });
         for i in 0..100u64 {
@@ -789,15 +881,37 @@ mod tests {
         assert_eq!(s.throughput.good_requests, Some(100));
         let tokens_in_timeline: u64 = s.timeline.iter().map(|b| b.output_tokens).sum();
         assert_eq!(tokens_in_timeline, 1100);
-        assert!(s.duration_s > 9.9 && s.duration_s < 10.2, "{}", s.duration_s);
+        assert!(
+            s.duration_s > 9.9 && s.duration_s < 10.2,
+            "{}",
+            s.duration_s
+        );
         assert!(!s.interrupted);
+    }
+
+    #[test]
+    fn concurrency_is_not_diluted_by_a_short_window() {
+        let mut acc = Accumulator::default();
+        for i in 0..2 {
+            let mut r = ok_record(i, 2_300_000, 100_000, 1_000, 3);
+            r.sent_us = Some(2_300_000);
+            r.done_us = Some(2_800_000);
+            r.end_us = Some(2_800_000);
+            acc.add(&r);
+        }
+        let t = acc.summary().throughput;
+        assert!((t.peak_concurrency - 2.0).abs() < 1e-9, "{t:?}");
+        assert!((t.mean_concurrency - 2.0).abs() < 1e-9, "{t:?}");
     }
 
     #[test]
     fn busy_time_spreads_over_seconds() {
         let mut b = Vec::new();
         add_busy(&mut b, 500_000, 2_250_000);
-        assert_eq!(b.iter().map(|b| b.busy_us).collect::<Vec<_>>(), vec![500_000, 1_000_000, 250_000]);
+        assert_eq!(
+            b.iter().map(|b| b.busy_us).collect::<Vec<_>>(),
+            vec![500_000, 1_000_000, 250_000]
+        );
     }
 
     #[test]
@@ -814,7 +928,13 @@ mod tests {
     #[test]
     fn mismatched_configs_refuse_to_merge() {
         let mut a = Accumulator::default();
-        let b = Accumulator::new(AccumulatorConfig { late_after_us: 5, ..AccumulatorConfig::default() });
-        assert!(matches!(a.merge(&b), Err(AccumulatorError::ConfigMismatch(..))));
+        let b = Accumulator::new(AccumulatorConfig {
+            late_after_us: 5,
+            ..AccumulatorConfig::default()
+        });
+        assert!(matches!(
+            a.merge(&b),
+            Err(AccumulatorError::ConfigMismatch(..))
+        ));
     }
 }

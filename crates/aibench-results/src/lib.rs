@@ -20,7 +20,7 @@ pub use accumulator::{
 };
 pub use record::{ErrorClass, Phase, RequestRecord, TokenSource};
 pub use summary::{
-    summary_schema, Counts, LatencyStats, Latencies, SloMs, StopReason, Summary, Throughput, TimelineBucket,
-    TokenSourceTally, Tokens, Window, SUMMARY_SCHEMA_VERSION,
+    summary_schema, Counts, Latencies, LatencyStats, SloMs, StopReason, Summary, Throughput,
+    TimelineBucket, TokenSourceTally, Tokens, Window, SUMMARY_SCHEMA_VERSION,
 };
 pub use writer::{read_records, RecordWriter};

@@ -33,7 +33,11 @@ pub enum TokenSource {
 
 impl TokenSource {
     /// Every source, in a fixed order.
-    pub const ALL: [TokenSource; 3] = [TokenSource::Usage, TokenSource::Tokenizer, TokenSource::Estimate];
+    pub const ALL: [TokenSource; 3] = [
+        TokenSource::Usage,
+        TokenSource::Tokenizer,
+        TokenSource::Estimate,
+    ];
 
     pub(crate) fn index(self) -> usize {
         match self {
@@ -45,7 +49,9 @@ impl TokenSource {
 }
 
 /// Why a request failed. Failed requests are data: counted by class, never dropped silently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// The connection could not be made (refused, unreachable, handshake failed).

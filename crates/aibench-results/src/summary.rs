@@ -10,14 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::ErrorClass;
 
-/// Version of the `summary.json` layout. Bump it on any incompatible change.
+/// Version of the `summary.json` layout. Bump it on any incompatible change; adding a field is
+/// compatible (readers ignore fields they do not know).
 pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
 
 /// Aggregates of the requests whose intended send time fell in the measure window.
 ///
 /// Latencies count successful requests only; failed requests are counted by class.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Summary {
     /// Layout version of this file.
     pub schema_version: u32,
@@ -69,7 +69,6 @@ impl StopReason {
 
 /// Start and end of the measure window, in milliseconds from the run's start.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Window {
     pub start_ms: f64,
     pub end_ms: f64,
@@ -77,7 +76,6 @@ pub struct Window {
 
 /// What happened to the measured requests. `total = successes + errors + dropped + cancelled`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Counts {
     pub total: u64,
     pub successes: u64,
@@ -99,7 +97,6 @@ pub struct Counts {
 
 /// Latency distributions in milliseconds. Absent when no request produced the metric.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Latencies {
     /// Time to first token: first chunk with non-empty content minus actual send.
     pub ttft: Option<LatencyStats>,
@@ -121,7 +118,6 @@ pub struct Latencies {
 /// significant digits (relative error at most 0.1 %), clamped to the exact min and max; mean,
 /// min, max and stddev are exact.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct LatencyStats {
     pub count: u64,
     pub mean_ms: f64,
@@ -138,7 +134,6 @@ pub struct LatencyStats {
 
 /// Rates over the measure window.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Throughput {
     /// Successful requests per second.
     pub requests_per_s: f64,
@@ -148,7 +143,8 @@ pub struct Throughput {
     pub total_tokens_per_s: f64,
     /// The highest number of output tokens that arrived within one 1-second bucket.
     pub peak_output_tokens_per_s: f64,
-    /// The highest mean number of requests in flight over one 1-second bucket.
+    /// The highest mean number of requests in flight over one 1-second bucket (over the part
+    /// of the bucket inside the window).
     pub peak_concurrency: f64,
     /// Mean number of requests in flight over the window.
     pub mean_concurrency: f64,
@@ -160,7 +156,6 @@ pub struct Throughput {
 
 /// Token totals over successful measured requests.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Tokens {
     pub input: u64,
     pub output: u64,
@@ -172,7 +167,6 @@ pub struct Tokens {
 
 /// How many requests took their token counts from each source.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct TokenSourceTally {
     pub usage: u64,
     pub tokenizer: u64,
@@ -183,7 +177,6 @@ pub struct TokenSourceTally {
 
 /// Per-request SLO thresholds in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SloMs {
     pub ttft_ms: Option<f64>,
     pub tpot_ms: Option<f64>,
@@ -194,7 +187,6 @@ pub struct SloMs {
 
 /// One second of the measure window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct TimelineBucket {
     /// Start of the bucket in seconds from the run's start.
     pub t_s: u64,
@@ -204,7 +196,8 @@ pub struct TimelineBucket {
     pub errors: u64,
     /// Output tokens that arrived in this second.
     pub output_tokens: u64,
-    /// Mean number of requests in flight during this second.
+    /// Mean number of requests in flight during this second (during the part of it inside the
+    /// window).
     pub concurrency: f64,
 }
 

@@ -6,6 +6,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::record::RequestRecord;
 
@@ -28,7 +29,9 @@ pub struct RecordWriter {
 
 impl std::fmt::Debug for RecordWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordWriter").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("RecordWriter")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,7 +50,11 @@ impl RecordWriter {
         let thread = std::thread::Builder::new()
             .name("aibench-records".into())
             .spawn(move || writer_loop(BufWriter::with_capacity(1 << 16, sink), rx))?;
-        Ok(RecordWriter { tx: Some(tx), thread: Some(thread), path: None })
+        Ok(RecordWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+            path: None,
+        })
     }
 
     /// The file being written, if created with [`RecordWriter::create`].
@@ -67,9 +74,15 @@ impl RecordWriter {
     /// Write out everything queued so far and wait until it is on its way to the file.
     pub fn flush(&self) -> io::Result<()> {
         let (done_tx, done_rx) = mpsc::sync_channel(1);
-        let tx = self.tx.as_ref().ok_or_else(|| io::Error::other("record writer closed"))?;
-        tx.send(Msg::Flush(done_tx)).map_err(|_| io::Error::other("record writer stopped"))?;
-        done_rx.recv().map_err(|_| io::Error::other("record writer stopped"))?
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| io::Error::other("record writer closed"))?;
+        tx.send(Msg::Flush(done_tx))
+            .map_err(|_| io::Error::other("record writer stopped"))?;
+        done_rx
+            .recv()
+            .map_err(|_| io::Error::other("record writer stopped"))?
     }
 
     /// Write everything queued, flush, stop the thread, and return how many records were written.
@@ -80,7 +93,9 @@ impl RecordWriter {
     fn finish(&mut self) -> io::Result<u64> {
         drop(self.tx.take());
         match self.thread.take() {
-            Some(t) => t.join().map_err(|_| io::Error::other("record writer thread panicked"))?,
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("record writer thread panicked"))?,
             None => Ok(0),
         }
     }
@@ -92,18 +107,40 @@ impl Drop for RecordWriter {
     }
 }
 
+/// How often buffered records are flushed while the run goes on.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
 fn writer_loop<W: Write>(mut out: BufWriter<W>, rx: mpsc::Receiver<Msg>) -> io::Result<u64> {
     let mut written = 0u64;
     let mut failed: Option<io::Error> = None;
-    for msg in rx {
+    let mut dirty = false;
+    loop {
+        let msg = match rx.recv_timeout(FLUSH_EVERY) {
+            Ok(m) => m,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if dirty && failed.is_none() {
+                    if let Err(e) = out.flush() {
+                        failed = Some(e);
+                    }
+                    dirty = false;
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         match msg {
             Msg::Record(r) => {
                 if failed.is_some() {
                     continue;
                 }
-                let res = serde_json::to_writer(&mut out, &*r).map_err(io::Error::from).and_then(|()| out.write_all(b"\n"));
+                let res = serde_json::to_writer(&mut out, &*r)
+                    .map_err(io::Error::from)
+                    .and_then(|()| out.write_all(b"\n"));
                 match res {
-                    Ok(()) => written += 1,
+                    Ok(()) => {
+                        written += 1;
+                        dirty = true;
+                    }
                     Err(e) => failed = Some(e),
                 }
             }
@@ -112,6 +149,7 @@ fn writer_loop<W: Write>(mut out: BufWriter<W>, rx: mpsc::Receiver<Msg>) -> io::
                     Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
                     None => out.flush(),
                 };
+                dirty = false;
                 let _ = done.send(res);
             }
         }
@@ -126,13 +164,16 @@ fn writer_loop<W: Write>(mut out: BufWriter<W>, rx: mpsc::Receiver<Msg>) -> io::
 /// Read `requests.jsonl` back, one record per line (blank lines skipped).
 pub fn read_records(path: &Path) -> io::Result<impl Iterator<Item = io::Result<RequestRecord>>> {
     let reader = BufReader::new(File::open(path)?);
-    Ok(reader.lines().enumerate().filter_map(|(i, line)| match line {
-        Err(e) => Some(Err(e)),
-        Ok(l) if l.trim().is_empty() => None,
-        Ok(l) => Some(serde_json::from_str(&l).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1))
-        })),
-    }))
+    Ok(reader
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| match line {
+            Err(e) => Some(Err(e)),
+            Ok(l) if l.trim().is_empty() => None,
+            Ok(l) => Some(serde_json::from_str(&l).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("line {}: {e}", i + 1))
+            })),
+        }))
 }
 
 #[cfg(test)]
@@ -154,7 +195,10 @@ mod tests {
             }
         }
         assert_eq!(w.close().unwrap(), 1000);
-        let back: Vec<_> = read_records(&path).unwrap().collect::<io::Result<_>>().unwrap();
+        let back: Vec<_> = read_records(&path)
+            .unwrap()
+            .collect::<io::Result<_>>()
+            .unwrap();
         assert_eq!(back.len(), 1000);
         assert_eq!(back[999].intended_us, 9990);
     }

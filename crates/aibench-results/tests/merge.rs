@@ -50,14 +50,20 @@ fn random_record(rng: &mut SmallRng, id: u64) -> RequestRecord {
 #[test]
 fn merged_shards_equal_a_single_accumulator() {
     let config = AccumulatorConfig {
-        slo: Slo { ttft_us: Some(500_000), tpot_us: Some(40_000), itl_us: Some(90_000), e2e_us: None },
+        slo: Slo {
+            ttft_us: Some(500_000),
+            tpot_us: Some(40_000),
+            itl_us: Some(90_000),
+            e2e_us: None,
+        },
         late_after_us: 1_000,
     };
     for seed in 0..8u64 {
         let mut rng = SmallRng::seed_from_u64(seed);
         let n_shards = rng.random_range(1..6);
         let mut single = Accumulator::new(config);
-        let mut shards: Vec<Accumulator> = (0..n_shards).map(|_| Accumulator::new(config)).collect();
+        let mut shards: Vec<Accumulator> =
+            (0..n_shards).map(|_| Accumulator::new(config)).collect();
         for id in 0..3_000 {
             let r = random_record(&mut rng, id);
             single.add(&r);
@@ -73,7 +79,9 @@ fn merged_shards_equal_a_single_accumulator() {
         order.rotate_left(rng.random_range(0..n_shards));
         let mut merged = Accumulator::new(config);
         for i in order {
-            merged.merge(&Accumulator::from_json(&files[i]).unwrap()).unwrap();
+            merged
+                .merge(&Accumulator::from_json(&files[i]).unwrap())
+                .unwrap();
         }
 
         let (a, b) = (single.summary(), merged.summary());
@@ -114,7 +122,8 @@ fn empty_accumulator_summarizes_to_zeros() {
     assert!(s.timeline.is_empty());
     let merged = {
         let mut a = Accumulator::default();
-        a.merge(&Accumulator::from_json(&Accumulator::default().to_json().unwrap()).unwrap()).unwrap();
+        a.merge(&Accumulator::from_json(&Accumulator::default().to_json().unwrap()).unwrap())
+            .unwrap();
         a.summary()
     };
     assert_eq!(s, merged);

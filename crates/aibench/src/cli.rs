@@ -35,6 +35,8 @@ pub struct Cli {
 pub enum Command {
     /// Deploy the recipe's services, drive its workloads, and write results and a report
     Run(crate::run::RunArgs),
+    /// Drive load at a running server (like vllm bench serve or oha), or at a recipe's running services
+    Bench(cmd::bench::BenchArgs),
     /// Start a recipe's services and leave them running
     Up(cmd::services::UpArgs),
     /// List running services and check their health
@@ -43,6 +45,12 @@ pub enum Command {
     Down(cmd::services::DownArgs),
     /// Follow a run from another terminal
     Watch(cmd::services::WatchArgs),
+    /// Regenerate a run directory's reports (Markdown, HTML, JSON, plots)
+    Report(cmd::report::ReportArgs),
+    /// Compare runs side by side and gate on regressions (exit code 1)
+    Compare(cmd::compare::CompareArgs),
+    /// List the runs in the catalog, filtered by recipe, date, status or service
+    Runs(cmd::runs::RunsArgs),
     /// Check recipes and report every problem at once, with file:line:col
     Validate(cmd::validate::ValidateArgs),
     /// Expand a recipe into its trials and show what would run where

@@ -31,10 +31,14 @@ pub fn main_entry() -> ExitCode {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
         Command::Up(args) => cmd::services::up(args),
         Command::Services(args) => cmd::services::services(args),
         Command::Down(args) => cmd::services::down(args),
         Command::Watch(args) => cmd::services::watch(args),
+        Command::Report(args) => cmd::report::run(args),
+        Command::Compare(args) => cmd::compare::run(args),
+        Command::Runs(args) => cmd::runs::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Schema(args) => cmd::schema::run(args),

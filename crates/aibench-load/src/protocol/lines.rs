@@ -77,9 +77,14 @@ mod tests {
     fn unterminated_last_line_is_kept() {
         let mut s = LineSplitter::new();
         let mut got = Vec::new();
-        s.feed(b"{\"a\":1}\n{\"done\":", &mut |l: &[u8]| got.push(l.to_vec()));
+        s.feed(b"{\"a\":1}\n{\"done\":", &mut |l: &[u8]| {
+            got.push(l.to_vec())
+        });
         s.feed(b"true}", &mut |l: &[u8]| got.push(l.to_vec()));
         s.finish(&mut |l: &[u8]| got.push(l.to_vec()));
-        assert_eq!(got, vec![b"{\"a\":1}".to_vec(), b"{\"done\":true}".to_vec()]);
+        assert_eq!(
+            got,
+            vec![b"{\"a\":1}".to_vec(), b"{\"done\":true}".to_vec()]
+        );
     }
 }

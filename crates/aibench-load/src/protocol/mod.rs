@@ -101,7 +101,14 @@ impl fmt::Debug for Target {
             .field("model", &self.model)
             .field("stream", &self.stream)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("headers", &self.headers.iter().map(|(k, _)| (k.as_str(), "<redacted>")).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| (k.as_str(), "<redacted>"))
+                    .collect::<Vec<_>>(),
+            )
             .field("ignore_eos", &self.ignore_eos)
             .field("extra_body", &self.extra_body)
             .finish()
@@ -134,7 +141,10 @@ impl Endpoint {
     /// Parse the URL and resolve the host (once, before the clock starts).
     pub async fn resolve(target: &Target) -> Result<Endpoint, LoadError> {
         let bad = |m: String| LoadError::InvalidTarget(m);
-        let uri: Uri = target.url.parse().map_err(|e| bad(format!("{:?} is not a URL: {e}", target.url)))?;
+        let uri: Uri = target
+            .url
+            .parse()
+            .map_err(|e| bad(format!("{:?} is not a URL: {e}", target.url)))?;
         match uri.scheme_str() {
             Some("http") => {}
             Some("https") => {
@@ -145,13 +155,20 @@ impl Endpoint {
             }
             _ => return Err(bad(format!("{:?} needs to start with http://", target.url))),
         }
-        let host = uri.host().ok_or_else(|| bad(format!("{:?} has no host", target.url)))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| bad(format!("{:?} has no host", target.url)))?;
         let port = uri.port_u16().unwrap_or(80);
         let host_trimmed = host.trim_start_matches('[').trim_end_matches(']');
-        let addr = tokio::net::lookup_host((host_trimmed, port))
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host_trimmed, port))
             .await
-            .map_err(|source| LoadError::Resolve { host: host.to_string(), source })?
-            .next()
+            .map_err(|source| LoadError::Resolve {
+                host: host.to_string(),
+                source,
+            })?
+            .collect();
+        let addr = pick_address(&addrs)
+            .await
             .ok_or_else(|| LoadError::Resolve {
                 host: host.to_string(),
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
@@ -160,7 +177,9 @@ impl Endpoint {
             None | Some("") | Some("/") => target.protocol.default_path().to_string(),
             Some(p) => p.to_string(),
         };
-        let path: Uri = path_and_query.parse().map_err(|e| bad(format!("bad path {path_and_query:?}: {e}")))?;
+        let path: Uri = path_and_query
+            .parse()
+            .map_err(|e| bad(format!("bad path {path_and_query:?}: {e}")))?;
 
         let mut headers = HeaderMap::new();
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
@@ -169,44 +188,99 @@ impl Endpoint {
             HeaderValue::from_str(authority).map_err(|_| bad(format!("bad host {authority:?}")))?,
         );
         let (method, body_kind) = match &target.protocol {
-            Protocol::OpenAiCompletions | Protocol::OpenAiChat => {
-                (Method::POST, if target.stream { BodyKind::OpenAiSse } else { BodyKind::OpenAiJson })
-            }
-            Protocol::OllamaGenerate | Protocol::OllamaChat => {
-                (Method::POST, if target.stream { BodyKind::OllamaNdjson } else { BodyKind::OllamaJson })
-            }
+            Protocol::OpenAiCompletions | Protocol::OpenAiChat => (
+                Method::POST,
+                if target.stream {
+                    BodyKind::OpenAiSse
+                } else {
+                    BodyKind::OpenAiJson
+                },
+            ),
+            Protocol::OllamaGenerate | Protocol::OllamaChat => (
+                Method::POST,
+                if target.stream {
+                    BodyKind::OllamaNdjson
+                } else {
+                    BodyKind::OllamaJson
+                },
+            ),
             Protocol::Http { method, .. } => (method.clone(), BodyKind::Raw),
         };
-        if method != Method::GET || !matches!(target.protocol, Protocol::Http { body_template: None, .. }) {
-            headers.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if method != Method::GET
+            || !matches!(
+                target.protocol,
+                Protocol::Http {
+                    body_template: None,
+                    ..
+                }
+            )
+        {
+            headers.insert(
+                hyper::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
         if body_kind == BodyKind::OpenAiSse {
-            headers.insert(hyper::header::ACCEPT, HeaderValue::from_static("text/event-stream"));
+            headers.insert(
+                hyper::header::ACCEPT,
+                HeaderValue::from_static("text/event-stream"),
+            );
         }
-        headers.insert(hyper::header::USER_AGENT, HeaderValue::from_static(concat!("aibench/", env!("CARGO_PKG_VERSION"))));
+        headers.insert(
+            hyper::header::USER_AGENT,
+            HeaderValue::from_static(concat!("aibench/", env!("CARGO_PKG_VERSION"))),
+        );
         if let Some(key) = &target.api_key {
-            let mut v = HeaderValue::from_str(&format!("Bearer {key}"))
-                .map_err(|_| bad("the API key holds characters not allowed in a header".to_string()))?;
+            let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                bad("the API key holds characters not allowed in a header".to_string())
+            })?;
             v.set_sensitive(true);
             headers.insert(hyper::header::AUTHORIZATION, v);
         }
         for (k, v) in &target.headers {
-            let name = HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| bad(format!("bad header name {k:?}")))?;
+            let name = HeaderName::from_bytes(k.trim().as_bytes())
+                .map_err(|_| bad(format!("bad header name {k:?}")))?;
             let mut value = HeaderValue::from_str(v.trim())
                 .map_err(|_| bad(format!("header {k:?} has a value not allowed in a header")))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        Ok(Endpoint { addr, method, path, headers, body_kind, secret: target.api_key.clone() })
+        Ok(Endpoint {
+            addr,
+            method,
+            path,
+            headers,
+            body_kind,
+            secret: target.api_key.clone(),
+        })
     }
 
     /// Remove the API key from a message that might quote it.
     pub fn scrub(&self, msg: String) -> String {
         match &self.secret {
-            Some(s) if !s.is_empty() && msg.contains(s.as_str()) => msg.replace(s.as_str(), "<redacted>"),
+            Some(s) if !s.is_empty() && msg.contains(s.as_str()) => {
+                msg.replace(s.as_str(), "<redacted>")
+            }
             _ => msg,
         }
     }
+}
+
+/// The first of a host's addresses that accepts a connection (`localhost` may resolve to `::1`
+/// while the server listens on 127.0.0.1 only); the first one if none does.
+async fn pick_address(addrs: &[SocketAddr]) -> Option<SocketAddr> {
+    if addrs.len() > 1 {
+        for a in addrs {
+            let probe = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                tokio::net::TcpStream::connect(a),
+            );
+            if let Ok(Ok(_)) = probe.await {
+                return Some(*a);
+            }
+        }
+    }
+    addrs.first().copied()
 }
 
 /// One request body, serialized before the clock starts.
@@ -223,8 +297,16 @@ pub struct Prepared {
 pub fn prepare(target: &Target, dataset: &Dataset) -> Result<Vec<Prepared>, LoadError> {
     let model = target.model.clone().unwrap_or_default();
     let needs_model = !matches!(target.protocol, Protocol::Http { .. });
-    if needs_model && model.is_empty() && matches!(target.protocol, Protocol::OllamaGenerate | Protocol::OllamaChat) {
-        return Err(LoadError::InvalidTarget("Ollama needs a model name".to_string()));
+    if needs_model
+        && model.is_empty()
+        && matches!(
+            target.protocol,
+            Protocol::OllamaGenerate | Protocol::OllamaChat
+        )
+    {
+        return Err(LoadError::InvalidTarget(
+            "Ollama needs a model name".to_string(),
+        ));
     }
     dataset
         .prompts()
@@ -234,7 +316,8 @@ pub fn prepare(target: &Target, dataset: &Dataset) -> Result<Vec<Prepared>, Load
                 Protocol::Http { body_template, .. } => match body_template {
                     None => Bytes::new(),
                     Some(t) => {
-                        let prompt_json = serde_json::to_string(&p.text).expect("strings serialize");
+                        let prompt_json =
+                            serde_json::to_string(&p.text).expect("strings serialize");
                         Bytes::from(
                             t.replace("{{prompt}}", &prompt_json[1..prompt_json.len() - 1])
                                 .replace("{{max_tokens}}", &p.output_tokens.to_string())
@@ -258,7 +341,10 @@ pub fn prepare(target: &Target, dataset: &Dataset) -> Result<Vec<Prepared>, Load
                             body.insert("max_tokens".into(), json!(p.output_tokens));
                             body.insert("stream".into(), json!(target.stream));
                             if target.stream {
-                                body.insert("stream_options".into(), json!({ "include_usage": true }));
+                                body.insert(
+                                    "stream_options".into(),
+                                    json!({ "include_usage": true }),
+                                );
                             }
                             if target.ignore_eos {
                                 body.insert("ignore_eos".into(), json!(true));
@@ -271,16 +357,25 @@ pub fn prepare(target: &Target, dataset: &Dataset) -> Result<Vec<Prepared>, Load
                                 body.insert("prompt".into(), json!(p.text));
                             }
                             body.insert("stream".into(), json!(target.stream));
-                            body.insert("options".into(), json!({ "num_predict": p.output_tokens }));
+                            body.insert(
+                                "options".into(),
+                                json!({ "num_predict": p.output_tokens }),
+                            );
                         }
                     }
                     for (k, v) in &target.extra_body {
                         body.insert(k.clone(), v.clone());
                     }
-                    Bytes::from(serde_json::to_vec(&Value::Object(body)).expect("JSON values serialize"))
+                    Bytes::from(
+                        serde_json::to_vec(&Value::Object(body)).expect("JSON values serialize"),
+                    )
                 }
             };
-            Ok(Prepared { body, input_tokens: p.input_tokens, max_tokens: p.output_tokens })
+            Ok(Prepared {
+                body,
+                input_tokens: p.input_tokens,
+                max_tokens: p.output_tokens,
+            })
         })
         .collect()
 }
@@ -291,7 +386,11 @@ mod tests {
     use crate::dataset::Prompt;
 
     fn one_prompt() -> Dataset {
-        Dataset::from_prompts(vec![Prompt { text: "say \"hi\"".into(), input_tokens: Some(2), output_tokens: 5 }])
+        Dataset::from_prompts(vec![Prompt {
+            text: "say \"hi\"".into(),
+            input_tokens: Some(2),
+            output_tokens: 5,
+        }])
     }
 
     #[test]
@@ -312,7 +411,8 @@ mod tests {
         let mut t = Target::new("http://127.0.0.1:1", Protocol::OllamaChat);
         t.model = Some("llama".into());
         t.stream = false;
-        let v: Value = serde_json::from_slice(&prepare(&t, &one_prompt()).unwrap()[0].body).unwrap();
+        let v: Value =
+            serde_json::from_slice(&prepare(&t, &one_prompt()).unwrap()[0].body).unwrap();
         assert_eq!(v["messages"][0]["content"], "say \"hi\"");
         assert_eq!(v["options"]["num_predict"], 5);
         assert_eq!(v["stream"], false);
@@ -324,9 +424,13 @@ mod tests {
     fn http_template_escapes_prompt() {
         let t = Target::new(
             "http://127.0.0.1:1/x",
-            Protocol::Http { method: Method::POST, body_template: Some(r#"{"q":"{{prompt}}","n":{{max_tokens}}}"#.into()) },
+            Protocol::Http {
+                method: Method::POST,
+                body_template: Some(r#"{"q":"{{prompt}}","n":{{max_tokens}}}"#.into()),
+            },
         );
-        let v: Value = serde_json::from_slice(&prepare(&t, &one_prompt()).unwrap()[0].body).unwrap();
+        let v: Value =
+            serde_json::from_slice(&prepare(&t, &one_prompt()).unwrap()[0].body).unwrap();
         assert_eq!(v, json!({"q": "say \"hi\"", "n": 5}));
     }
 
@@ -342,6 +446,9 @@ mod tests {
         assert!(!dbg.contains("secret"), "{dbg}");
         assert_eq!(e.scrub("bad key sk-secret".into()), "bad key <redacted>");
         let t = Target::new("https://example.invalid", Protocol::OpenAiChat);
-        assert!(matches!(Endpoint::resolve(&t).await, Err(LoadError::InvalidTarget(_))));
+        assert!(matches!(
+            Endpoint::resolve(&t).await,
+            Err(LoadError::InvalidTarget(_))
+        ));
     }
 }

@@ -58,7 +58,9 @@ impl ResponseState {
         match self.kind.expect("constructed with a kind") {
             BodyKind::OpenAiSse => {
                 let mut sse = self.sse.take().expect("SSE parser");
-                sse.feed(data, &mut |e: SseEvent<'_>| self.on_openai_event(e.data, now_us));
+                sse.feed(data, &mut |e: SseEvent<'_>| {
+                    self.on_openai_event(e.data, now_us)
+                });
                 self.sse = Some(sse);
             }
             BodyKind::OllamaNdjson => {
@@ -68,7 +70,10 @@ impl ResponseState {
             }
             BodyKind::OpenAiJson | BodyKind::OllamaJson => {
                 if self.buffered.len() + data.len() > MAX_BUFFERED_BODY {
-                    self.fail(ErrorClass::MalformedStream, "response body too large".into());
+                    self.fail(
+                        ErrorClass::MalformedStream,
+                        "response body too large".into(),
+                    );
                 } else {
                     self.buffered.extend_from_slice(data);
                 }
@@ -87,14 +92,20 @@ impl ResponseState {
                 let mut sse = self.sse.take().expect("SSE parser");
                 sse.finish(&mut |e: SseEvent<'_>| self.on_openai_event(e.data, now_us));
                 if !self.failed() && !self.done {
-                    self.fail(ErrorClass::ClosedMidStream, "stream ended before [DONE]".into());
+                    self.fail(
+                        ErrorClass::ClosedMidStream,
+                        "stream ended before [DONE]".into(),
+                    );
                 }
             }
             BodyKind::OllamaNdjson => {
                 let mut lines = self.lines.take().expect("line splitter");
                 lines.finish(&mut |l: &[u8]| self.on_ollama_line(l, now_us, true));
                 if !self.failed() && !self.done {
-                    self.fail(ErrorClass::ClosedMidStream, "stream ended before \"done\": true".into());
+                    self.fail(
+                        ErrorClass::ClosedMidStream,
+                        "stream ended before \"done\": true".into(),
+                    );
                 }
             }
             BodyKind::OpenAiJson => {
@@ -106,14 +117,20 @@ impl ResponseState {
                         // Without streaming, the first token reaches the client with the rest.
                         self.first_token_us = None;
                     }
-                    Err(e) => self.fail(ErrorClass::MalformedStream, format!("invalid JSON body: {e}")),
+                    Err(e) => self.fail(
+                        ErrorClass::MalformedStream,
+                        format!("invalid JSON body: {e}"),
+                    ),
                 }
             }
             BodyKind::OllamaJson => {
                 let body = std::mem::take(&mut self.buffered);
                 self.on_ollama_line(&body, now_us, false);
                 if !self.failed() && !self.done {
-                    self.fail(ErrorClass::ClosedMidStream, "response without \"done\": true".into());
+                    self.fail(
+                        ErrorClass::ClosedMidStream,
+                        "response without \"done\": true".into(),
+                    );
                 }
                 self.first_token_us = None;
             }
@@ -147,7 +164,9 @@ impl ResponseState {
         self.text_chars += chars;
         match self.last_token_us {
             None => self.first_token_us = Some(now_us),
-            Some(last) => self.itl_us.push(u32::try_from(now_us.saturating_sub(last)).unwrap_or(u32::MAX)),
+            Some(last) => self
+                .itl_us
+                .push(u32::try_from(now_us.saturating_sub(last)).unwrap_or(u32::MAX)),
         }
         self.last_token_us = Some(now_us);
         self.chunks += 1;
@@ -171,25 +190,39 @@ impl ResponseState {
         }
         match serde_json::from_slice::<OaChunk<'_>>(trimmed) {
             Ok(chunk) => self.on_openai_chunk(chunk, now_us),
-            Err(e) => self.fail(ErrorClass::MalformedStream, format!("invalid JSON in stream: {e}")),
+            Err(e) => self.fail(
+                ErrorClass::MalformedStream,
+                format!("invalid JSON in stream: {e}"),
+            ),
         }
     }
 
     fn on_openai_chunk(&mut self, chunk: OaChunk<'_>, now_us: u64) {
         if let Some(err) = chunk.error {
-            self.fail(ErrorClass::Other, format!("server error in response: {}", error_text(&err)));
+            self.fail(
+                ErrorClass::Other,
+                format!("server error in response: {}", error_text(&err)),
+            );
             return;
         }
         if chunk.object.as_deref() == Some("error") {
-            let msg = chunk.message.as_deref().unwrap_or("(no message)").to_string();
-            self.fail(ErrorClass::Other, format!("server error in response: {msg}"));
+            let msg = chunk
+                .message
+                .as_deref()
+                .unwrap_or("(no message)")
+                .to_string();
+            self.fail(
+                ErrorClass::Other,
+                format!("server error in response: {msg}"),
+            );
             return;
         }
         let mut chars = 0u64;
         for c in &chunk.choices {
             chars += text_len(&c.text);
             for d in [&c.delta, &c.message].into_iter().flatten() {
-                chars += text_len(&d.content) + text_len(&d.reasoning_content) + text_len(&d.reasoning);
+                chars +=
+                    text_len(&d.content) + text_len(&d.reasoning_content) + text_len(&d.reasoning);
             }
         }
         self.content(chars, now_us);
@@ -207,12 +240,18 @@ impl ResponseState {
             Ok(c) => c,
             Err(e) => {
                 let what = if streaming { "in stream" } else { "body" };
-                self.fail(ErrorClass::MalformedStream, format!("invalid JSON {what}: {e}"));
+                self.fail(
+                    ErrorClass::MalformedStream,
+                    format!("invalid JSON {what}: {e}"),
+                );
                 return;
             }
         };
         if let Some(err) = chunk.error {
-            self.fail(ErrorClass::Other, format!("server error in response: {}", error_text(&err)));
+            self.fail(
+                ErrorClass::Other,
+                format!("server error in response: {}", error_text(&err)),
+            );
             return;
         }
         let mut chars = text_len(&chunk.response) + text_len(&chunk.thinking);
@@ -374,19 +413,31 @@ mod tests {
 
     #[test]
     fn missing_done_is_closed_mid_stream() {
-        let s = feed(BodyKind::OpenAiSse, &[("data: {\"choices\":[{\"text\":\"a\"}]}\n\n", 1)], 2);
+        let s = feed(
+            BodyKind::OpenAiSse,
+            &[("data: {\"choices\":[{\"text\":\"a\"}]}\n\n", 1)],
+            2,
+        );
         assert_eq!(s.failure.unwrap().0, ErrorClass::ClosedMidStream);
     }
 
     #[test]
     fn invalid_json_is_malformed() {
-        let s = feed(BodyKind::OpenAiSse, &[("data: {\"choices\":[{\"text\":\"a\"}\n\n", 1)], 2);
+        let s = feed(
+            BodyKind::OpenAiSse,
+            &[("data: {\"choices\":[{\"text\":\"a\"}\n\n", 1)],
+            2,
+        );
         assert_eq!(s.failure.unwrap().0, ErrorClass::MalformedStream);
     }
 
     #[test]
     fn error_object_in_stream_is_other() {
-        let s = feed(BodyKind::OpenAiSse, &[("data: {\"error\":{\"message\":\"boom\"}}\n\n", 1)], 2);
+        let s = feed(
+            BodyKind::OpenAiSse,
+            &[("data: {\"error\":{\"message\":\"boom\"}}\n\n", 1)],
+            2,
+        );
         let (class, msg) = s.failure.unwrap();
         assert_eq!(class, ErrorClass::Other);
         assert!(msg.contains("boom"));
@@ -399,7 +450,10 @@ mod tests {
             &[
                 ("{\"response\":\"Hi\",\"done\":false}\n{\"resp", 100),
                 ("onse\":\" there\",\"done\":false}\n", 130),
-                ("{\"response\":\"\",\"done\":true,\"eval_count\":2,\"prompt_eval_count\":7}\n", 131),
+                (
+                    "{\"response\":\"\",\"done\":true,\"eval_count\":2,\"prompt_eval_count\":7}\n",
+                    131,
+                ),
             ],
             132,
         );
@@ -408,7 +462,11 @@ mod tests {
         assert_eq!(s.itl_us, vec![30]);
         assert_eq!(s.output_tokens(), Some((2, TokenSource::Usage)));
         assert_eq!(s.usage_input, Some(7));
-        let s = feed(BodyKind::OllamaNdjson, &[("{\"message\":{\"content\":\"x\"},\"done\":false}\n", 1)], 2);
+        let s = feed(
+            BodyKind::OllamaNdjson,
+            &[("{\"message\":{\"content\":\"x\"},\"done\":false}\n", 1)],
+            2,
+        );
         assert_eq!(s.failure.unwrap().0, ErrorClass::ClosedMidStream);
     }
 
@@ -416,7 +474,10 @@ mod tests {
     fn non_streaming_bodies() {
         let s = feed(
             BodyKind::OpenAiJson,
-            &[("{\"choices\":[{\"message\":{\"content\":\"hey\"}}],", 1), ("\"usage\":{\"completion_tokens\":1}}", 2)],
+            &[
+                ("{\"choices\":[{\"message\":{\"content\":\"hey\"}}],", 1),
+                ("\"usage\":{\"completion_tokens\":1}}", 2),
+            ],
             3,
         );
         assert!(s.failure.is_none());
@@ -424,7 +485,11 @@ mod tests {
         assert_eq!(s.output_tokens(), Some((1, TokenSource::Usage)));
         let s = feed(BodyKind::OpenAiJson, &[("{\"choices\":", 1)], 3);
         assert_eq!(s.failure.unwrap().0, ErrorClass::MalformedStream);
-        let s = feed(BodyKind::OllamaJson, &[("{\"response\":\"abc\",\"done\":true,\"eval_count\":9}", 1)], 3);
+        let s = feed(
+            BodyKind::OllamaJson,
+            &[("{\"response\":\"abc\",\"done\":true,\"eval_count\":9}", 1)],
+            3,
+        );
         assert_eq!(s.output_tokens(), Some((9, TokenSource::Usage)));
     }
 }

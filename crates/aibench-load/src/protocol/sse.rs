@@ -29,7 +29,10 @@ pub struct SseParser {
 
 impl SseParser {
     pub fn new() -> Self {
-        SseParser { at_start: true, ..SseParser::default() }
+        SseParser {
+            at_start: true,
+            ..SseParser::default()
+        }
     }
 
     /// Parse the next piece of the stream, calling `on_event` for every event it completes.
@@ -132,7 +135,10 @@ impl SseParser {
     fn dispatch(&mut self, on_event: &mut impl FnMut(SseEvent<'_>)) {
         if !self.data.is_empty() {
             let data = &self.data[..self.data.len() - 1];
-            on_event(SseEvent { event: self.has_event.then_some(&self.event[..]), data });
+            on_event(SseEvent {
+                event: self.has_event.then_some(&self.event[..]),
+                data,
+            });
         }
         self.data.clear();
         self.event.clear();
@@ -157,13 +163,19 @@ mod tests {
     }
 
     fn data_of(events: &[(Option<Vec<u8>>, Vec<u8>)]) -> Vec<String> {
-        events.iter().map(|(_, d)| String::from_utf8(d.clone()).unwrap()).collect()
+        events
+            .iter()
+            .map(|(_, d)| String::from_utf8(d.clone()).unwrap())
+            .collect()
     }
 
     #[test]
     fn openai_style_stream() {
         let s = b"data: {\"a\":1}\n\ndata: {\"a\":2}\n\ndata: [DONE]\n\n";
-        assert_eq!(data_of(&parse_pieces(&[s])), vec!["{\"a\":1}", "{\"a\":2}", "[DONE]"]);
+        assert_eq!(
+            data_of(&parse_pieces(&[s])),
+            vec!["{\"a\":1}", "{\"a\":2}", "[DONE]"]
+        );
     }
 
     #[test]
@@ -214,8 +226,16 @@ mod tests {
     }
 
     fn ev() -> impl Strategy<Value = Ev> {
-        (proptest::option::of("[a-z]{1,8}"), proptest::collection::vec(text(), 1..4), proptest::option::of(text()))
-            .prop_map(|(event, data, comment_before)| Ev { event, data, comment_before })
+        (
+            proptest::option::of("[a-z]{1,8}"),
+            proptest::collection::vec(text(), 1..4),
+            proptest::option::of(text()),
+        )
+            .prop_map(|(event, data, comment_before)| Ev {
+                event,
+                data,
+                comment_before,
+            })
     }
 
     proptest! {

@@ -56,7 +56,9 @@ pub async fn serve(behavior: Behavior) -> TestServer {
     let s = Arc::clone(&stats);
     tokio::spawn(async move {
         loop {
-            let Ok((sock, _)) = listener.accept().await else { return };
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
             sock.set_nodelay(true).unwrap();
             s.connections.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(handle(sock, behavior.clone(), Arc::clone(&s)));
@@ -91,13 +93,23 @@ async fn handle(mut sock: TcpStream, behavior: Behavior, stats: Arc<Stats>) {
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
         let mut lines = head.split("\r\n");
-        let path = lines.next().unwrap_or("").split(' ').nth(1).unwrap_or("/").to_string();
+        let path = lines
+            .next()
+            .unwrap_or("")
+            .split(' ')
+            .nth(1)
+            .unwrap_or("/")
+            .to_string();
         let mut len = 0usize;
         for l in lines {
             if let Some((k, v)) = l.split_once(':') {
                 match k.trim().to_ascii_lowercase().as_str() {
                     "content-length" => len = v.trim().parse().unwrap_or(0),
-                    "authorization" => stats.authorization.lock().unwrap().push(v.trim().to_string()),
+                    "authorization" => stats
+                        .authorization
+                        .lock()
+                        .unwrap()
+                        .push(v.trim().to_string()),
                     _ => {}
                 }
             }
@@ -108,7 +120,8 @@ async fn handle(mut sock: TcpStream, behavior: Behavior, stats: Arc<Stats>) {
                 Ok(_) => {}
             }
         }
-        let body: serde_json::Value = serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or_default();
+        let body: serde_json::Value =
+            serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or_default();
         buf.drain(..head_end + len);
         stats.requests.fetch_add(1, Ordering::SeqCst);
         let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -122,28 +135,50 @@ async fn handle(mut sock: TcpStream, behavior: Behavior, stats: Arc<Stats>) {
 }
 
 async fn chunk(sock: &mut TcpStream, data: &str) -> bool {
-    sock.write_all(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes()).await.is_ok()
+    sock.write_all(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes())
+        .await
+        .is_ok()
 }
 
 /// Returns whether the connection stays open.
-async fn respond(sock: &mut TcpStream, path: &str, body: &serde_json::Value, behavior: &Behavior) -> bool {
+async fn respond(
+    sock: &mut TcpStream,
+    path: &str,
+    body: &serde_json::Value,
+    behavior: &Behavior,
+) -> bool {
     let start = Instant::now();
     let ollama = path.starts_with("/api/");
     let chat = path.contains("chat");
     let stream = body["stream"].as_bool().unwrap_or(true);
-    let tokens = body["max_tokens"].as_u64().or(body["options"]["num_predict"].as_u64()).unwrap_or(4) as u32;
+    let tokens = body["max_tokens"]
+        .as_u64()
+        .or(body["options"]["num_predict"].as_u64())
+        .unwrap_or(4) as u32;
     let piece = |i: u32| -> String {
         let text = format!("t{i} ");
         match (ollama, chat) {
-            (true, true) => format!("{}\n", serde_json::json!({"message": {"role": "assistant", "content": text}, "done": false})),
+            (true, true) => format!(
+                "{}\n",
+                serde_json::json!({"message": {"role": "assistant", "content": text}, "done": false})
+            ),
             (true, false) => format!("{}\n", serde_json::json!({"response": text, "done": false})),
-            (false, true) => format!("data: {}\n\n", serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}}]})),
-            (false, false) => format!("data: {}\n\n", serde_json::json!({"choices": [{"index": 0, "text": text}]})),
+            (false, true) => format!(
+                "data: {}\n\n",
+                serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}}]})
+            ),
+            (false, false) => format!(
+                "data: {}\n\n",
+                serde_json::json!({"choices": [{"index": 0, "text": text}]})
+            ),
         }
     };
     let end = |n: u32| -> String {
         if ollama {
-            format!("{}\n", serde_json::json!({"response": "", "done": true, "eval_count": n, "prompt_eval_count": 3}))
+            format!(
+                "{}\n",
+                serde_json::json!({"response": "", "done": true, "eval_count": n, "prompt_eval_count": 3})
+            )
         } else {
             format!(
                 "data: {}\n\ndata: [DONE]\n\n",
@@ -204,7 +239,11 @@ async fn respond(sock: &mut TcpStream, path: &str, body: &serde_json::Value, beh
             }
             match behavior {
                 Behavior::MalformedAfter(_) => {
-                    let bad = if ollama { "{\"response\": \"x\", \"do\n" } else { "data: {\"choices\": [{\"te\n\n" };
+                    let bad = if ollama {
+                        "{\"response\": \"x\", \"do\n"
+                    } else {
+                        "data: {\"choices\": [{\"te\n\n"
+                    };
                     chunk(sock, bad).await && sock.write_all(b"0\r\n\r\n").await.is_ok()
                 }
                 Behavior::CutAfter(_) => {

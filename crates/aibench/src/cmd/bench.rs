@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use aibench_load::{
-    discover_model, Arrival, CapPolicy, Cancel, Dataset, DatasetFormat, LengthDist, LoadSpec, Pattern, Progress, Protocol,
-    RunOptions, Shard, Stop, Target, ThinkTime,
+    discover_model, Arrival, Cancel, CapPolicy, Dataset, DatasetFormat, LengthDist, LoadSpec,
+    Pattern, Progress, Protocol, RunOptions, Shard, Stop, Target, ThinkTime,
 };
 use aibench_results::{AccumulatorConfig, LatencyStats, Phase, Summary};
 use anyhow::Context;
@@ -26,6 +26,9 @@ Examples:
       bursty arrivals; requests due while 64 are in flight are dropped and counted
   aibench bench http://127.0.0.1:11434 --protocol ollama-chat --model llama3.2 --concurrency 2
   aibench bench http://127.0.0.1:8000 --dataset prompts.jsonl --slo-ttft 500ms --slo-tpot 50ms --json
+  aibench up examples/quickstart.yaml && aibench bench examples/quickstart.yaml --workload chat
+      a recipe's workload against its services, already running (the load flags then come
+      from the recipe)
 
 Latencies follow vLLM's definitions (TTFT, ITL per gap, TPOT, E2E). Open-loop latencies are also
 given from each request's intended send time, and the client's own lag separately.
@@ -72,8 +75,14 @@ pub enum BenchDatasetFormat {
 #[derive(clap::Args, Debug)]
 #[command(after_help = AFTER_HELP)]
 pub struct BenchArgs {
-    /// Server URL: http://host:port (the protocol's default path is used) or a full endpoint URL
+    /// Server URL: http://host:port (the protocol's default path is used) or a full endpoint URL;
+    /// or a recipe, whose workloads then run against its services as started by `aibench up`
+    #[arg(value_name = "URL|RECIPE")]
     pub url: String,
+
+    /// With a recipe: run only this workload (repeatable; default: all)
+    #[arg(long = "workload", value_name = "NAME")]
+    pub workloads: Vec<String>,
 
     /// Protocol to speak
     #[arg(long, value_enum, default_value_t = BenchProtocol::OpenaiCompletions)]
@@ -208,16 +217,24 @@ pub struct BenchArgs {
 /// Parse `30s`, `2m`, `1h`, `500ms`, `250us`, `1.5s`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 30s, 2m, 500ms)"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 30s, 2m, 500ms)"))?;
     let secs = match unit.trim() {
         "" | "s" => v,
         "ms" => v / 1e3,
         "us" | "µs" => v / 1e6,
         "m" | "min" => v * 60.0,
         "h" => v * 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{s}` (use h, m, s, ms or us)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}` (use h, m, s, ms or us)"
+            ))
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is out of range"))
 }
@@ -226,15 +243,31 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn parse_length(s: &str) -> Result<LengthDist, String> {
     let s = s.trim();
     let d = if let Some((a, b)) = s.split_once("..") {
-        let min = a.trim().parse().map_err(|_| format!("`{a}` is not a whole number"))?;
-        let max = b.trim().trim_start_matches('=').parse().map_err(|_| format!("`{b}` is not a whole number"))?;
+        let min = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{a}` is not a whole number"))?;
+        let max = b
+            .trim()
+            .trim_start_matches('=')
+            .parse()
+            .map_err(|_| format!("`{b}` is not a whole number"))?;
         LengthDist::Uniform { min, max }
     } else if let Some((a, b)) = s.split_once('~') {
-        let mean = a.trim().parse().map_err(|_| format!("`{a}` is not a number"))?;
-        let stddev = b.trim().parse().map_err(|_| format!("`{b}` is not a number"))?;
+        let mean = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{a}` is not a number"))?;
+        let stddev = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{b}` is not a number"))?;
         LengthDist::Normal { mean, stddev }
     } else {
-        LengthDist::Fixed(s.parse().map_err(|_| format!("`{s}` is not a token count (try 128, 64..256 or 128~16)"))?)
+        LengthDist::Fixed(
+            s.parse()
+                .map_err(|_| format!("`{s}` is not a token count (try 128, 64..256 or 128~16)"))?,
+        )
     };
     d.validate().map_err(|e| e.to_string())?;
     Ok(d)
@@ -263,7 +296,10 @@ fn plan(args: &BenchArgs) -> Result<Plan, BadArgs> {
             arrival: match args.arrival {
                 BenchArrival::Constant => Arrival::Constant { rate },
                 BenchArrival::Poisson => Arrival::Poisson { rate },
-                BenchArrival::Gamma => Arrival::Gamma { rate, burstiness: args.burstiness.unwrap_or(1.0) },
+                BenchArrival::Gamma => Arrival::Gamma {
+                    rate,
+                    burstiness: args.burstiness.unwrap_or(1.0),
+                },
             },
             max_in_flight: args.max_in_flight,
             on_cap: CapPolicy::Drop,
@@ -283,7 +319,8 @@ fn plan(args: &BenchArgs) -> Result<Plan, BadArgs> {
         stop: Stop {
             duration: args.duration,
             requests,
-            max_consecutive_errors: (args.max_consecutive_errors > 0).then_some(args.max_consecutive_errors),
+            max_consecutive_errors: (args.max_consecutive_errors > 0)
+                .then_some(args.max_consecutive_errors),
             max_error_rate: None,
             error_backoff: Duration::ZERO,
         },
@@ -321,27 +358,44 @@ fn plan(args: &BenchArgs) -> Result<Plan, BadArgs> {
     if let Some(var) = &args.api_key_env {
         match std::env::var(var) {
             Ok(v) if !v.is_empty() => target.api_key = Some(v),
-            _ => return bad(format!("--api-key-env {var}: the environment variable {var} is not set")),
+            _ => {
+                return bad(format!(
+                    "--api-key-env {var}: the environment variable {var} is not set"
+                ))
+            }
         }
     }
     for h in &args.headers {
         match h.split_once(':') {
-            Some((k, v)) if !k.trim().is_empty() => target.headers.push((k.trim().to_string(), v.trim().to_string())),
-            _ => return bad(format!("--header `{}` is not of the form 'Name: value'", h.split(':').next().unwrap_or(""))),
+            Some((k, v)) if !k.trim().is_empty() => target
+                .headers
+                .push((k.trim().to_string(), v.trim().to_string())),
+            _ => {
+                return bad(format!(
+                    "--header `{}` is not of the form 'Name: value'",
+                    h.split(':').next().unwrap_or("")
+                ))
+            }
         }
     }
 
     let count = prompt_count(&spec);
     let dataset = match &args.dataset {
-        None => Dataset::synthetic(args.prompt_tokens, args.output_tokens.unwrap_or(LengthDist::Fixed(128)), count, args.seed)
-            .map_err(|e| BadArgs(e.to_string()))?,
+        None => Dataset::synthetic(
+            args.prompt_tokens,
+            args.output_tokens.unwrap_or(LengthDist::Fixed(128)),
+            count,
+            args.seed,
+        )
+        .map_err(|e| BadArgs(e.to_string()))?,
         Some(path) => {
             let format = match args.dataset_format {
                 BenchDatasetFormat::Jsonl => DatasetFormat::Jsonl,
                 BenchDatasetFormat::Sharegpt => DatasetFormat::ShareGpt,
                 BenchDatasetFormat::Hellaswag => DatasetFormat::HellaSwag,
             };
-            Dataset::load(format, path, args.output_tokens, Some(count), args.seed).map_err(|e| BadArgs(e.to_string()))?
+            Dataset::load(format, path, args.output_tokens, Some(count), args.seed)
+                .map_err(|e| BadArgs(e.to_string()))?
         }
     };
 
@@ -351,7 +405,12 @@ fn plan(args: &BenchArgs) -> Result<Plan, BadArgs> {
     accumulator.slo.tpot_us = us(args.slo_tpot);
     accumulator.slo.itl_us = us(args.slo_itl);
     accumulator.slo.e2e_us = us(args.slo_e2e);
-    Ok(Plan { spec, target, dataset, accumulator })
+    Ok(Plan {
+        spec,
+        target,
+        dataset,
+        accumulator,
+    })
 }
 
 /// Prompts to prepare: about one per expected request, so that few repeat.
@@ -366,6 +425,24 @@ fn prompt_count(spec: &LoadSpec) -> usize {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let as_path = Path::new(&args.url);
+    let is_recipe = !args.url.contains("://")
+        && (as_path.is_file() || args.url.ends_with(".yaml") || args.url.ends_with(".yml"));
+    if is_recipe {
+        return crate::run::run(crate::run::RunArgs {
+            recipe: Some(as_path.to_path_buf()),
+            resume: None,
+            out: (args.out != Path::new("results")).then(|| args.out.clone()),
+            quiet: false,
+            json: args.json,
+            workloads: args.workloads,
+            use_running: true,
+        });
+    }
+    if !args.workloads.is_empty() {
+        eprintln!("error: --workload needs a recipe instead of a URL");
+        return Ok(ExitCode::from(exit::INVALID_INPUT));
+    }
     let plan = match plan(&args) {
         Ok(p) => p,
         Err(BadArgs(msg)) => {
@@ -373,7 +450,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(exit::INVALID_INPUT));
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(bench(args, plan))
 }
 
@@ -389,7 +469,10 @@ async fn bench(args: BenchArgs, mut plan: Plan) -> anyhow::Result<ExitCode> {
                 plan.target.model = Some(m);
             }
             Ok(None) => {
-                if matches!(plan.target.protocol, Protocol::OllamaGenerate | Protocol::OllamaChat) {
+                if matches!(
+                    plan.target.protocol,
+                    Protocol::OllamaGenerate | Protocol::OllamaChat
+                ) {
                     eprintln!("error: the server lists no model; pass --model NAME");
                     return Ok(ExitCode::from(exit::INVALID_INPUT));
                 }
@@ -404,11 +487,18 @@ async fn bench(args: BenchArgs, mut plan: Plan) -> anyhow::Result<ExitCode> {
 
     // The run directory.
     let started = SystemTime::now();
-    let epoch = started.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let epoch = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
     let run_dir = unique_dir(&args.out, &run_id("bench", epoch))?;
     let trial_dir = run_dir.join("trials").join("01");
-    std::fs::create_dir_all(&trial_dir).with_context(|| format!("creating {}", trial_dir.display()))?;
-    let run_id = run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    std::fs::create_dir_all(&trial_dir)
+        .with_context(|| format!("creating {}", trial_dir.display()))?;
+    let run_id = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut info = serde_json::json!({
         "schema_version": 1,
         "run_id": run_id,
@@ -470,7 +560,12 @@ async fn bench(args: BenchArgs, mut plan: Plan) -> anyhow::Result<ExitCode> {
     };
     info["status"] = status.into();
     info["finished_at"] = now_epoch().into();
-    info["trials"][0]["status"] = if status == "completed" { "complete" } else { status }.into();
+    info["trials"][0]["status"] = if status == "completed" {
+        "complete"
+    } else {
+        status
+    }
+    .into();
     if let Some(r) = summary.stop_reason {
         info["reason"] = serde_json::to_value(r)?;
     }
@@ -527,7 +622,10 @@ async fn print_progress(mut rx: tokio::sync::mpsc::Receiver<Progress>) {
             Phase::Measure => "measure",
             Phase::Cooldown => "cool-down",
         };
-        let p99 = p.e2e_p99_ms.map(|v| format!("  p99 e2e {v:.0} ms")).unwrap_or_default();
+        let p99 = p
+            .e2e_p99_ms
+            .map(|v| format!("  p99 e2e {v:.0} ms"))
+            .unwrap_or_default();
         let _ = write!(
             err,
             "\r\x1b[2K{:>6.1}s {phase:<9} sent {}  ok {}  errors {}  dropped {}  in flight {}  {:.1} req/s{p99}",
@@ -549,11 +647,17 @@ async fn print_progress(mut rx: tokio::sync::mpsc::Receiver<Progress>) {
 fn describe(plan: &Plan) -> String {
     let load = match &plan.spec.pattern {
         Pattern::ClosedLoop { users, .. } => format!("{users} user(s), closed loop"),
-        Pattern::OpenLoop { arrival, max_in_flight, .. } => {
+        Pattern::OpenLoop {
+            arrival,
+            max_in_flight,
+            ..
+        } => {
             let a = match arrival {
                 Arrival::Constant { rate } => format!("constant {rate}/s"),
                 Arrival::Poisson { rate } => format!("poisson {rate}/s"),
-                Arrival::Gamma { rate, burstiness } => format!("gamma {rate}/s, burstiness {burstiness}"),
+                Arrival::Gamma { rate, burstiness } => {
+                    format!("gamma {rate}/s, burstiness {burstiness}")
+                }
                 other => format!("{other:?}"),
             };
             match max_in_flight {
@@ -572,35 +676,58 @@ fn describe(plan: &Plan) -> String {
         "bench {} ({}): {load}; stop after {stop}{}",
         plan.target.url,
         plan.target.model.as_deref().unwrap_or("no model"),
-        if plan.spec.warmup.is_zero() { String::new() } else { format!(" after {:?} warm-up", plan.spec.warmup) }
+        if plan.spec.warmup.is_zero() {
+            String::new()
+        } else {
+            format!(" after {:?} warm-up", plan.spec.warmup)
+        }
     )
 }
 
 /// What was asked for, without secrets (header names only).
 fn params_json(args: &BenchArgs, plan: &Plan) -> serde_json::Value {
+    let name = |v: Option<clap::builder::PossibleValue>| v.map(|v| v.get_name().to_string());
+    let (users, rate) = match &plan.spec.pattern {
+        Pattern::ClosedLoop { users, .. } => (Some(*users), None),
+        Pattern::OpenLoop { arrival, .. } => (None, Some(arrival.peak_rate())),
+    };
     serde_json::json!({
         "url": args.url,
-        "protocol": format!("{:?}", args.protocol),
+        "protocol": name(args.protocol.to_possible_value()),
         "model": plan.target.model,
-        "concurrency": args.concurrency,
-        "rate": args.rate,
-        "arrival": args.rate.map(|_| format!("{:?}", args.arrival)),
+        "concurrency": users,
+        "rate": rate,
+        "arrival": rate.and(name(args.arrival.to_possible_value())),
         "burstiness": args.burstiness,
         "max_in_flight": args.max_in_flight,
         "requests": plan.spec.stop.requests,
         "duration_s": args.duration.map(|d| d.as_secs_f64()),
         "warmup_s": args.warmup.as_secs_f64(),
         "cooldown_s": args.cooldown.as_secs_f64(),
-        "prompt_tokens": format!("{:?}", args.prompt_tokens),
-        "output_tokens": args.output_tokens.map(|d| format!("{d:?}")),
+        "prompt_tokens": args.dataset.is_none().then(|| length_text(&args.prompt_tokens)),
+        "output_tokens": args.output_tokens.as_ref().map(length_text),
         "dataset": args.dataset,
+        "dataset_format": args.dataset.as_ref().and(name(args.dataset_format.to_possible_value())),
         "stream": !args.no_stream,
         "ignore_eos": args.ignore_eos,
         "api_key_env": args.api_key_env,
-        "headers": args.headers.iter().filter_map(|h| h.split_once(':').map(|(k, _)| k.trim().to_string())).collect::<Vec<_>>(),
+        "headers": args
+            .headers
+            .iter()
+            .filter_map(|h| h.split_once(':').map(|(k, _)| k.trim().to_string()))
+            .collect::<Vec<_>>(),
         "seed": args.seed,
         "timeout_s": args.timeout.as_secs_f64(),
     })
+}
+
+/// A length distribution in the form `--prompt-tokens` takes.
+fn length_text(d: &LengthDist) -> String {
+    match d {
+        LengthDist::Fixed(n) => n.to_string(),
+        LengthDist::Uniform { min, max } => format!("{min}..{max}"),
+        LengthDist::Normal { mean, stddev } => format!("{mean}~{stddev}"),
+    }
 }
 
 fn ms(v: f64) -> String {
@@ -624,21 +751,51 @@ pub fn render_summary(s: &Summary) -> String {
             c.successes,
             c.errors,
             c.dropped,
-            if c.cancelled > 0 { format!(", {} cancelled", c.cancelled) } else { String::new() },
+            if c.cancelled > 0 {
+                format!(", {} cancelled", c.cancelled)
+            } else {
+                String::new()
+            },
             c.total
         ),
     );
     if !c.errors_by_class.is_empty() {
-        let by: Vec<String> = c.errors_by_class.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let by: Vec<String> = c
+            .errors_by_class
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         line("errors by class", by.join(", "));
     }
-    line("measure window", format!("{:.2} s{}", s.duration_s, if s.interrupted { " (interrupted)" } else { "" }));
+    line(
+        "measure window",
+        format!(
+            "{:.2} s{}",
+            s.duration_s,
+            if s.interrupted { " (interrupted)" } else { "" }
+        ),
+    );
     line("requests/s", format!("{:.2}", t.requests_per_s));
-    line("output tokens/s", format!("{:.1} (peak {:.0} in a 1-s bucket)", t.output_tokens_per_s, t.peak_output_tokens_per_s));
+    line(
+        "output tokens/s",
+        format!(
+            "{:.1} (peak {:.0} in a 1-s bucket)",
+            t.output_tokens_per_s, t.peak_output_tokens_per_s
+        ),
+    );
     line("total tokens/s", format!("{:.1}", t.total_tokens_per_s));
-    line("concurrency", format!("mean {:.1}, peak {:.1}", t.mean_concurrency, t.peak_concurrency));
+    line(
+        "concurrency",
+        format!(
+            "mean {:.1}, peak {:.1}",
+            t.mean_concurrency, t.peak_concurrency
+        ),
+    );
     if let (Some(g), Some(n)) = (t.goodput_per_s, t.good_requests) {
-        line("goodput", format!("{g:.2} requests/s ({n} of {} met every SLO)", c.successes));
+        line(
+            "goodput",
+            format!("{g:.2} requests/s ({n} of {} met every SLO)", c.successes),
+        );
     }
     let src = &s.tokens.source;
     line(
@@ -677,7 +834,10 @@ pub fn render_summary(s: &Summary) -> String {
         })
         .collect();
     if !rows.is_empty() {
-        out.push_str(&crate::table::render(&["ms", "count", "mean", "p50", "p90", "p99", "p99.9", "max"], &rows));
+        out.push_str(&crate::table::render(
+            &["ms", "count", "mean", "p50", "p90", "p99", "p99.9", "max"],
+            &rows,
+        ));
     }
     if src.estimate > 0 {
         out.push_str("\nnote: output tokens were estimated from the text (about 4 characters per token): the server sent no usage\n");
@@ -705,7 +865,11 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> 
 fn unique_dir(out: &Path, id: &str) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     for n in 1.. {
-        let name = if n == 1 { id.to_string() } else { format!("{id}-{n}") };
+        let name = if n == 1 {
+            id.to_string()
+        } else {
+            format!("{id}-{n}")
+        };
         let dir = out.join(name);
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
@@ -717,7 +881,10 @@ fn unique_dir(out: &Path, id: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn now_epoch() -> f64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch.
@@ -734,7 +901,12 @@ fn utc(epoch: f64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// `bench-20261123-140502`.
@@ -765,8 +937,17 @@ mod tests {
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("5 parsecs").is_err());
-        assert_eq!(parse_length("64..256").unwrap(), LengthDist::Uniform { min: 64, max: 256 });
-        assert_eq!(parse_length("128~16").unwrap(), LengthDist::Normal { mean: 128.0, stddev: 16.0 });
+        assert_eq!(
+            parse_length("64..256").unwrap(),
+            LengthDist::Uniform { min: 64, max: 256 }
+        );
+        assert_eq!(
+            parse_length("128~16").unwrap(),
+            LengthDist::Normal {
+                mean: 128.0,
+                stddev: 16.0
+            }
+        );
         assert!(parse_length("0").is_err());
     }
 
@@ -774,11 +955,27 @@ mod tests {
     fn closed_loop_by_default_open_loop_with_rate() {
         let a = parse(&["http://127.0.0.1:1"]).unwrap();
         let p = plan(&a).ok().unwrap();
-        assert!(matches!(p.spec.pattern, Pattern::ClosedLoop { users: 1, .. }));
+        assert!(matches!(
+            p.spec.pattern,
+            Pattern::ClosedLoop { users: 1, .. }
+        ));
         assert_eq!(p.spec.stop.requests, Some(100));
-        let a = parse(&["http://127.0.0.1:1", "--rate", "5", "--arrival", "gamma", "--burstiness", "0.5", "-d", "10s"]).unwrap();
+        let a = parse(&[
+            "http://127.0.0.1:1",
+            "--rate",
+            "5",
+            "--arrival",
+            "gamma",
+            "--burstiness",
+            "0.5",
+            "-d",
+            "10s",
+        ])
+        .unwrap();
         let p = plan(&a).ok().unwrap();
-        assert!(matches!(p.spec.pattern, Pattern::OpenLoop { arrival: Arrival::Gamma { burstiness, .. }, .. } if burstiness == 0.5));
+        assert!(
+            matches!(p.spec.pattern, Pattern::OpenLoop { arrival: Arrival::Gamma { burstiness, .. }, .. } if burstiness == 0.5)
+        );
         assert_eq!(p.spec.stop.requests, None);
     }
 

@@ -1,8 +1,12 @@
 //! One module per subcommand. Each has an `Args` struct (clap derive) and a `run` function that
 //! returns the exit code.
 
+pub mod bench;
+pub mod compare;
 pub mod completions;
 pub mod plan;
+pub mod report;
+pub mod runs;
 pub mod schema;
 pub mod services;
 pub mod sim;

@@ -60,6 +60,13 @@ pub struct RunArgs {
     /// Print a JSON object describing the finished run on stdout (progress stays on stderr).
     #[arg(long)]
     pub json: bool,
+    /// Run only these workloads (repeatable).
+    #[arg(long = "workload", value_name = "NAME")]
+    pub workloads: Vec<String>,
+    /// Drive load at the recipe's services as already started by `aibench up`, instead of
+    /// deploying them (this is what `aibench bench RECIPE` does).
+    #[arg(long)]
+    pub use_running: bool,
 }
 
 /// Process groups of running services, for the second Ctrl-C which exits at once.
@@ -133,8 +140,60 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         (Some(p), None) => (p.clone(), None),
         (None, None) => anyhow::bail!("give a recipe, or --resume RUN_DIR"),
     };
-    let Ok(loaded) = crate::cmd::load_recipe(&recipe_path) else {
+    let Ok(mut loaded) = crate::cmd::load_recipe(&recipe_path) else {
         return Ok(exit::INVALID_INPUT.into());
+    };
+    if !args.workloads.is_empty() {
+        let known: Vec<String> = loaded
+            .recipe
+            .workloads
+            .iter()
+            .map(|w| w.name.clone())
+            .collect();
+        if let Some(bad) = args.workloads.iter().find(|w| !known.contains(w)) {
+            eprintln!(
+                "error: the recipe has no workload `{bad}`; it has: {}",
+                known.join(", ")
+            );
+            return Ok(exit::INVALID_INPUT.into());
+        }
+        let keep = |r: &mut aibench_recipe::Recipe| {
+            r.workloads.retain(|w| args.workloads.contains(&w.name))
+        };
+        keep(&mut loaded.recipe);
+        for t in &mut loaded.trials {
+            keep(&mut t.recipe);
+        }
+    }
+    // With --use-running, the services come from the registry (`aibench up`).
+    let running: Option<std::collections::HashMap<String, String>> = if args.use_running {
+        let registry = aibench_platform::Registry::user();
+        let mut urls = std::collections::HashMap::new();
+        let needed: std::collections::BTreeSet<&str> = loaded
+            .recipe
+            .workloads
+            .iter()
+            .map(|w| w.target.as_str())
+            .filter(|t| loaded.recipe.services.iter().any(|s| s.name == *t))
+            .collect();
+        for name in needed {
+            let records: Vec<_> = registry
+                .find_service(name)
+                .into_iter()
+                .filter(|r| r.alive() != Some(false))
+                .collect();
+            if records.is_empty() {
+                eprintln!(
+                    "error: service `{name}` is not running; start it with `aibench up {}`",
+                    recipe_path.display()
+                );
+                return Ok(exit::INVALID_INPUT.into());
+            }
+            urls.extend(service_urls(&records));
+        }
+        Some(urls)
+    } else {
+        None
     };
     if loaded.recipe.platform.kind == aibench_recipe::PlatformKind::Slurm {
         eprintln!("error: `platform.kind: slurm` cannot run yet; run the recipe with `platform.kind: local`, or see `aibench plan` for what would be submitted");
@@ -249,7 +308,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         dir.write_json(&format!("trials/{}/params.json", trial.id), &trial.params)?;
 
         // Deploy (or keep) the services.
-        if trial.restart_services || services.is_none() {
+        if running.is_none() && (trial.restart_services || services.is_none()) {
             if let Some(mut old) = services.take() {
                 let n = old.services.len();
                 old.stop(Duration::from_secs(10));
@@ -286,20 +345,25 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        let set = services.as_mut().expect("services deployed above");
 
         // Drive every workload of the trial at once, watching the services as they run.
         events.emit(Event::Phase {
             phase: "measure".into(),
             trial: Some(trial.id.clone()),
         });
+        let urls = match (&running, services.as_ref()) {
+            (Some(urls), _) => urls.clone(),
+            (None, Some(set)) => service_urls(&set.records()),
+            (None, None) => Default::default(),
+        };
         let outcome = measure(
             recipe,
             trial,
             &dir,
             single,
             &base_dir,
-            set,
+            &urls,
+            services.as_mut(),
             &cancel,
             &mut events,
         )
@@ -524,6 +588,18 @@ async fn deploy(
     Ok(set)
 }
 
+/// The address of each service (its first replica), by service name.
+pub fn service_urls(
+    records: &[aibench_platform::ServiceRecord],
+) -> std::collections::HashMap<String, String> {
+    let mut urls = std::collections::HashMap::new();
+    for r in records {
+        urls.entry(r.service.clone())
+            .or_insert_with(|| format!("http://{}:{}", r.host, r.port));
+    }
+    urls
+}
+
 /// POST /api/pull and read the NDJSON status stream to its end.
 async fn ollama_pull(url: &str, model: &str) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -557,7 +633,8 @@ async fn measure(
     dir: &RunDir,
     single: bool,
     base_dir: &Path,
-    set: &mut ServiceSet,
+    urls: &std::collections::HashMap<String, String>,
+    mut set: Option<&mut ServiceSet>,
     cancel: &Cancel,
     events: &mut Events,
 ) -> anyhow::Result<(Vec<Row>, Option<String>)> {
@@ -566,14 +643,10 @@ async fn measure(
     let mut planned: std::collections::HashMap<String, f64> = Default::default();
     for w in &recipe.workloads {
         let url = match recipe.services.iter().find(|s| s.name == w.target) {
-            Some(_) => {
-                let rec = set
-                    .services
-                    .iter()
-                    .find(|s| s.record.service == w.target)
-                    .ok_or_else(|| anyhow::anyhow!("service `{}` is not running", w.target))?;
-                format!("http://{}:{}", rec.record.host, rec.record.port)
-            }
+            Some(_) => urls
+                .get(&w.target)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("service `{}` is not running", w.target))?,
             None => w.target.clone(),
         };
         let service_model = recipe
@@ -655,7 +728,7 @@ async fn measure(
             }
             _ = tick.tick() => {
                 if crash.is_none() {
-                    if let Some(e) = set.crashed("the measurement") {
+                    if let Some(e) = set.as_deref_mut().and_then(|s| s.crashed("the measurement")) {
                         let name = match &e { PlatformError::Crashed { name, .. } => name.clone(), _ => String::new() };
                         events.emit(Event::ServiceCrashed { name, message: e.to_string() });
                         crash = Some(e.to_string());

@@ -423,6 +423,28 @@ fn up_services_down() {
     let v: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
     assert_eq!(v[0]["name"], "llm");
     assert_eq!(v[0]["state"], "ready");
+    let bench = env
+        .cmd(&[
+            "bench",
+            recipe.to_str().unwrap(),
+            "--workload",
+            "chat",
+            "--json",
+        ])
+        .run();
+    assert_eq!(bench.code, 0, "{}", bench.stderr);
+    let out: serde_json::Value = serde_json::from_str(&bench.stdout).unwrap();
+    assert!(
+        out["trials"][0]["summary"]["counts"]["successes"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{out}"
+    );
+    assert!(
+        !processes_with(&m).is_empty(),
+        "`bench` leaves the services of `up` running"
+    );
     let again = env.cmd(&["up", recipe.to_str().unwrap()]).run();
     assert_eq!(
         again.code, 2,
@@ -435,4 +457,19 @@ fn up_services_down() {
     let list = env.cmd(&["services", "--json"]).run();
     assert_eq!(list.stdout.trim(), "[]");
     assert_eq!(env.cmd(&["down", "nope"]).run().code, 2);
+}
+
+#[test]
+fn services_die_with_aibench_even_on_sigkill() {
+    let env = Env::new();
+    let m = marker("sigkill");
+    let recipe = env.recipe("k9.yaml", &sim_recipe(&m, "60s", ""));
+    let mut child = env.spawn(&["run", recipe.to_str().unwrap()]);
+    env.wait_for_event("\"phase\":\"measure\"", Duration::from_secs(30));
+    assert!(!processes_with(&m).is_empty(), "the service runs");
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    let _ = child.wait();
+    assert_no_process_left(&m);
 }

@@ -1,0 +1,7 @@
+//! Integration tests, one binary: the parser on real expositions, and the monitor against real
+//! servers (the simulator, Prometheus, Pushgateway, Redis, PostgreSQL). A test whose server is
+//! not installed says so and passes.
+
+mod parser;
+mod scrape_sim;
+mod util;

@@ -1,0 +1,438 @@
+//! `report.html`: one self-contained page. Plots are inline SVG, styles are inline, and there is
+//! no script, font or link to fetch, so the file reads the same opened from a shared
+//! filesystem, a laptop offline or a CI artefact.
+
+use std::fmt::Write as _;
+
+use crate::markdown::{evidence_value, ms, opt_rate, pct, rate, trial_name};
+use crate::model::{Report, SweepReport, Verdict};
+use crate::sweep::{latency_label, show_x};
+
+/// Escape text for HTML.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = r#"
+:root { --fg:#1d2430; --muted:#5b6575; --line:#d9dee6; --bg:#ffffff; --soft:#f4f6f9;
+        --ok:#2c8a3e; --bad:#c0392b; --warn:#b7791f; --accent:#1f77b4; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+       color: var(--fg); background: var(--bg); }
+main { max-width: 1120px; margin: 0 auto; padding: 24px 28px 64px; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 20px; margin: 36px 0 12px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
+h3 { font-size: 16px; margin: 22px 0 8px; }
+.meta { color: var(--muted); margin: 0 0 16px; }
+.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 13px; font-weight: 600;
+         color: #fff; background: var(--muted); vertical-align: middle; }
+.badge.completed, .badge.pass, .badge.complete { background: var(--ok); }
+.badge.failed, .badge.fail { background: var(--bad); }
+.badge.interrupted, .badge.likely { background: var(--warn); }
+.badge.possible { background: #8a94a6; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(240px, 1fr)); gap: 12px; margin: 12px 0; }
+.card { border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; background: var(--soft); }
+.card .k { color: var(--muted); font-size: 13px; }
+.card .v { font-size: 22px; font-weight: 650; }
+.card .e { color: var(--muted); font-size: 13px; margin-top: 4px; }
+table { border-collapse: collapse; width: 100%; margin: 8px 0 16px; font-size: 13.5px; }
+th, td { border-bottom: 1px solid var(--line); padding: 5px 8px; text-align: right; white-space: nowrap; }
+th { background: var(--soft); font-weight: 600; }
+td.l, th.l { text-align: left; }
+td.wrap { white-space: normal; text-align: left; }
+tr.knee td { background: #fff4e5; }
+.scroll { overflow-x: auto; }
+.verdict { border-left: 4px solid var(--warn); padding: 6px 12px; margin: 10px 0; background: var(--soft); }
+.verdict.possible { border-left-color: #8a94a6; }
+.verdict ul { margin: 4px 0; }
+.rec { margin: 4px 0 0; }
+figure { margin: 16px 0; }
+figure svg { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 6px; }
+figcaption { color: var(--muted); font-size: 13px; }
+code { background: var(--soft); padding: 0 4px; border-radius: 4px; font-size: 90%; }
+details { margin: 10px 0; }
+summary { cursor: pointer; font-weight: 600; }
+.notes li { color: var(--muted); }
+@media print { details { display: block; } figure { break-inside: avoid; } }
+"#;
+
+fn badge(class: &str, text: &str) -> String {
+    format!("<span class=\"badge {}\">{}</span>", esc(class), esc(text))
+}
+
+fn card(html: &mut String, key: &str, value: &str, explain: &str) {
+    let _ = write!(
+        html,
+        "<div class=\"card\"><div class=\"k\">{}</div><div class=\"v\">{}</div><div class=\"e\">{}</div></div>",
+        esc(key),
+        esc(value),
+        esc(explain)
+    );
+}
+
+fn verdict_html(html: &mut String, v: &Verdict) {
+    let conf = format!("{:?}", v.confidence).to_lowercase();
+    let _ = write!(
+        html,
+        "<div class=\"verdict {conf}\"><strong>{}</strong> {} <span class=\"meta\">in {}</span><br>{}.<ul>",
+        esc(v.kind.label()),
+        badge(&conf, &conf),
+        esc(&v.trials.join(", ")),
+        esc(&v.summary)
+    );
+    for e in &v.evidence {
+        let _ = write!(
+            html,
+            "<li>{}: <strong>{}</strong> <span class=\"meta\">[{}]</span></li>",
+            esc(&e.metric),
+            esc(&evidence_value(e)),
+            esc(&e.source)
+        );
+    }
+    let _ = write!(
+        html,
+        "</ul><p class=\"rec\"><em>What to do:</em> {}</p></div>",
+        esc(&v.recommendation)
+    );
+}
+
+fn sweep_html(html: &mut String, s: &SweepReport) {
+    let show = |x: f64| show_x(x, &s.unit);
+    let fixed: Vec<String> = s.fixed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = write!(
+        html,
+        "<h3><code>{}</code> swept for workload <code>{}</code>{}</h3><div class=\"cards\">",
+        esc(&s.parameter),
+        esc(&s.workload),
+        if fixed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", esc(&fixed.join(", ")))
+        }
+    );
+    match &s.saturation {
+        Some(p) => card(
+            html,
+            "Saturation knee",
+            &show(p.x),
+            &format!("{}: {}", p.method.replace('_', " "), p.evidence),
+        ),
+        None => card(html, "Saturation knee", "none", "the curves do not bend within the sweep"),
+    }
+    match s.slo_max_load.x {
+        Some(x) => card(html, "Highest load meeting every SLO", &show(x), &s.slo_max_load.evidence),
+        None => card(html, "Highest load meeting every SLO", "none", &s.slo_max_load.evidence),
+    }
+    if let Some(p) = &s.plateau {
+        card(
+            html,
+            "Throughput plateau",
+            &format!("{:.2} req/s", p.max_requests_per_s),
+            &p.evidence,
+        );
+    }
+    html.push_str("</div>");
+    let knee_x = s.saturation.as_ref().map(|p| p.x);
+    let _ = write!(
+        html,
+        "<div class=\"scroll\"><table><tr><th>load</th><th class=\"l\">trial</th><th>req/s</th><th>out tok/s</th><th>goodput/s</th><th>TTFT p99</th><th>E2E p50</th><th>E2E p99</th><th>{}</th><th>latency curvature</th><th>Kneedle distance</th><th class=\"l\">SLO</th></tr>",
+        esc(latency_label(&s.latency_metric))
+    );
+    let lat_scores = s.latency_knee.max_curvature.as_ref().map(|k| &k.scores);
+    let kneedle_scores = s.latency_knee.kneedle.as_ref().map(|k| &k.scores);
+    for (i, p) in s.points.iter().enumerate() {
+        let score = |v: Option<&Vec<f64>>| {
+            v.and_then(|v| v.get(i))
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "–".into())
+        };
+        let _ = write!(
+            html,
+            "<tr{}><td>{}</td><td class=\"l\"><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+            if Some(p.x) == knee_x { " class=\"knee\"" } else { "" },
+            esc(&show(p.x)),
+            esc(&p.trial),
+            rate(p.requests_per_s),
+            rate(p.output_tokens_per_s),
+            opt_rate(p.goodput_per_s),
+            ms(p.ttft_p99_ms),
+            ms(p.e2e_p50_ms),
+            ms(p.e2e_p99_ms),
+            ms(p.latency_ms),
+            score(lat_scores),
+            score(kneedle_scores),
+            match p.slo_passed {
+                Some(true) => badge("pass", "pass"),
+                Some(false) => badge("fail", "fail"),
+                None => "–".into(),
+            }
+        );
+    }
+    html.push_str("</table></div><ul>");
+    for (name, k) in [
+        ("Latency knee, Kneedle", &s.latency_knee.kneedle),
+        ("Latency knee, maximum curvature", &s.latency_knee.max_curvature),
+        ("Throughput knee, Kneedle", &s.throughput_knee.kneedle),
+        ("Throughput knee, maximum curvature", &s.throughput_knee.max_curvature),
+    ] {
+        match k {
+            Some(k) => {
+                let _ = write!(html, "<li>{}: <strong>{}</strong>: {}.</li>", esc(name), esc(&show(k.x)), esc(&k.evidence));
+            }
+            None => {
+                let _ = write!(html, "<li>{}: none.</li>", esc(name));
+            }
+        }
+    }
+    html.push_str("</ul>");
+}
+
+/// The report as one HTML page; `svgs` are the plots in the order of `r.plots`.
+pub fn render(r: &Report, svgs: &[String]) -> String {
+    let run = &r.run;
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} — {}</title><style>{STYLE}</style></head><body><main>",
+        esc(&run.name),
+        esc(&run.run_id)
+    );
+    let _ = write!(
+        html,
+        "<h1>{} <span class=\"meta\">{}</span></h1><p class=\"meta\">{} Started {} on <code>{}</code> ({}, {} CPUs{}). aibench {} ({}).{}{}</p>",
+        esc(&run.name),
+        esc(&run.run_id),
+        badge(&run.status, &run.status),
+        esc(&run.started_at_utc),
+        esc(&run.hostname),
+        esc(&run.cpu_model),
+        run.cpus,
+        if run.memory_bytes > 0 {
+            format!(", {:.1} GiB", run.memory_bytes as f64 / (1u64 << 30) as f64)
+        } else {
+            String::new()
+        },
+        esc(&run.aibench_version),
+        esc(&run.aibench_git),
+        run.reason
+            .as_ref()
+            .map(|r| format!(" Stopped: {}.", esc(r)))
+            .unwrap_or_default(),
+        if run.services.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Services: {}.",
+                run.services
+                    .iter()
+                    .map(|s| format!(
+                        "<code>{}</code> ({}{})",
+                        esc(&s.name),
+                        esc(&s.kind),
+                        s.model.as_ref().map(|m| format!(", {}", esc(m))).unwrap_or_default()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+
+    // Findings.
+    html.push_str("<h2>Findings</h2>");
+    for s in &r.sweeps {
+        sweep_html(&mut html, s);
+    }
+    if r.sweeps.is_empty() && r.trials.len() == 1 {
+        let h = &r.trials[0].headline;
+        html.push_str("<div class=\"cards\">");
+        card(&mut html, "Throughput", &format!("{} req/s", rate(h.requests_per_s)), &format!("{} output tokens/s", rate(h.output_tokens_per_s)));
+        card(&mut html, "TTFT p99", &format!("{} ms", ms(h.ttft_p99_ms)), &format!("p50 {} ms", ms(h.ttft_p50_ms)));
+        card(&mut html, "E2E p99", &format!("{} ms", ms(h.e2e_p99_ms)), &format!("p50 {} ms", ms(h.e2e_p50_ms)));
+        card(&mut html, "Success rate", &pct(h.success_rate), &format!("{} of {} requests", h.successes, h.requests));
+        html.push_str("</div>");
+    }
+    html.push_str("<h3>Bottlenecks</h3>");
+    if r.bottlenecks.is_empty() {
+        html.push_str("<p>No bottleneck found: in every trial the service kept up with the load it was offered, and the client sent on time.</p>");
+    }
+    for v in &r.bottlenecks {
+        verdict_html(&mut html, v);
+    }
+
+    // Trials.
+    html.push_str("<h2>Trials</h2><p class=\"meta\">Latencies in milliseconds from the actual send; E2E* p99 is measured from the intended send time, so client-side queueing cannot hide. TPOT and ITL follow vLLM's definitions; lag is the client's own send lag.</p>");
+    let has_slo = r.trials.iter().any(|t| t.slo.evaluated);
+    html.push_str("<div class=\"scroll\"><table><tr><th class=\"l\">trial</th><th class=\"l\">workload</th><th class=\"l\">status</th><th>requests</th><th>success</th><th>req/s</th><th>out tok/s</th><th>TTFT p50</th><th>TTFT p99</th><th>TPOT p50</th><th>TPOT p99</th><th>ITL p99</th><th>E2E p50</th><th>E2E p99</th><th>E2E* p99</th><th>lag p99</th>");
+    if has_slo {
+        html.push_str("<th>goodput/s</th><th class=\"l\">SLO</th>");
+    }
+    html.push_str("</tr>");
+    for t in &r.trials {
+        let h = &t.headline;
+        let _ = write!(
+            html,
+            "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            esc(&t.id),
+            esc(&t.workload),
+            badge(&t.status, &t.status),
+            h.requests,
+            pct(h.success_rate),
+            rate(h.requests_per_s),
+            rate(h.output_tokens_per_s),
+            ms(h.ttft_p50_ms),
+            ms(h.ttft_p99_ms),
+            ms(h.tpot_p50_ms),
+            ms(h.tpot_p99_ms),
+            ms(h.itl_p99_ms),
+            ms(h.e2e_p50_ms),
+            ms(h.e2e_p99_ms),
+            ms(h.e2e_from_intended_p99_ms),
+            ms(h.send_lag_p99_ms),
+        );
+        if has_slo {
+            let _ = write!(
+                html,
+                "<td>{}</td><td class=\"wrap\">{}</td>",
+                opt_rate(h.goodput_per_s),
+                if !t.slo.evaluated {
+                    "–".to_string()
+                } else if t.slo.passed {
+                    badge("pass", "pass")
+                } else {
+                    format!("{} {}", badge("fail", "fail"), esc(&t.slo.failures.join("; ")))
+                }
+            );
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</table></div>");
+    let errors: Vec<String> = r
+        .trials
+        .iter()
+        .filter(|t| !t.headline.errors_by_class.is_empty())
+        .map(|t| {
+            let classes: Vec<String> = t
+                .headline
+                .errors_by_class
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            format!("<li><code>{}</code>: {}</li>", esc(&trial_name(r, t)), esc(&classes.join(", ")))
+        })
+        .collect();
+    if !errors.is_empty() {
+        let _ = write!(html, "<h3>Errors by class</h3><ul>{}</ul>", errors.join(""));
+    }
+    if let Some(slo) = &r.slo {
+        let _ = write!(
+            html,
+            "<p class=\"meta\">Objectives: {}</p>",
+            esc(&crate::markdown::slo_text(slo))
+        );
+    }
+
+    // Plots: the run's, then each trial's in its own section.
+    let run_plots: Vec<usize> = (0..r.plots.len()).filter(|&i| r.plots[i].trial.is_none()).collect();
+    if !run_plots.is_empty() {
+        html.push_str("<h2>Plots</h2>");
+        for i in run_plots {
+            figure(&mut html, r, svgs, i);
+        }
+    }
+    if r.trials.iter().any(|t| !t.timeseries.is_empty() || !t.bottlenecks.is_empty()) {
+        html.push_str("<h2>Trials over time</h2>");
+        for (n, t) in r.trials.iter().enumerate() {
+            let _ = write!(
+                html,
+                "<details{}><summary>{} — {} req/s, E2E p99 {} ms{}</summary>",
+                if n == 0 { " open" } else { "" },
+                esc(&trial_name(r, t)),
+                rate(t.headline.requests_per_s),
+                ms(t.headline.e2e_p99_ms),
+                if t.bottlenecks.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {}",
+                        t.bottlenecks.iter().map(|v| v.kind.label()).collect::<Vec<_>>().join(", ")
+                    )
+                }
+            );
+            for v in &t.bottlenecks {
+                verdict_html(&mut html, v);
+            }
+            if let Some(g) = &t.goodput {
+                let _ = write!(
+                    html,
+                    "<p>Goodput {:.2} req/s: {} of {} measured requests ({}) met every per-request objective.</p>",
+                    g.goodput_per_s,
+                    g.good_requests,
+                    t.headline.requests,
+                    pct(g.share)
+                );
+            }
+            for i in (0..r.plots.len()).filter(|&i| {
+                r.plots[i].trial.as_deref() == Some(t.id.as_str())
+                    && r.plots[i].workload.as_deref() == Some(t.workload.as_str())
+            }) {
+                figure(&mut html, r, svgs, i);
+            }
+            if !t.metrics.is_empty() {
+                html.push_str("<div class=\"scroll\"><table><tr><th class=\"l\">metric (measure window)</th><th class=\"l\">labels</th><th>samples</th><th>mean</th><th>p95</th><th>max</th><th>first</th><th>last</th><th>slope/s</th></tr>");
+                for m in &t.metrics {
+                    let _ = write!(
+                        html,
+                        "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        esc(&m.name),
+                        esc(&m.labels),
+                        m.samples,
+                        crate::plot::short_number(m.mean),
+                        crate::plot::short_number(m.p95),
+                        crate::plot::short_number(m.max),
+                        crate::plot::short_number(m.first),
+                        crate::plot::short_number(m.last),
+                        crate::plot::short_number(m.slope_per_s),
+                    );
+                }
+                html.push_str("</table></div>");
+            }
+            html.push_str("</details>");
+        }
+    }
+    if !r.notes.is_empty() {
+        html.push_str("<h2>Notes</h2><ul class=\"notes\">");
+        for n in &r.notes {
+            let _ = write!(html, "<li>{}</li>", esc(n));
+        }
+        html.push_str("</ul>");
+    }
+    html.push_str("<h2>Files</h2><ul><li><code>report.json</code>: every figure on this page (schema <code>schema/report.schema.json</code>)</li><li><code>report.md</code>, <code>summary.csv</code></li><li><code>plots/</code>: each plot as SVG and PNG</li><li><code>trials/&lt;trial&gt;/</code>: <code>summary.json</code>, <code>requests.jsonl</code>, <code>metrics/</code></li><li><code>logs/</code>: service output and <code>events.jsonl</code></li></ul>");
+    html.push_str("</main></body></html>\n");
+    html
+}
+
+fn figure(html: &mut String, r: &Report, svgs: &[String], i: usize) {
+    let (Some(p), Some(svg)) = (r.plots.get(i), svgs.get(i)) else {
+        return;
+    };
+    let _ = write!(
+        html,
+        "<figure id=\"{}\">{}<figcaption>{} — <code>{}</code>, <code>{}</code></figcaption></figure>",
+        esc(&p.id),
+        svg,
+        esc(&p.title),
+        esc(&p.svg),
+        esc(&p.png)
+    );
+}

@@ -1,0 +1,286 @@
+//! aibench's analysis and report stage: it turns a run directory into answers.
+//!
+//! ```text
+//! run dir --rundir--> RunData (run.json, resolved.yaml, summaries)
+//!         --series--> per-second series and latency distributions (requests.jsonl)
+//!         --metrics-> monitoring series on the workload's clock (metrics/*.csv)
+//!         --slo, sweep, knee, bottleneck--> Report (report.json)
+//!         --charts, plot--> plots/*.svg, plots/*.png
+//!         --markdown, html--> report.md, report.html (self-contained, plots inline)
+//! ```
+//!
+//! - [`write_reports`] regenerates every report of a run directory.
+//! - [`compare`] compares runs and decides whether one regressed.
+//! - [`catalog`] keeps the SQLite catalog of runs under a results root.
+
+pub mod bottleneck;
+pub mod catalog;
+pub mod charts;
+pub mod compare;
+mod headline;
+pub mod html;
+pub mod knee;
+pub mod markdown;
+pub mod metrics;
+pub mod model;
+pub mod plot;
+pub mod rundir;
+pub mod series;
+pub mod slo;
+pub mod sweep;
+
+use std::path::{Path, PathBuf};
+
+pub use catalog::{
+    catalog_add, catalog_find, catalog_list, catalog_path, catalog_sync, CatalogEntry, RunFilter,
+};
+pub use model::{report_schema, Report, REPORT_SCHEMA_VERSION};
+
+use model::TrialReport;
+use rundir::RunData;
+
+/// The files [`write_reports`] wrote.
+#[derive(Debug, Clone)]
+pub struct ReportPaths {
+    pub json: PathBuf,
+    pub markdown: PathBuf,
+    pub html: PathBuf,
+    /// Every SVG and PNG under `plots/`.
+    pub plots: Vec<PathBuf>,
+}
+
+/// What the analysis keeps besides `report.json`: the inputs of the plots.
+#[derive(Debug, Clone, Default)]
+pub struct TrialExtras {
+    pub dists: series::Distributions,
+    pub metrics: Option<metrics::TrialMetrics>,
+}
+
+/// A run analysed: the report and, per trial (same order), what its plots need.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub report: Report,
+    pub extras: Vec<TrialExtras>,
+    pub host_memory_bytes: u64,
+}
+
+/// Read and analyse a run directory (no file is written).
+pub fn analyse(run_dir: &Path) -> anyhow::Result<Analysis> {
+    let data = RunData::read(run_dir)?;
+    Ok(analyse_data(&data))
+}
+
+fn analyse_data(data: &RunData) -> Analysis {
+    let mut notes = data.notes.clone();
+    let spec = data.slo_spec();
+    let mut trials = Vec::new();
+    let mut extras = Vec::new();
+    let mut missing_clock = Vec::new();
+    let mut no_records = Vec::new();
+    for t in &data.trials {
+        let summary = t.summary.clone();
+        let records = series::analyse_records(&t.dir.join("requests.jsonl"), &summary);
+        if records.is_none() {
+            no_records.push(t.id.clone());
+        }
+        if let Some(r) = &records {
+            if r.bad_lines > 0 {
+                notes.push(format!(
+                    "trial `{}`: {} unreadable lines in requests.jsonl were skipped",
+                    t.id, r.bad_lines
+                ));
+            }
+        }
+        let start = data.trial_starts.get(&t.id).copied();
+        let clock = metrics::Clock {
+            run_started_at: data.run.started_at,
+            workload_started_at: start.unwrap_or(data.run.started_at),
+        };
+        let m = metrics::read_dir(&t.trial_dir.join("metrics"), clock);
+        if m.is_some() && start.is_none() {
+            missing_clock.push(t.id.clone());
+        }
+        let (from, to) = summary
+            .window
+            .map(|w| (w.start_ms / 1000.0, w.end_ms / 1000.0))
+            .unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
+        let metric_summaries = m
+            .as_ref()
+            .map(|m| {
+                m.series
+                    .iter()
+                    .filter_map(|s| s.summarise(from, to))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (timeseries, dists) = records
+            .map(|r| (r.buckets, r.dists))
+            .unwrap_or_default();
+        trials.push(TrialReport {
+            id: t.id.clone(),
+            workload: t.workload.clone(),
+            params: t.params.clone(),
+            status: t.status.clone(),
+            dir: t
+                .dir
+                .strip_prefix(&data.root)
+                .unwrap_or(&t.dir)
+                .display()
+                .to_string(),
+            headline: model::Headline::from_summary(&summary),
+            slo: slo::outcome(spec.as_ref(), &summary),
+            goodput: slo::goodput(&summary),
+            timeseries,
+            metrics: metric_summaries,
+            bottlenecks: Vec::new(),
+            summary,
+        });
+        extras.push(TrialExtras { dists, metrics: m });
+    }
+    if !no_records.is_empty() {
+        notes.push(format!(
+            "no requests.jsonl for {}: per-second series and distributions are missing there \
+             (`output.requests: false`?)",
+            no_records.join(", ")
+        ));
+    }
+    if !missing_clock.is_empty() {
+        notes.push(format!(
+            "the start of {} is not in logs/events.jsonl: its metrics are aligned to the run's \
+             start and may be shifted against client latency",
+            missing_clock.join(", ")
+        ));
+    }
+    if data.trials.is_empty() {
+        notes.push("no trial has a summary yet: the run produced no measurement".into());
+    }
+    if extras.iter().all(|x| x.metrics.is_none()) && !data.trials.is_empty() {
+        notes.push(
+            "no monitoring data (trials/<id>/metrics/*.csv): bottleneck verdicts rest on the \
+             client's measurements alone"
+                .into(),
+        );
+    }
+
+    // Bottlenecks per trial, then along the sweep, then merged for the run.
+    let mut all = Vec::new();
+    for (i, t) in trials.iter_mut().enumerate() {
+        let pattern = data.recipe.patterns.get(&t.workload).map(String::as_str);
+        let open_loop = match pattern {
+            Some(p) => p == "open-loop",
+            // Without the recipe: a schedule that ran ahead of completions.
+            None => t.summary.latency.send_lag.is_some() && t.summary.counts.dropped > 0,
+        };
+        let verdicts = bottleneck::trial_verdicts(&bottleneck::TrialInput {
+            trial: t,
+            metrics: extras[i].metrics.as_ref(),
+            open_loop,
+            host_memory_bytes: data.run.host.memory_bytes,
+        });
+        all.extend(verdicts.iter().cloned());
+        t.bottlenecks = verdicts;
+    }
+    let sweeps = sweep::analyse(&trials);
+    for s in &sweeps {
+        all.extend(bottleneck::sweep_verdict(s));
+    }
+    let report = Report {
+        schema_version: REPORT_SCHEMA_VERSION,
+        generated_by: format!("aibench {}", env!("CARGO_PKG_VERSION")),
+        run: data.run_report(),
+        slo: spec.filter(|s| !slo::is_empty(s)),
+        trials,
+        sweeps,
+        bottlenecks: bottleneck::merge(all),
+        plots: Vec::new(),
+        notes,
+    };
+    Analysis {
+        report,
+        extras,
+        host_memory_bytes: data.run.host.memory_bytes,
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file, so readers never see half a file.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Analyse a run directory and write `report.json`, `report.md`, `report.html` and
+/// `plots/*.{svg,png}` into it, replacing earlier ones.
+pub fn write_reports(run_dir: &Path) -> anyhow::Result<ReportPaths> {
+    use anyhow::Context as _;
+    let mut a = analyse(run_dir)?;
+    let plots_dir = run_dir.join("plots");
+    std::fs::create_dir_all(&plots_dir)
+        .with_context(|| format!("cannot create {}", plots_dir.display()))?;
+    // Plots of an earlier report may name trials that are gone.
+    if let Ok(rd) = std::fs::read_dir(&plots_dir) {
+        for e in rd.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "svg" || x == "png") {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+    let mut svgs = Vec::new();
+    let mut paths = Vec::new();
+    for fig in charts::figures(&a) {
+        let svg = match fig.svg() {
+            Ok(s) => s,
+            Err(e) => {
+                a.report
+                    .notes
+                    .push(format!("plot `{}` could not be drawn: {e}", fig.id));
+                continue;
+            }
+        };
+        let svg_path = plots_dir.join(format!("{}.svg", fig.id));
+        let png_path = plots_dir.join(format!("{}.png", fig.id));
+        write_atomic(&svg_path, svg.as_bytes())
+            .with_context(|| format!("cannot write {}", svg_path.display()))?;
+        match fig.png() {
+            Ok(png) => write_atomic(&png_path, &png)
+                .with_context(|| format!("cannot write {}", png_path.display()))?,
+            Err(e) => a
+                .report
+                .notes
+                .push(format!("plot `{}`: no PNG ({e})", fig.id)),
+        }
+        a.report.plots.push(model::PlotRef {
+            id: fig.id.clone(),
+            title: fig.title.clone(),
+            svg: format!("plots/{}.svg", fig.id),
+            png: format!("plots/{}.png", fig.id),
+            trial: fig.trial.as_ref().map(|t| t.0.clone()),
+            workload: fig.trial.as_ref().map(|t| t.1.clone()),
+        });
+        paths.push(svg_path);
+        paths.push(png_path);
+        svgs.push(svg);
+    }
+    let json_path = run_dir.join("report.json");
+    let md_path = run_dir.join("report.md");
+    let html_path = run_dir.join("report.html");
+    let json = serde_json::to_string_pretty(&a.report)? + "\n";
+    write_atomic(&json_path, json.as_bytes())
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    write_atomic(&md_path, markdown::render(&a.report).as_bytes())
+        .with_context(|| format!("cannot write {}", md_path.display()))?;
+    write_atomic(&html_path, html::render(&a.report, &svgs).as_bytes())
+        .with_context(|| format!("cannot write {}", html_path.display()))?;
+    Ok(ReportPaths {
+        json: json_path,
+        markdown: md_path,
+        html: html_path,
+        plots: paths,
+    })
+}

@@ -1,0 +1,415 @@
+//! `report.md`: the report as Markdown, plots linked from `plots/`.
+
+use std::fmt::Write as _;
+
+use crate::model::{Evidence, Report, SloSpec, SweepReport, TrialReport, Verdict};
+use crate::sweep::{latency_label, show_x};
+
+/// A latency in milliseconds, or a dash.
+pub(crate) fn ms(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.1}"),
+        None => "–".into(),
+    }
+}
+
+pub(crate) fn rate(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+pub(crate) fn opt_rate(v: Option<f64>) -> String {
+    v.map(rate).unwrap_or_else(|| "–".into())
+}
+
+pub(crate) fn pct(v: f64) -> String {
+    let p = v * 100.0;
+    if p >= 99.95 || p == 0.0 {
+        format!("{p:.0}%")
+    } else {
+        format!("{p:.2}%")
+    }
+}
+
+/// The objectives in words.
+pub(crate) fn slo_text(s: &SloSpec) -> String {
+    let mut per = Vec::new();
+    let r = &s.per_request;
+    for (n, v) in [("TTFT", r.ttft_ms), ("TPOT", r.tpot_ms), ("ITL", r.itl_ms), ("E2E", r.e2e_ms)] {
+        if let Some(v) = v {
+            per.push(format!("{n} ≤ {} ms", ms(Some(v))));
+        }
+    }
+    let mut gates = Vec::new();
+    for (n, v) in [
+        ("TTFT p50", s.ttft_p50_ms),
+        ("TTFT p90", s.ttft_p90_ms),
+        ("TTFT p99", s.ttft_p99_ms),
+        ("TPOT p99", s.tpot_p99_ms),
+        ("ITL p99", s.itl_p99_ms),
+        ("E2E p50", s.e2e_p50_ms),
+        ("E2E p99", s.e2e_p99_ms),
+    ] {
+        if let Some(v) = v {
+            gates.push(format!("{n} ≤ {} ms", ms(Some(v))));
+        }
+    }
+    if let Some(e) = s.error_rate {
+        gates.push(format!("error rate ≤ {}", pct(e)));
+    }
+    if let Some(t) = s.min_throughput_per_s {
+        gates.push(format!("throughput ≥ {}/s", rate(t)));
+    }
+    if let Some(g) = s.min_goodput {
+        gates.push(format!("goodput ≥ {}", pct(g)));
+    }
+    let mut out = Vec::new();
+    if !per.is_empty() {
+        out.push(format!("per request {}", per.join(", ")));
+    }
+    if !gates.is_empty() {
+        out.push(format!("per trial {}", gates.join(", ")));
+    }
+    out.join("; ")
+}
+
+/// An evidence value with its unit, for reading.
+pub(crate) fn evidence_value(e: &Evidence) -> String {
+    let num = |v: f64| {
+        if v.abs() >= 100.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.2}")
+        }
+    };
+    let show = |v: f64| match e.unit.as_str() {
+        "fraction" | "share" => pct(v),
+        "ratio" => format!("×{v:.2}"),
+        "" => num(v),
+        u => format!("{} {u}", num(v)),
+    };
+    match e.threshold {
+        Some(t) => format!("{} (threshold {})", show(e.value), show(t)),
+        None => show(e.value),
+    }
+}
+
+pub(crate) fn trial_name(r: &Report, t: &TrialReport) -> String {
+    if r.trials
+        .iter()
+        .any(|o| o.id == t.id && o.workload != t.workload)
+    {
+        format!("{} / {}", t.id, t.workload)
+    } else {
+        t.id.clone()
+    }
+}
+
+pub(crate) fn sweep_title(s: &SweepReport) -> String {
+    let fixed: Vec<String> = s.fixed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "`{}` swept{}{}",
+        s.parameter,
+        if s.workload.is_empty() {
+            String::new()
+        } else {
+            format!(" for workload `{}`", s.workload)
+        },
+        if fixed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", fixed.join(", "))
+        }
+    )
+}
+
+fn verdict_md(md: &mut String, v: &Verdict) {
+    let _ = writeln!(
+        md,
+        "- **{}** ({:?}; {}): {}.",
+        v.kind.label(),
+        v.confidence,
+        v.trials
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        v.summary
+    );
+    for e in &v.evidence {
+        let _ = writeln!(md, "  - {}: {} [{}]", e.metric, evidence_value(e), e.source);
+    }
+    let _ = writeln!(md, "  - *What to do*: {}", v.recommendation);
+}
+
+/// The report as Markdown.
+pub fn render(r: &Report) -> String {
+    let mut md = String::new();
+    let run = &r.run;
+    let _ = writeln!(md, "# {}: {}\n", run.name, run.run_id);
+    let _ = writeln!(
+        md,
+        "Status: **{}**{}. Started {} on `{}` ({}, {} CPUs). aibench {} ({}).{}\n",
+        run.status,
+        run.reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default(),
+        run.started_at_utc,
+        run.hostname,
+        run.cpu_model,
+        run.cpus,
+        run.aibench_version,
+        run.aibench_git,
+        if run.services.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Services: {}.",
+                run.services
+                    .iter()
+                    .map(|s| format!(
+                        "`{}` ({}{})",
+                        s.name,
+                        s.kind,
+                        s.model
+                            .as_ref()
+                            .map(|m| format!(", {m}"))
+                            .unwrap_or_default()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+
+    // Answers first.
+    let _ = writeln!(md, "## Findings\n");
+    for s in &r.sweeps {
+        let show = |x: f64| show_x(x, &s.unit);
+        let _ = writeln!(md, "**{}**\n", sweep_title(s));
+        match &s.saturation {
+            Some(p) => {
+                let _ = writeln!(
+                    md,
+                    "- **Saturation knee: {}** ({}): {}.",
+                    show(p.x),
+                    p.method.replace('_', " "),
+                    p.evidence
+                );
+            }
+            None => {
+                let _ = writeln!(md, "- No knee: the curves do not bend within the sweep.");
+            }
+        }
+        let knee = |k: &Option<crate::model::Knee>| {
+            k.as_ref()
+                .map(|k| show(k.x))
+                .unwrap_or_else(|| "none".into())
+        };
+        let _ = writeln!(
+            md,
+            "- Latency knee: Kneedle {}, maximum curvature {}; throughput knee: Kneedle {}, \
+             maximum curvature {}.",
+            knee(&s.latency_knee.kneedle),
+            knee(&s.latency_knee.max_curvature),
+            knee(&s.throughput_knee.kneedle),
+            knee(&s.throughput_knee.max_curvature)
+        );
+        match s.slo_max_load.x {
+            Some(x) => {
+                let _ = writeln!(
+                    md,
+                    "- **Highest load meeting every SLO: {}**: {}.",
+                    show(x),
+                    s.slo_max_load.evidence
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    md,
+                    "- Highest load meeting every SLO: none; {}.",
+                    s.slo_max_load.evidence
+                );
+            }
+        }
+        if let Some(p) = &s.plateau {
+            let _ = writeln!(
+                md,
+                "- **Throughput plateau: {:.2} req/s** ({:.0} output tokens/s): {}.",
+                p.max_requests_per_s, p.max_output_tokens_per_s, p.evidence
+            );
+        }
+        let _ = writeln!(md);
+    }
+    if r.bottlenecks.is_empty() {
+        let _ = writeln!(
+            md,
+            "No bottleneck found: in every trial the service kept up with the load it was \
+             offered, and the client sent on time.\n"
+        );
+    } else {
+        let _ = writeln!(md, "**Bottlenecks**\n");
+        for v in &r.bottlenecks {
+            verdict_md(&mut md, v);
+        }
+        let _ = writeln!(md);
+    }
+
+    // The per-trial table.
+    let _ = writeln!(md, "## Trials\n");
+    let _ = writeln!(
+        md,
+        "Latencies in milliseconds from the actual send; `E2E* p99` is measured from the \
+         intended send time, so client-side queueing cannot hide. TPOT and ITL follow vLLM's \
+         definitions. `lag p99` is the client's own send lag.\n"
+    );
+    let has_slo = r.trials.iter().any(|t| t.slo.evaluated);
+    let _ = write!(
+        md,
+        "| trial | workload | status | requests | success | req/s | out tok/s | TTFT p50 | TTFT p99 | TPOT p50 | TPOT p99 | ITL p99 | E2E p50 | E2E p99 | E2E* p99 | lag p99 |"
+    );
+    if has_slo {
+        let _ = write!(md, " goodput/s | SLO |");
+    }
+    let _ = write!(md, "\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    if has_slo {
+        let _ = write!(md, "---:|---|");
+    }
+    let _ = writeln!(md);
+    for t in &r.trials {
+        let h = &t.headline;
+        let _ = write!(
+            md,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            t.id,
+            t.workload,
+            t.status,
+            h.requests,
+            pct(h.success_rate),
+            rate(h.requests_per_s),
+            rate(h.output_tokens_per_s),
+            ms(h.ttft_p50_ms),
+            ms(h.ttft_p99_ms),
+            ms(h.tpot_p50_ms),
+            ms(h.tpot_p99_ms),
+            ms(h.itl_p99_ms),
+            ms(h.e2e_p50_ms),
+            ms(h.e2e_p99_ms),
+            ms(h.e2e_from_intended_p99_ms),
+            ms(h.send_lag_p99_ms),
+        );
+        if has_slo {
+            let _ = write!(
+                md,
+                " {} | {} |",
+                opt_rate(h.goodput_per_s),
+                if !t.slo.evaluated {
+                    "–".to_string()
+                } else if t.slo.passed {
+                    "pass".into()
+                } else {
+                    format!("**fail**: {}", t.slo.failures.join("; "))
+                }
+            );
+        }
+        let _ = writeln!(md);
+    }
+    let errors: Vec<String> = r
+        .trials
+        .iter()
+        .filter(|t| !t.headline.errors_by_class.is_empty())
+        .map(|t| {
+            let classes: Vec<String> = t
+                .headline
+                .errors_by_class
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            format!("- `{}`: {}", trial_name(r, t), classes.join(", "))
+        })
+        .collect();
+    if !errors.is_empty() {
+        let _ = writeln!(md, "\n## Errors by class\n\n{}", errors.join("\n"));
+    }
+
+    for s in &r.sweeps {
+        let show = |x: f64| show_x(x, &s.unit);
+        let _ = writeln!(
+            md,
+            "\n## Sweep: {}\n\nThe knee is judged on {}.\n",
+            sweep_title(s),
+            latency_label(&s.latency_metric)
+        );
+        let _ = writeln!(
+            md,
+            "| load | trial | req/s | out tok/s | goodput/s | TTFT p99 | E2E p50 | E2E p99 | {} | SLO |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+            latency_label(&s.latency_metric)
+        );
+        for p in &s.points {
+            let _ = writeln!(
+                md,
+                "| {} | `{}` | {} | {} | {} | {} | {} | {} | {} | {} |",
+                show(p.x),
+                p.trial,
+                rate(p.requests_per_s),
+                rate(p.output_tokens_per_s),
+                opt_rate(p.goodput_per_s),
+                ms(p.ttft_p99_ms),
+                ms(p.e2e_p50_ms),
+                ms(p.e2e_p99_ms),
+                ms(p.latency_ms),
+                match p.slo_passed {
+                    Some(true) => "pass",
+                    Some(false) => "fail",
+                    None => "–",
+                }
+            );
+        }
+        for (name, k) in [
+            ("Latency knee, Kneedle", &s.latency_knee.kneedle),
+            ("Latency knee, maximum curvature", &s.latency_knee.max_curvature),
+            ("Throughput knee, Kneedle", &s.throughput_knee.kneedle),
+            ("Throughput knee, maximum curvature", &s.throughput_knee.max_curvature),
+        ] {
+            if let Some(k) = k {
+                let _ = writeln!(md, "\n- {name}: {}.", k.evidence);
+            }
+        }
+    }
+
+    let trial_verdicts: Vec<&TrialReport> =
+        r.trials.iter().filter(|t| !t.bottlenecks.is_empty()).collect();
+    if !trial_verdicts.is_empty() {
+        let _ = writeln!(md, "\n## Bottlenecks by trial\n");
+        for t in trial_verdicts {
+            let _ = writeln!(md, "**`{}`**\n", trial_name(r, t));
+            for v in &t.bottlenecks {
+                verdict_md(&mut md, v);
+            }
+            let _ = writeln!(md);
+        }
+    }
+
+    if !r.plots.is_empty() {
+        let _ = writeln!(md, "\n## Plots\n");
+        for p in &r.plots {
+            let _ = writeln!(md, "![{}]({})\n", p.title, p.svg);
+        }
+    }
+    if !r.notes.is_empty() {
+        let _ = writeln!(md, "\n## Notes\n");
+        for n in &r.notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n## Files\n\n- `report.html`: this report with its plots inline, readable offline\n- `report.json`: every figure here, schema in `schema/report.schema.json`\n- `summary.csv`: one row per trial and workload\n- `trials/<trial>/summary.json`: every statistic, schema in `schema/summary.schema.json`\n- `trials/<trial>/requests.jsonl`: one line per request\n- `plots/`: each plot as SVG and PNG\n- `logs/`: service output and `events.jsonl`"
+    );
+    md
+}

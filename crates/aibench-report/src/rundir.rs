@@ -1,0 +1,373 @@
+//! Reading a run directory: `run.json`, `resolved.yaml`, the trials and their summaries.
+//!
+//! Reading is lenient: a run that failed half-way, an older layout or a missing file still
+//! gives a report, with a note saying what was missing.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use aibench_results::Summary;
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::model::{RunReport, ServiceReport, SloSpec};
+
+/// `run.json`, as far as the report needs it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RunJson {
+    pub run_id: String,
+    pub name: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub platform: String,
+    pub started_at: f64,
+    pub started_at_utc: String,
+    pub finished_at: Option<f64>,
+    pub aibench_version: String,
+    pub aibench_git: String,
+    pub host: HostJson,
+    pub trials: Vec<TrialJson>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct HostJson {
+    pub hostname: String,
+    pub cpu_model: String,
+    pub cpus: u64,
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TrialJson {
+    pub id: String,
+    pub params: serde_json::Value,
+    pub status: String,
+}
+
+/// What the report needs from the recipe (`resolved.yaml`).
+#[derive(Debug, Clone, Default)]
+pub struct RecipeFacts {
+    pub slo: Option<aibench_recipe::Slo>,
+    pub services: Vec<ServiceReport>,
+    /// Workload name -> load pattern (`open-loop`, `closed-loop`).
+    pub patterns: HashMap<String, String>,
+    pub workload_names: Vec<String>,
+    /// The recipe as JSON, for optional sections (`regression`).
+    pub json: serde_json::Value,
+}
+
+/// One workload of one trial on disk.
+#[derive(Debug, Clone)]
+pub struct TrialData {
+    pub id: String,
+    pub workload: String,
+    pub params: IndexMap<String, serde_json::Value>,
+    pub status: String,
+    /// The trial folder (`trials/<id>`).
+    pub trial_dir: PathBuf,
+    /// The folder with this workload's `summary.json` and `requests.jsonl`.
+    pub dir: PathBuf,
+    pub summary: Summary,
+}
+
+/// A run directory, read.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    pub root: PathBuf,
+    pub run: RunJson,
+    pub recipe: RecipeFacts,
+    pub trials: Vec<TrialData>,
+    /// Wall-clock start of each trial's load (seconds since the epoch), from `logs/events.jsonl`.
+    pub trial_starts: HashMap<String, f64>,
+    pub notes: Vec<String>,
+}
+
+impl RunData {
+    /// Read a run directory. Fails only when it is not a run directory at all.
+    pub fn read(root: &Path) -> anyhow::Result<RunData> {
+        let mut notes = Vec::new();
+        let run_path = root.join("run.json");
+        let run: RunJson = match std::fs::read(&run_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                anyhow::anyhow!("{}: not a readable run.json: {e}", run_path.display())
+            })?,
+            Err(_) if root.join("trials").is_dir() => {
+                notes.push("run.json is missing; run details are unknown".into());
+                RunJson {
+                    run_id: root
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    status: "unknown".into(),
+                    ..RunJson::default()
+                }
+            }
+            Err(e) => anyhow::bail!(
+                "{} is not a run directory ({}: {e}); give the folder `aibench run` printed, \
+                 e.g. results/<recipe>-<time>",
+                root.display(),
+                run_path.display()
+            ),
+        };
+        let recipe = read_recipe(root, &mut notes);
+        let trials = read_trials(root, &run, &recipe, &mut notes);
+        let trial_starts = read_trial_starts(&root.join("logs/events.jsonl"));
+        Ok(RunData {
+            root: root.to_path_buf(),
+            run,
+            recipe,
+            trials,
+            trial_starts,
+            notes,
+        })
+    }
+
+    pub fn run_report(&self) -> RunReport {
+        let r = &self.run;
+        RunReport {
+            run_id: r.run_id.clone(),
+            name: r.name.clone(),
+            status: r.status.clone(),
+            reason: r.reason.clone(),
+            platform: r.platform.clone(),
+            started_at: r.started_at,
+            started_at_utc: r.started_at_utc.clone(),
+            finished_at: r.finished_at,
+            hostname: r.host.hostname.clone(),
+            cpu_model: r.host.cpu_model.clone(),
+            cpus: r.host.cpus,
+            memory_bytes: r.host.memory_bytes,
+            aibench_version: r.aibench_version.clone(),
+            aibench_git: r.aibench_git.clone(),
+            services: self.recipe.services.clone(),
+        }
+    }
+
+    pub fn slo_spec(&self) -> Option<SloSpec> {
+        self.recipe.slo.as_ref().map(crate::slo::spec)
+    }
+}
+
+/// `resolved.yaml` is JSON after a comment header; fall back to nothing when it is absent.
+fn read_recipe(root: &Path, notes: &mut Vec<String>) -> RecipeFacts {
+    let path = root.join("resolved.yaml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        notes.push("resolved.yaml is missing: objectives and service kinds are unknown".into());
+        return RecipeFacts::default();
+    };
+    let body: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let json: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            notes.push(format!(
+                "resolved.yaml could not be read as JSON ({e}); objectives are unknown"
+            ));
+            return RecipeFacts::default();
+        }
+    };
+    let slo = match json.get("slo") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => match serde_json::from_value::<aibench_recipe::Slo>(v.clone()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                notes.push(format!("the recipe's `slo` section could not be read: {e}"));
+                None
+            }
+        },
+    };
+    let text_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
+    let services = json
+        .get("services")
+        .and_then(|s| s.as_array())
+        .map(|a| {
+            a.iter()
+                .map(|s| ServiceReport {
+                    name: text_of(s, "name").unwrap_or_default(),
+                    kind: text_of(s, "kind").unwrap_or_default(),
+                    model: text_of(s, "model"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut patterns = HashMap::new();
+    let mut workload_names = Vec::new();
+    for w in json
+        .get("workloads")
+        .and_then(|w| w.as_array())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(name) = text_of(w, "name") {
+            if let Some(p) = w.get("load").and_then(|l| text_of(l, "pattern")) {
+                patterns.insert(name.clone(), p);
+            }
+            workload_names.push(name);
+        }
+    }
+    RecipeFacts {
+        slo,
+        services,
+        patterns,
+        workload_names,
+        json,
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<Result<T, String>> {
+    let bytes = std::fs::read(path).ok()?;
+    Some(serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+}
+
+fn params_map(v: &serde_json::Value) -> IndexMap<String, serde_json::Value> {
+    v.as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+fn read_trials(
+    root: &Path,
+    run: &RunJson,
+    recipe: &RecipeFacts,
+    notes: &mut Vec<String>,
+) -> Vec<TrialData> {
+    // The trials run.json lists, in order, then any other folder under trials/.
+    let mut listed: Vec<TrialJson> = run.trials.clone();
+    if let Ok(rd) = std::fs::read_dir(root.join("trials")) {
+        let mut extra: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !listed.iter().any(|t| &t.id == n))
+            .collect();
+        extra.sort();
+        for id in extra {
+            let params = read_json::<serde_json::Value>(&root.join("trials").join(&id).join("params.json"))
+                .and_then(|r| r.ok())
+                .unwrap_or_default();
+            listed.push(TrialJson {
+                id,
+                params,
+                status: "unknown".into(),
+            });
+        }
+    }
+    let mut out = Vec::new();
+    for t in listed {
+        let trial_dir = root.join("trials").join(&t.id);
+        let params = if t.params.is_object() {
+            params_map(&t.params)
+        } else {
+            read_json::<serde_json::Value>(&trial_dir.join("params.json"))
+                .and_then(|r| r.ok())
+                .map(|v| params_map(&v))
+                .unwrap_or_default()
+        };
+        // One workload: its files sit in the trial folder; several: one folder each.
+        let mut dirs: Vec<(String, PathBuf)> = Vec::new();
+        if trial_dir.join("summary.json").is_file() {
+            let name = recipe
+                .workload_names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "default".into());
+            dirs.push((name, trial_dir.clone()));
+        } else {
+            let mut names: Vec<String> = recipe
+                .workload_names
+                .iter()
+                .filter(|w| trial_dir.join(w).join("summary.json").is_file())
+                .cloned()
+                .collect();
+            if let Ok(rd) = std::fs::read_dir(&trial_dir) {
+                let mut more: Vec<String> = rd
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("summary.json").is_file())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !names.contains(n))
+                    .collect();
+                more.sort();
+                names.extend(more);
+            }
+            for n in names {
+                let d = trial_dir.join(&n);
+                dirs.push((n, d));
+            }
+        }
+        if dirs.is_empty() {
+            if t.status != "pending" {
+                notes.push(format!(
+                    "trial `{}` ({}) has no summary.json; it is left out",
+                    t.id, t.status
+                ));
+            }
+            continue;
+        }
+        for (workload, dir) in dirs {
+            match read_json::<Summary>(&dir.join("summary.json")) {
+                Some(Ok(summary)) => out.push(TrialData {
+                    id: t.id.clone(),
+                    workload,
+                    params: params.clone(),
+                    status: if t.status.is_empty() {
+                        "unknown".into()
+                    } else {
+                        t.status.clone()
+                    },
+                    trial_dir: trial_dir.clone(),
+                    dir,
+                    summary,
+                }),
+                Some(Err(e)) => notes.push(format!(
+                    "{}: unreadable summary ({e}); the trial is left out",
+                    dir.join("summary.json")
+                        .strip_prefix(root)
+                        .unwrap_or(&dir)
+                        .display()
+                )),
+                None => {}
+            }
+        }
+    }
+    out
+}
+
+/// When each trial's load began, from the `phase: measure` events (or a `workload_started`
+/// event carrying `started_at`, when the run writes one).
+fn read_trial_starts(path: &Path) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return out;
+    };
+    let mut exact: HashMap<String, f64> = HashMap::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let trial = v.get("trial").and_then(|t| t.as_str());
+        let event = v.get("event").and_then(|t| t.as_str());
+        match (event, trial) {
+            (Some("workload_started"), Some(trial)) => {
+                if let Some(t) = v.get("started_at").and_then(|t| t.as_f64()) {
+                    exact.entry(trial.to_string()).or_insert(t);
+                }
+            }
+            (Some("phase"), Some(trial))
+                if v.get("phase").and_then(|p| p.as_str()) == Some("measure") =>
+            {
+                if let Some(ts) = v.get("ts").and_then(|t| t.as_f64()) {
+                    out.entry(trial.to_string()).or_insert(ts);
+                }
+            }
+            _ => {}
+        }
+    }
+    out.extend(exact);
+    out
+}

@@ -1,0 +1,200 @@
+//! Rendered scripts against committed expected files (Apptainer, GPUs and Ray are absent on the
+//! test machines, so what they would run is checked here as text).
+//!
+//! After an intended change, regenerate the expected files and review the diff:
+//!
+//!     AIBENCH_BLESS=1 cargo test -p aibench-slurm --test render
+
+use std::path::{Path, PathBuf};
+
+use aibench_slurm::render::{render, Placement, ScriptInput, ScriptTemplate};
+
+fn recipe(yaml: &str) -> (aibench_recipe::Recipe, aibench_plan::Plan) {
+    let env = |name: &str| match name {
+        "SCRATCH" => Some("/scratch/u100".to_string()),
+        "HF_TOKEN" => Some("hf_not_a_real_token".to_string()),
+        _ => None,
+    };
+    let loaded = aibench_recipe::load_str("recipe.yaml", yaml, &env)
+        .unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let plan = aibench_plan::plan(&loaded);
+    (loaded.recipe, plan)
+}
+
+fn rendered(yaml: &str, placement: Placement) -> String {
+    let (recipe, plan) = recipe(yaml);
+    let sp = &plan.trials[0].services[0];
+    let service = &recipe.services[0];
+    let template = ScriptTemplate::builtin();
+    let input = ScriptInput {
+        plan: sp,
+        service,
+        platform: &recipe.platform,
+        replica: 1,
+        name: sp.name.clone(),
+        job_name: format!("aibench-demo-{}", sp.name),
+        run_dir: Path::new("/scratch/u100/results/demo"),
+        run_id: "demo",
+        recipe_name: &recipe.name,
+        exe: Path::new("/opt/aibench/bin/aibench"),
+        script_path: PathBuf::from(format!("/scratch/u100/results/demo/slurm/{}.sbatch", sp.name)),
+        placement,
+        template: &template,
+    };
+    render(&input).unwrap().text
+}
+
+fn check(name: &str, text: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var_os("AIBENCH_BLESS").is_some() {
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    if expected != text {
+        let diff: Vec<String> = expected
+            .lines()
+            .zip(text.lines())
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .take(5)
+            .map(|(i, (a, b))| format!("line {}:\n  expected: {a}\n  rendered: {b}", i + 1))
+            .collect();
+        panic!(
+            "{name} differs from {}\n{}\n(lines: expected {}, rendered {})\nIf the change is intended: AIBENCH_BLESS=1 cargo test -p aibench-slurm --test render",
+            path.display(),
+            diff.join("\n"),
+            expected.lines().count(),
+            text.lines().count()
+        );
+    }
+}
+
+/// Every rendered script must at least be valid bash.
+fn assert_bash_syntax(text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.sh");
+    std::fs::write(&p, text).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const RAY: &str = r#"
+name: llama70b
+platform:
+  kind: slurm
+  slurm:
+    account: p200981
+    partition: gpu
+    qos: default
+    time: 02:00:00
+    exclusive: true
+    constraint: a100
+    reservation: bench
+    modules: [env/release/2023.1, Apptainer]
+    setup: ["export HF_HOME=${SCRATCH}/hf"]
+    extra_args: [--mail-type=END]
+  container:
+    runtime: apptainer
+    image: /project/containers/vllm-openai_v0.6.3.sif
+    binds: [/project/models:/models:ro, /scratch]
+    env: { VLLM_LOGGING_LEVEL: INFO }
+services:
+  - name: llm
+    kind: vllm
+    model: /models/Llama-3.1-70B-Instruct
+    env: { HF_TOKEN: "${HF_TOKEN}" }
+    resources: { nodes: 2, gpus: 4, cpus: 64, memory: 480GiB }
+    distributed: { tensor_parallel_size: 4, pipeline_parallel_size: 2 }
+    args: { max-model-len: 8192 }
+"#;
+
+#[test]
+fn apptainer_gpu_ray_on_two_nodes() {
+    let text = rendered(RAY, Placement::Job);
+    assert_bash_syntax(&text);
+    // A secret stays a reference; its value is never in the script.
+    assert!(text.contains("export HF_TOKEN=\"${HF_TOKEN}\""));
+    check("apptainer-gpu-ray.sbatch", &text);
+}
+
+#[test]
+fn docker_gpu_single_node() {
+    let text = rendered(
+        r#"
+name: vllm-docker
+platform:
+  kind: slurm
+  slurm: { partition: gpu, time: 30m }
+  container:
+    runtime: docker
+    image: vllm/vllm-openai:v0.6.3
+    binds: [/data/models]
+    options: [--shm-size=16g]
+services:
+  - name: llm
+    kind: vllm
+    model: facebook/opt-125m
+    port: 8000
+    resources: { gpus: 1, cpus: 8, memory: 32GiB }
+"#,
+        Placement::Job,
+    );
+    assert_bash_syntax(&text);
+    check("docker-gpu-single.sbatch", &text);
+}
+
+#[test]
+fn no_container_sim() {
+    let text = rendered(
+        r#"
+name: quickstart
+platform:
+  kind: slurm
+  slurm: { time: 00:10:00 }
+services:
+  - name: llm
+    kind: sim
+    model: sim-7b
+    args: { max-batch: 8 }
+"#,
+        Placement::Job,
+    );
+    assert_bash_syntax(&text);
+    check("none-sim.sbatch", &text);
+}
+
+#[test]
+fn podman_command_on_two_nodes_inside_an_allocation() {
+    let text = rendered(
+        r#"
+name: nodes
+platform:
+  kind: slurm
+  slurm: { time: 00:10:00 }
+  container: { runtime: podman, image: docker.io/library/python:3.12 }
+services:
+  - name: spread
+    kind: command
+    command: "python3 -m http.server ${PORT} --bind ${HOST} # rank ${AIBENCH_NODE_RANK} of head ${AIBENCH_HEAD_ADDRESS}; cost $$5"
+    ports: { control: 7000 }
+    resources: { nodes: 2 }
+"#,
+        Placement::Step {
+            job_id: "4242".into(),
+            nodes: vec!["node1".into(), "node2".into()],
+        },
+    );
+    assert_bash_syntax(&text);
+    check("podman-nodes-allocation.sbatch", &text);
+}

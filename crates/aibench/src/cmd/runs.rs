@@ -1,0 +1,143 @@
+//! `aibench runs`: list the runs in the catalog under a results root.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::exit;
+
+const AFTER_HELP: &str = "\
+The catalog is <results root>/catalog.sqlite; each `aibench run` adds its run when it ends.
+Before listing, run directories under the root that the catalog is missing (copied in, or
+interrupted before the end) are indexed, and runs whose directory is gone are dropped.
+A run's id works wherever `aibench compare` takes a run directory.
+
+Examples:
+  aibench runs
+  aibench runs --recipe 'vllm-*' --since 7d --status completed
+  aibench runs --service vllm --root /scratch/results --json";
+
+/// A run's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Status {
+    Running,
+    Completed,
+    Failed,
+    Interrupted,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct RunsArgs {
+    /// The results root holding the run directories and catalog.sqlite.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "AIBENCH_RESULTS",
+        default_value = "results"
+    )]
+    pub root: PathBuf,
+    /// Only runs of this recipe (its `name`; `*` matches anything).
+    #[arg(long, value_name = "NAME")]
+    pub recipe: Option<String>,
+    /// Only runs started since this UTC date or time (`2026-11-23`, `2026-11-23T14:00`) or
+    /// within this age (`12h`, `7d`).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Only runs that ended so (or are still running).
+    #[arg(long, value_enum, value_name = "STATUS")]
+    pub status: Option<Status>,
+    /// Only runs that deployed a service of this kind (`vllm`) or name (`llm`).
+    #[arg(long, value_name = "KIND")]
+    pub service: Option<String>,
+    /// Print the runs as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let since = match &args.since {
+        Some(s) => match aibench_report::catalog::parse_since(s, now) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("error: --since {e}");
+                return Ok(exit::INVALID_INPUT.into());
+            }
+        },
+        None => None,
+    };
+    if !args.root.is_dir() {
+        eprintln!(
+            "error: the results root {} does not exist; give the folder runs are written to \
+             with --root (or AIBENCH_RESULTS)",
+            args.root.display()
+        );
+        return Ok(exit::INVALID_INPUT.into());
+    }
+    aibench_report::catalog_sync(&args.root)?;
+    let filter = aibench_report::RunFilter {
+        recipe: args.recipe.clone(),
+        since,
+        status: args.status.map(|s| s.as_str().to_string()),
+        service: args.service.clone(),
+    };
+    let runs = aibench_report::catalog_list(&args.root, &filter)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(exit::SUCCESS.into());
+    }
+    if runs.is_empty() {
+        eprintln!("no run matches under {}", args.root.display());
+        return Ok(exit::SUCCESS.into());
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.recipe.clone(),
+                r.status.clone(),
+                r.started_at_utc.clone(),
+                r.services.join(" "),
+                r.trials.to_string(),
+                r.requests.to_string(),
+                r.max_requests_per_s
+                    .map(|v| format!("{v:.2}"))
+                    .unwrap_or_else(|| "–".into()),
+                r.path.display().to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        crate::table::render(
+            &[
+                "id",
+                "recipe",
+                "status",
+                "started (UTC)",
+                "services",
+                "trials",
+                "requests",
+                "best req/s",
+                "path"
+            ],
+            &rows
+        )
+    );
+    Ok(exit::SUCCESS.into())
+}
