@@ -18,4 +18,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# A real Slurm (two pretend nodes on this host) for the Slurm platform's tests.
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/slurm-up.sh
+else
+  echo "not root: Slurm is not started; its tests skip themselves unless a Slurm is already up" >&2
+fi
+
 cargo test --workspace --locked "$@"

@@ -183,8 +183,7 @@ mod tests {
         let clock = RunClock::new(Instant::now(), UNIX_EPOCH + Duration::from_millis(1_500));
         clock.write(dir.path()).unwrap();
         let info: ClockInfo =
-            serde_json::from_slice(&std::fs::read(dir.path().join("clock.json")).unwrap())
-                .unwrap();
+            serde_json::from_slice(&std::fs::read(dir.path().join("clock.json")).unwrap()).unwrap();
         assert_eq!(info.epoch_s, 1.5);
         assert_eq!(info.epoch_utc, "1970-01-01T00:00:01.500Z");
     }

@@ -191,7 +191,9 @@ mod tests {
     use super::*;
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -222,7 +224,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.csv");
         let mut w = CsvWriter::create(&p).unwrap();
-        w.row(1.5, "vllm:num_requests_running", "model_name=m", 3.0).unwrap();
+        w.row(1.5, "vllm:num_requests_running", "model_name=m", 3.0)
+            .unwrap();
         w.row(2.0, "x", "", f64::INFINITY).unwrap();
         w.flush().unwrap();
         let text = std::fs::read_to_string(&p).unwrap();

@@ -33,10 +33,18 @@ impl Format {
     /// itself (an OpenMetrics body ends with `# EOF`).
     pub fn detect(content_type: Option<&str>, body: &str) -> Format {
         if let Some(ct) = content_type {
-            if ct.trim_start().to_ascii_lowercase().starts_with("application/openmetrics-text") {
+            if ct
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/openmetrics-text")
+            {
                 return Format::OpenMetrics;
             }
-            if ct.trim_start().to_ascii_lowercase().starts_with("text/plain") {
+            if ct
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/plain")
+            {
                 return Format::Prometheus;
             }
         }
@@ -227,7 +235,10 @@ pub fn parse(body: &str, format: Format) -> Exposition {
         });
     }
     for i in 0..out.samples.len() {
-        let family = out.samples.get(i).and_then(|s| family_index(&s.name, &index));
+        let family = out
+            .samples
+            .get(i)
+            .and_then(|s| family_index(&s.name, &index));
         if let Some(s) = out.samples.get_mut(i) {
             s.family = family;
         }
@@ -310,7 +321,9 @@ fn read_comment(
     let has_rest = cur.skip_ws();
     let rest = cur.rest();
     if !has_rest && !rest.is_empty() {
-        return Err(format!("`# {keyword}`: unexpected text after the metric name"));
+        return Err(format!(
+            "`# {keyword}`: unexpected text after the metric name"
+        ));
     }
     match keyword {
         "HELP" => {
@@ -446,9 +459,7 @@ fn read_labels(
             (cur.quoted()?, true)
         } else {
             (
-                cur.label_name()
-                    .ok_or("expected a label name")?
-                    .to_string(),
+                cur.label_name().ok_or("expected a label name")?.to_string(),
                 false,
             )
         };
@@ -465,7 +476,10 @@ fn read_labels(
             cur.bump();
             cur.skip_ws();
             if cur.peek() != Some('"') {
-                return Err(format!("the value of label `{}` must be quoted", quote(&key)));
+                return Err(format!(
+                    "the value of label `{}` must be quoted",
+                    quote(&key)
+                ));
             }
             let value = cur.quoted()?;
             labels.push((key, value));
@@ -511,7 +525,9 @@ fn parse_timestamp(token: &str, format: Format) -> Option<f64> {
                 return Some(ms as f64 / 1000.0);
             }
             // Some exporters write float milliseconds.
-            parse_value(token).filter(|v| v.is_finite()).map(|ms| ms / 1000.0)
+            parse_value(token)
+                .filter(|v| v.is_finite())
+                .map(|ms| ms / 1000.0)
         }
         Format::OpenMetrics => parse_value(token).filter(|v| v.is_finite()),
     }
@@ -787,7 +803,8 @@ mod tests {
 
     #[test]
     fn bad_lines_are_reported_and_skipped() {
-        let e = prom("ok 1\nbad{ 1\nnovalue\nworse{a=b} 1\nx 1 2 3\nalso_ok 2\n# TYPE t nonsense\n");
+        let e =
+            prom("ok 1\nbad{ 1\nnovalue\nworse{a=b} 1\nx 1 2 3\nalso_ok 2\n# TYPE t nonsense\n");
         assert_eq!(e.samples.len(), 2);
         assert_eq!(e.samples[1].name, "also_ok");
         let lines: Vec<usize> = e.errors.iter().map(|x| x.line).collect();
@@ -810,7 +827,10 @@ mod tests {
         );
         assert!(e.errors.is_empty(), "{:?}", e.errors);
         let names: Vec<&str> = e.samples.iter().map(|s| e.family_name(s)).collect();
-        assert_eq!(names, vec!["rpc", "rpc", "rpc", "rpc", "q", "q", "q", "unrelated"]);
+        assert_eq!(
+            names,
+            vec!["rpc", "rpc", "rpc", "rpc", "q", "q", "q", "unrelated"]
+        );
         assert_eq!(e.samples[1].labels[0].1, "+Inf");
     }
 
@@ -848,7 +868,10 @@ mod tests {
         assert!(e.errors.is_empty(), "{:?}", e.errors);
         assert_eq!(e.samples[0].name, "my.metric");
         assert_eq!(e.samples[0].labels[0], ("the.label".into(), "ü".into()));
-        assert_eq!(e.family_of(&e.samples[0]).map(|f| f.kind), Some(MetricType::Gauge));
+        assert_eq!(
+            e.family_of(&e.samples[0]).map(|f| f.kind),
+            Some(MetricType::Gauge)
+        );
     }
 
     #[test]
@@ -867,13 +890,20 @@ mod tests {
     fn writer_round_trips() {
         let mut w = TextWriter::new();
         w.family("x_seconds", MetricType::Histogram, "A help\\ with\nnewline");
-        w.sample("x_seconds_bucket", &[("le", "+Inf"), ("path", "a\"b\\c\nd")], 3.0);
+        w.sample(
+            "x_seconds_bucket",
+            &[("le", "+Inf"), ("path", "a\"b\\c\nd")],
+            3.0,
+        );
         w.sample("y", &[], f64::NAN);
         w.sample("z", &[], 1e-9);
         let e = prom(&w.finish());
         assert!(e.errors.is_empty(), "{:?}", e.errors);
         assert_eq!(e.samples[0].labels[1].1, "a\"b\\c\nd");
-        assert_eq!(e.families[0].help.as_deref(), Some("A help\\ with\nnewline"));
+        assert_eq!(
+            e.families[0].help.as_deref(),
+            Some("A help\\ with\nnewline")
+        );
         assert!(e.samples[1].value.is_nan());
         assert_eq!(e.samples[2].value, 1e-9);
     }

@@ -104,15 +104,21 @@ impl GpuSampler {
     pub fn open_library(path: &Path) -> Result<GpuSampler, String> {
         // SAFETY: loading NVML runs its (trusted, vendor) initialisers; nothing else is assumed.
         let lib = unsafe { libloading::Library::new(path) }.map_err(|e| {
-            format!("no NVIDIA driver: {} could not be loaded ({e}); GPUs are not sampled", path.display())
+            format!(
+                "no NVIDIA driver: {} could not be loaded ({e}); GPUs are not sampled",
+                path.display()
+            )
         })?;
         // SAFETY: each symbol is looked up by its NVML name and given NVML's C signature.
         let api = unsafe { Api::bind(lib) }
             .map_err(|e| format!("NVML at {} lacks {e}; GPUs are not sampled", path.display()))?;
         let init: unsafe extern "C" fn() -> Ret = {
             // SAFETY: as above.
-            let f = unsafe { api._lib.get::<unsafe extern "C" fn() -> Ret>(b"nvmlInit_v2\0") }
-                .map_err(|e| format!("NVML lacks nvmlInit_v2 ({e}); GPUs are not sampled"))?;
+            let f = unsafe {
+                api._lib
+                    .get::<unsafe extern "C" fn() -> Ret>(b"nvmlInit_v2\0")
+            }
+            .map_err(|e| format!("NVML lacks nvmlInit_v2 ({e}); GPUs are not sampled"))?;
             *f
         };
         // SAFETY: nvmlInit_v2 takes no arguments.
@@ -170,7 +176,8 @@ impl GpuSampler {
             let d = *d;
             let idx = info.index.to_string();
             let mut push = |name: &str, v: f64| {
-                out.samples.push(Sample::new(name, vec![("gpu".into(), idx.clone())], v));
+                out.samples
+                    .push(Sample::new(name, vec![("gpu".into(), idx.clone())], v));
             };
             let mut u = Utilization::default();
             // SAFETY: valid device handle and out pointer.
@@ -196,7 +203,10 @@ impl GpuSampler {
             if unsafe { (self.api.temperature)(d, NVML_TEMPERATURE_GPU, &mut t) } == NVML_SUCCESS {
                 push("gpu_temperature_celsius", f64::from(t));
             }
-            for (clock, name) in [(NVML_CLOCK_SM, "gpu_sm_clock_hertz"), (NVML_CLOCK_MEM, "gpu_memory_clock_hertz")] {
+            for (clock, name) in [
+                (NVML_CLOCK_SM, "gpu_sm_clock_hertz"),
+                (NVML_CLOCK_MEM, "gpu_memory_clock_hertz"),
+            ] {
                 let mut mhz: c_uint = 0;
                 // SAFETY: valid device handle, clock id and out pointer.
                 if unsafe { (self.api.clock)(d, clock, &mut mhz) } == NVML_SUCCESS {
@@ -232,9 +242,8 @@ impl Api {
     unsafe fn bind(lib: libloading::Library) -> Result<Api, String> {
         macro_rules! sym {
             ($name:literal) => {
-                *lib.get($name).map_err(|_| {
-                    String::from_utf8_lossy(&$name[..$name.len() - 1]).into_owned()
-                })?
+                *lib.get($name)
+                    .map_err(|_| String::from_utf8_lossy(&$name[..$name.len() - 1]).into_owned())?
             };
         }
         macro_rules! opt {
@@ -271,7 +280,11 @@ impl Api {
         format!("NVML error {r}")
     }
 
-    fn string(&self, f: unsafe extern "C" fn(Device, *mut c_char, c_uint) -> Ret, d: Device) -> String {
+    fn string(
+        &self,
+        f: unsafe extern "C" fn(Device, *mut c_char, c_uint) -> Ret,
+        d: Device,
+    ) -> String {
         let mut buf = [0 as c_char; 96];
         // SAFETY: the buffer is valid for its length, which is passed; NVML NUL-terminates.
         if unsafe { f(d, buf.as_mut_ptr(), buf.len() as c_uint) } != NVML_SUCCESS {
@@ -327,7 +340,10 @@ mod tests {
     fn energy_by_trapezoids_and_windows() {
         let p = [(0.0, 100.0), (10.0, 100.0), (20.0, 300.0)];
         assert_eq!(energy_joules(&p, None), Some(1000.0 + 2000.0));
-        assert_eq!(energy_joules(&p, Some((5.0, 15.0))), Some(500.0 + 5.0 * 150.0));
+        assert_eq!(
+            energy_joules(&p, Some((5.0, 15.0))),
+            Some(500.0 + 5.0 * 150.0)
+        );
         assert_eq!(energy_joules(&p[..1], None), None);
         assert_eq!(energy_joules(&p, Some((30.0, 40.0))), None);
     }

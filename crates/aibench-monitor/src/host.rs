@@ -93,7 +93,8 @@ impl HostSampler {
     /// missing just leave their series out.
     pub fn sample(&mut self, now: Instant) -> io::Result<Vec<Sample>> {
         let stat = std::fs::read_to_string(self.proc_root.join("stat"))?;
-        let read = |name: &str| std::fs::read_to_string(self.proc_root.join(name)).unwrap_or_default();
+        let read =
+            |name: &str| std::fs::read_to_string(self.proc_root.join(name)).unwrap_or_default();
         let counters = Counters {
             at: now,
             cpus: parse_stat(&stat),
@@ -164,18 +165,36 @@ fn rates(prev: &Counters, now: &Counters, out: &mut Vec<Sample>) {
         }
         let idle = cur.idle_all().saturating_sub(old.idle_all());
         let busy = total.saturating_sub(idle) as f64 / total as f64;
-        let label = name.strip_prefix("cpu").filter(|n| !n.is_empty()).unwrap_or("total");
+        let label = name
+            .strip_prefix("cpu")
+            .filter(|n| !n.is_empty())
+            .unwrap_or("total");
         out.push(s("host_cpu_utilisation_ratio", &[("cpu", label)], busy));
         if label == "total" {
             let part = |a: u64, b: u64| a.saturating_sub(b) as f64 / total as f64;
-            out.push(s("host_cpu_mode_ratio", &[("mode", "user")], part(cur.user + cur.nice, old.user + old.nice)));
+            out.push(s(
+                "host_cpu_mode_ratio",
+                &[("mode", "user")],
+                part(cur.user + cur.nice, old.user + old.nice),
+            ));
             out.push(s(
                 "host_cpu_mode_ratio",
                 &[("mode", "system")],
-                part(cur.system + cur.irq + cur.softirq, old.system + old.irq + old.softirq),
+                part(
+                    cur.system + cur.irq + cur.softirq,
+                    old.system + old.irq + old.softirq,
+                ),
             ));
-            out.push(s("host_cpu_mode_ratio", &[("mode", "iowait")], part(cur.iowait, old.iowait)));
-            out.push(s("host_cpu_mode_ratio", &[("mode", "steal")], part(cur.steal, old.steal)));
+            out.push(s(
+                "host_cpu_mode_ratio",
+                &[("mode", "iowait")],
+                part(cur.iowait, old.iowait),
+            ));
+            out.push(s(
+                "host_cpu_mode_ratio",
+                &[("mode", "steal")],
+                part(cur.steal, old.steal),
+            ));
         }
     }
     if dt <= 0.0 {
@@ -184,14 +203,30 @@ fn rates(prev: &Counters, now: &Counters, out: &mut Vec<Sample>) {
     let per_s = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
     for (dev, (rx, tx)) in &now.net {
         if let Some((orx, otx)) = prev.net.get(dev) {
-            out.push(s("host_network_receive_bytes_per_second", &[("device", dev)], per_s(*rx, *orx)));
-            out.push(s("host_network_transmit_bytes_per_second", &[("device", dev)], per_s(*tx, *otx)));
+            out.push(s(
+                "host_network_receive_bytes_per_second",
+                &[("device", dev)],
+                per_s(*rx, *orx),
+            ));
+            out.push(s(
+                "host_network_transmit_bytes_per_second",
+                &[("device", dev)],
+                per_s(*tx, *otx),
+            ));
         }
     }
     for (dev, (r, w)) in &now.disk {
         if let Some((or, ow)) = prev.disk.get(dev) {
-            out.push(s("host_disk_read_bytes_per_second", &[("device", dev)], per_s(*r, *or) * SECTOR));
-            out.push(s("host_disk_write_bytes_per_second", &[("device", dev)], per_s(*w, *ow) * SECTOR));
+            out.push(s(
+                "host_disk_read_bytes_per_second",
+                &[("device", dev)],
+                per_s(*r, *or) * SECTOR,
+            ));
+            out.push(s(
+                "host_disk_write_bytes_per_second",
+                &[("device", dev)],
+                per_s(*w, *ow) * SECTOR,
+            ));
         }
     }
 }
@@ -303,11 +338,26 @@ mod tests {
         let mut h = HostSampler::with_roots(d.join("proc"), d.join("sys"));
         let t0 = Instant::now();
         let first = h.sample(t0).unwrap();
-        assert!(first.iter().all(|s| !s.name.contains("per_second") && !s.name.contains("cpu")));
-        let mem_used = first.iter().find(|s| s.name == "host_memory_used_bytes").unwrap();
+        assert!(first
+            .iter()
+            .all(|s| !s.name.contains("per_second") && !s.name.contains("cpu")));
+        let mem_used = first
+            .iter()
+            .find(|s| s.name == "host_memory_used_bytes")
+            .unwrap();
         assert_eq!(mem_used.value, 4_000_000.0 * 1024.0);
-        assert_eq!(first.iter().find(|s| s.name == "host_load5").unwrap().value, 0.25);
-        assert_eq!(first.iter().find(|s| s.name == "host_swap_used_bytes").unwrap().value, 60.0 * 1024.0);
+        assert_eq!(
+            first.iter().find(|s| s.name == "host_load5").unwrap().value,
+            0.25
+        );
+        assert_eq!(
+            first
+                .iter()
+                .find(|s| s.name == "host_swap_used_bytes")
+                .unwrap()
+                .value,
+            60.0 * 1024.0
+        );
 
         write_fixture(
             d,
@@ -319,19 +369,42 @@ mod tests {
         let get = |name: &str, label: (&str, &str)| {
             second
                 .iter()
-                .find(|s| s.name == name && s.labels.iter().any(|(k, v)| k == label.0 && v == label.1))
+                .find(|s| {
+                    s.name == name && s.labels.iter().any(|(k, v)| k == label.0 && v == label.1)
+                })
                 .map(|s| s.value)
         };
         // total: 400 ticks, idle+iowait 200 -> 0.5 busy.
-        assert_eq!(get("host_cpu_utilisation_ratio", ("cpu", "total")), Some(0.5));
+        assert_eq!(
+            get("host_cpu_utilisation_ratio", ("cpu", "total")),
+            Some(0.5)
+        );
         assert_eq!(get("host_cpu_utilisation_ratio", ("cpu", "0")), Some(1.0));
-        assert_eq!(get("host_cpu_utilisation_ratio", ("cpu", "1")), Some(100.0 / 300.0));
+        assert_eq!(
+            get("host_cpu_utilisation_ratio", ("cpu", "1")),
+            Some(100.0 / 300.0)
+        );
         assert_eq!(get("host_cpu_mode_ratio", ("mode", "iowait")), Some(0.25));
-        assert_eq!(get("host_network_receive_bytes_per_second", ("device", "lo")), Some(1000.0));
-        assert_eq!(get("host_network_transmit_bytes_per_second", ("device", "lo")), Some(2000.0));
-        assert_eq!(get("host_disk_read_bytes_per_second", ("device", "sda")), Some(100.0 * 512.0));
-        assert_eq!(get("host_disk_write_bytes_per_second", ("device", "sda")), Some(500.0 * 512.0));
-        assert_eq!(get("host_disk_read_bytes_per_second", ("device", "sda1")), None);
+        assert_eq!(
+            get("host_network_receive_bytes_per_second", ("device", "lo")),
+            Some(1000.0)
+        );
+        assert_eq!(
+            get("host_network_transmit_bytes_per_second", ("device", "lo")),
+            Some(2000.0)
+        );
+        assert_eq!(
+            get("host_disk_read_bytes_per_second", ("device", "sda")),
+            Some(100.0 * 512.0)
+        );
+        assert_eq!(
+            get("host_disk_write_bytes_per_second", ("device", "sda")),
+            Some(500.0 * 512.0)
+        );
+        assert_eq!(
+            get("host_disk_read_bytes_per_second", ("device", "sda1")),
+            None
+        );
     }
 
     #[test]

@@ -133,7 +133,9 @@ impl<'a> Call<'a> {
             .collect()
             .await
             .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     HttpError::TooLarge
                 } else {
                     HttpError::Protocol(e.to_string())
@@ -186,7 +188,11 @@ impl HttpUrl {
         if host.is_empty() {
             return Err(bad());
         }
-        let prefix = path.split(['?', '#']).next().unwrap_or("").trim_end_matches('/');
+        let prefix = path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('/');
         Ok(HttpUrl {
             host,
             port,
@@ -230,12 +236,18 @@ mod tests {
     #[test]
     fn urls() {
         let u = HttpUrl::parse("http://localhost:9091").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.prefix.as_str()), ("localhost", 9091, ""));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.prefix.as_str()),
+            ("localhost", 9091, "")
+        );
         let u = HttpUrl::parse("http://h/prom/").unwrap();
         assert_eq!((u.port, u.prefix.as_str()), (80, "/prom"));
         assert_eq!(u.path("/api/v1/query"), "/prom/api/v1/query");
         let u = HttpUrl::parse("http://[::1]:9090/x?y").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.prefix.as_str()), ("::1", 9090, "/x"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.prefix.as_str()),
+            ("::1", 9090, "/x")
+        );
         assert_eq!(u.base(), "http://[::1]:9090/x");
         assert!(HttpUrl::parse("https://h").is_err());
         assert!(HttpUrl::parse("http://:80").is_err());
@@ -244,7 +256,10 @@ mod tests {
 
     #[test]
     fn encoding() {
-        assert_eq!(percent_encode("rate(x[1m]) > 0"), "rate%28x%5B1m%5D%29%20%3E%200");
+        assert_eq!(
+            percent_encode("rate(x[1m]) > 0"),
+            "rate%28x%5B1m%5D%29%20%3E%200"
+        );
         assert_eq!(percent_encode("a-b_c.d~"), "a-b_c.d~");
     }
 }

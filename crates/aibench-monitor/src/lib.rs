@@ -18,6 +18,7 @@
 pub mod clock;
 pub mod csv;
 pub mod expo;
+pub mod export;
 pub mod gpu;
 pub mod grafana;
 pub mod host;

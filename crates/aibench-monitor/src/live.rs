@@ -101,11 +101,23 @@ impl Histogram {
         for (b, c) in self.bounds.iter().zip(&self.counts) {
             cumulative += c;
             let le = crate::expo::format_value(*b);
-            w.sample(&bucket, &[("workload", workload), ("le", &le)], cumulative as f64);
+            w.sample(
+                &bucket,
+                &[("workload", workload), ("le", &le)],
+                cumulative as f64,
+            );
         }
-        w.sample(&bucket, &[("workload", workload), ("le", "+Inf")], self.count as f64);
+        w.sample(
+            &bucket,
+            &[("workload", workload), ("le", "+Inf")],
+            self.count as f64,
+        );
         w.sample(&format!("{name}_sum"), &[("workload", workload)], self.sum);
-        w.sample(&format!("{name}_count"), &[("workload", workload)], self.count as f64);
+        w.sample(
+            &format!("{name}_count"),
+            &[("workload", workload)],
+            self.count as f64,
+        );
     }
 }
 
@@ -291,16 +303,66 @@ impl LiveMetrics {
         );
         type Get = fn(&Workload) -> Option<f64>;
         let scalars: [(&str, MetricType, &str, Get); 10] = [
-            ("aibench_requests_sent_total", MetricType::Counter, "Requests written to a connection.", |w| Some(w.sent as f64)),
-            ("aibench_requests_succeeded_total", MetricType::Counter, "Requests that succeeded.", |w| Some(w.succeeded as f64)),
-            ("aibench_requests_failed_total", MetricType::Counter, "Requests that failed (any error class).", |w| Some(w.failed as f64)),
-            ("aibench_requests_dropped_total", MetricType::Counter, "Open-loop requests never sent because the in-flight cap was reached.", |w| Some(w.dropped as f64)),
-            ("aibench_requests_in_flight", MetricType::Gauge, "Requests sent and not yet answered.", |w| Some(w.in_flight as f64)),
-            ("aibench_requests_per_second", MetricType::Gauge, "Successful requests per second over the last progress interval.", |w| Some(w.rate_rps)),
-            ("aibench_elapsed_seconds", MetricType::Gauge, "Seconds since the workload started.", |w| Some(w.elapsed_s)),
-            ("aibench_ttft_p99_seconds", MetricType::Gauge, "99th percentile time to first token in the measure window so far.", |w| w.ttft_p99_s),
-            ("aibench_e2e_p99_seconds", MetricType::Gauge, "99th percentile end-to-end latency in the measure window so far.", |w| w.e2e_p99_s),
-            ("aibench_output_tokens_per_second", MetricType::Gauge, "Output tokens per second over the last progress interval.", |w| w.tokens_per_s),
+            (
+                "aibench_requests_sent_total",
+                MetricType::Counter,
+                "Requests written to a connection.",
+                |w| Some(w.sent as f64),
+            ),
+            (
+                "aibench_requests_succeeded_total",
+                MetricType::Counter,
+                "Requests that succeeded.",
+                |w| Some(w.succeeded as f64),
+            ),
+            (
+                "aibench_requests_failed_total",
+                MetricType::Counter,
+                "Requests that failed (any error class).",
+                |w| Some(w.failed as f64),
+            ),
+            (
+                "aibench_requests_dropped_total",
+                MetricType::Counter,
+                "Open-loop requests never sent because the in-flight cap was reached.",
+                |w| Some(w.dropped as f64),
+            ),
+            (
+                "aibench_requests_in_flight",
+                MetricType::Gauge,
+                "Requests sent and not yet answered.",
+                |w| Some(w.in_flight as f64),
+            ),
+            (
+                "aibench_requests_per_second",
+                MetricType::Gauge,
+                "Successful requests per second over the last progress interval.",
+                |w| Some(w.rate_rps),
+            ),
+            (
+                "aibench_elapsed_seconds",
+                MetricType::Gauge,
+                "Seconds since the workload started.",
+                |w| Some(w.elapsed_s),
+            ),
+            (
+                "aibench_ttft_p99_seconds",
+                MetricType::Gauge,
+                "99th percentile time to first token in the measure window so far.",
+                |w| w.ttft_p99_s,
+            ),
+            (
+                "aibench_e2e_p99_seconds",
+                MetricType::Gauge,
+                "99th percentile end-to-end latency in the measure window so far.",
+                |w| w.e2e_p99_s,
+            ),
+            (
+                "aibench_output_tokens_per_second",
+                MetricType::Gauge,
+                "Output tokens per second over the last progress interval.",
+                |w| w.tokens_per_s,
+            ),
         ];
         for (name, kind, help, get) in scalars {
             let values: Vec<(&str, f64)> = st
@@ -317,37 +379,88 @@ impl LiveMetrics {
             }
         }
         if !st.workloads.is_empty() {
-            w.family("aibench_phase", MetricType::Gauge, "1 for the phase the workload is in.");
+            w.family(
+                "aibench_phase",
+                MetricType::Gauge,
+                "1 for the phase the workload is in.",
+            );
             for (n, wl) in &st.workloads {
-                for (phase, name) in [(Phase::Warmup, "warmup"), (Phase::Measure, "measure"), (Phase::Cooldown, "cooldown")] {
+                for (phase, name) in [
+                    (Phase::Warmup, "warmup"),
+                    (Phase::Measure, "measure"),
+                    (Phase::Cooldown, "cooldown"),
+                ] {
                     let v = if wl.phase == phase { 1.0 } else { 0.0 };
                     w.sample("aibench_phase", &[("workload", n), ("phase", name)], v);
                 }
             }
         }
-        let with_records: Vec<(&String, &Workload)> =
-            st.workloads.iter().filter(|(_, wl)| wl.records > 0).collect();
+        let with_records: Vec<(&String, &Workload)> = st
+            .workloads
+            .iter()
+            .filter(|(_, wl)| wl.records > 0)
+            .collect();
         if !with_records.is_empty() {
-            w.family("aibench_request_errors_total", MetricType::Counter, "Failed requests by error class.");
+            w.family(
+                "aibench_request_errors_total",
+                MetricType::Counter,
+                "Failed requests by error class.",
+            );
             for (n, wl) in &with_records {
                 for (class, count) in &wl.errors {
-                    w.sample("aibench_request_errors_total", &[("workload", n), ("class", class)], *count as f64);
+                    w.sample(
+                        "aibench_request_errors_total",
+                        &[("workload", n), ("class", class)],
+                        *count as f64,
+                    );
                 }
             }
-            w.family("aibench_input_tokens_total", MetricType::Counter, "Prompt tokens of finished requests.");
+            w.family(
+                "aibench_input_tokens_total",
+                MetricType::Counter,
+                "Prompt tokens of finished requests.",
+            );
             for (n, wl) in &with_records {
-                w.sample("aibench_input_tokens_total", &[("workload", n)], wl.input_tokens as f64);
+                w.sample(
+                    "aibench_input_tokens_total",
+                    &[("workload", n)],
+                    wl.input_tokens as f64,
+                );
             }
-            w.family("aibench_output_tokens_total", MetricType::Counter, "Output tokens of finished requests.");
+            w.family(
+                "aibench_output_tokens_total",
+                MetricType::Counter,
+                "Output tokens of finished requests.",
+            );
             for (n, wl) in &with_records {
-                w.sample("aibench_output_tokens_total", &[("workload", n)], wl.output_tokens as f64);
+                w.sample(
+                    "aibench_output_tokens_total",
+                    &[("workload", n)],
+                    wl.output_tokens as f64,
+                );
             }
             type H = fn(&Workload) -> &Histogram;
             let histograms: [(&str, &str, H); 4] = [
-                ("aibench_ttft_seconds", "Time to first token of successful requests.", |w| &w.ttft),
-                ("aibench_itl_seconds", "Gaps between consecutive content chunks.", |w| &w.itl),
-                ("aibench_tpot_seconds", "Time per output token after the first.", |w| &w.tpot),
-                ("aibench_e2e_seconds", "End-to-end latency of successful requests.", |w| &w.e2e),
+                (
+                    "aibench_ttft_seconds",
+                    "Time to first token of successful requests.",
+                    |w| &w.ttft,
+                ),
+                (
+                    "aibench_itl_seconds",
+                    "Gaps between consecutive content chunks.",
+                    |w| &w.itl,
+                ),
+                (
+                    "aibench_tpot_seconds",
+                    "Time per output token after the first.",
+                    |w| &w.tpot,
+                ),
+                (
+                    "aibench_e2e_seconds",
+                    "End-to-end latency of successful requests.",
+                    |w| &w.e2e,
+                ),
             ];
             for (name, help, get) in histograms {
                 w.family(name, MetricType::Histogram, help);
@@ -358,21 +471,43 @@ impl LiveMetrics {
         }
         let mut by_name: BTreeMap<String, Vec<&Sample>> = BTreeMap::new();
         for s in st.gauges.values().flatten() {
-            by_name.entry(format!("aibench_{}", s.name)).or_default().push(s);
+            by_name
+                .entry(format!("aibench_{}", s.name))
+                .or_default()
+                .push(s);
         }
         for (name, samples) in by_name {
             w.family(&name, MetricType::Gauge, gauge_help(&name));
             for s in samples {
-                let labels: Vec<(&str, &str)> =
-                    s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let labels: Vec<(&str, &str)> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 w.sample(&name, &labels, s.value);
             }
         }
         if !st.targets.is_empty() {
-            let rows: [(&str, MetricType, &str, fn(&TargetCounts) -> f64); 3] = [
-                ("aibench_scrape_attempts_total", MetricType::Counter, "Scrapes of a service's metrics tried.", |t| t.attempts as f64),
-                ("aibench_scrape_failures_total", MetricType::Counter, "Scrapes of a service's metrics that failed.", |t| t.failures as f64),
-                ("aibench_scrape_up", MetricType::Gauge, "1 if the last scrape of the service succeeded.", |t| if t.up { 1.0 } else { 0.0 }),
+            type Get = fn(&TargetCounts) -> f64;
+            let rows: [(&str, MetricType, &str, Get); 3] = [
+                (
+                    "aibench_scrape_attempts_total",
+                    MetricType::Counter,
+                    "Scrapes of a service's metrics tried.",
+                    |t| t.attempts as f64,
+                ),
+                (
+                    "aibench_scrape_failures_total",
+                    MetricType::Counter,
+                    "Scrapes of a service's metrics that failed.",
+                    |t| t.failures as f64,
+                ),
+                (
+                    "aibench_scrape_up",
+                    MetricType::Gauge,
+                    "1 if the last scrape of the service succeeded.",
+                    |t| if t.up { 1.0 } else { 0.0 },
+                ),
             ];
             for (name, kind, help, get) in rows {
                 w.family(name, kind, help);
@@ -399,7 +534,9 @@ fn gauge_help(name: &str) -> &'static str {
         "aibench_host_disk_write_bytes_per_second" => "Bytes written to disk per second.",
         "aibench_host_load1" | "aibench_host_load5" | "aibench_host_load15" => "Load average.",
         "aibench_gpu_utilisation_ratio" => "Fraction of time a kernel was running on the GPU.",
-        "aibench_gpu_memory_utilisation_ratio" => "Fraction of time GPU memory was read or written.",
+        "aibench_gpu_memory_utilisation_ratio" => {
+            "Fraction of time GPU memory was read or written."
+        }
         "aibench_gpu_memory_used_bytes" => "GPU memory in use.",
         "aibench_gpu_memory_total_bytes" => "GPU memory.",
         "aibench_gpu_power_watts" => "GPU power draw.",
@@ -577,18 +714,33 @@ mod tests {
         assert!(e.errors.is_empty(), "{:?}\n{text}", e.errors);
         let v = |name: &str, labels: &[(&str, &str)]| e.find(name, labels).map(|s| s.value);
         assert_eq!(v("aibench_info", &[("run", "run-1")]), Some(1.0));
-        assert_eq!(v("aibench_requests_sent_total", &[("workload", "chat")]), Some(12.0));
+        assert_eq!(
+            v("aibench_requests_sent_total", &[("workload", "chat")]),
+            Some(12.0)
+        );
         assert_eq!(v("aibench_requests_in_flight", &[]), Some(2.0));
         assert_eq!(v("aibench_ttft_p99_seconds", &[]), Some(0.12));
-        assert_eq!(v("aibench_request_errors_total", &[("class", "http_5xx")]), Some(1.0));
+        assert_eq!(
+            v("aibench_request_errors_total", &[("class", "http_5xx")]),
+            Some(1.0)
+        );
         assert_eq!(v("aibench_output_tokens_total", &[]), Some(11.0));
         assert_eq!(v("aibench_output_tokens_per_second", &[]), Some(11.0));
-        assert_eq!(v("aibench_ttft_seconds_bucket", &[("le", "0.06")]), Some(1.0));
-        assert_eq!(v("aibench_ttft_seconds_bucket", &[("le", "0.04")]), Some(0.0));
+        assert_eq!(
+            v("aibench_ttft_seconds_bucket", &[("le", "0.06")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("aibench_ttft_seconds_bucket", &[("le", "0.04")]),
+            Some(0.0)
+        );
         assert_eq!(v("aibench_itl_seconds_count", &[]), Some(2.0));
         assert_eq!(v("aibench_phase", &[("phase", "measure")]), Some(1.0));
         assert_eq!(v("aibench_host_load1", &[]), Some(0.5));
-        assert_eq!(v("aibench_scrape_failures_total", &[("target", "llm")]), Some(1.0));
+        assert_eq!(
+            v("aibench_scrape_failures_total", &[("target", "llm")]),
+            Some(1.0)
+        );
         assert_eq!(v("aibench_scrape_up", &[("target", "llm")]), Some(0.0));
         // Every family declared once.
         let mut names: Vec<&str> = e.families.iter().map(|f| f.name.as_str()).collect();
@@ -603,6 +755,9 @@ mod tests {
         m.observe_progress("w", &progress(1000, 10, 9));
         m.observe_progress("w", &progress(900, 5, 5));
         let e = parse(&m.render(), Format::Prometheus);
-        assert_eq!(e.find("aibench_requests_sent_total", &[]).map(|s| s.value), Some(10.0));
+        assert_eq!(
+            e.find("aibench_requests_sent_total", &[]).map(|s| s.value),
+            Some(10.0)
+        );
     }
 }

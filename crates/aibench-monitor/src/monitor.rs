@@ -37,11 +37,16 @@ const RESERVED: [&str; 4] = ["host", "gpu", "monitor", "clock"];
 pub struct MonitorConfig {
     /// How often to scrape and sample.
     pub interval: Duration,
+    /// How long one scrape may take (default: the interval, within 1 to 10 seconds). Stopping
+    /// waits at most this long for the last scrapes.
+    pub scrape_timeout: Option<Duration>,
     pub targets: Vec<Target>,
     /// Sample this host's CPU, memory, network, disk and load.
     pub system: bool,
     /// Sample GPUs through NVML where present.
     pub gpu: bool,
+    /// Where NVML is when the loader cannot find `libnvidia-ml.so.1` by itself.
+    pub nvml_library: Option<PathBuf>,
     /// The trial's `metrics/` folder (created if missing).
     pub out_dir: PathBuf,
     /// The run's zero on the monotonic clock …
@@ -58,12 +63,18 @@ pub struct MonitorConfig {
 
 impl MonitorConfig {
     /// Defaults: every 5 s, host and GPU sampling on, kind filters on, no targets.
-    pub fn new(out_dir: impl Into<PathBuf>, clock_zero: Instant, epoch_zero: SystemTime) -> MonitorConfig {
+    pub fn new(
+        out_dir: impl Into<PathBuf>,
+        clock_zero: Instant,
+        epoch_zero: SystemTime,
+    ) -> MonitorConfig {
         MonitorConfig {
             interval: Duration::from_secs(5),
+            scrape_timeout: None,
             targets: Vec::new(),
             system: true,
             gpu: true,
+            nvml_library: None,
             out_dir: out_dir.into(),
             clock_zero,
             epoch_zero,
@@ -79,9 +90,17 @@ impl MonitorConfig {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum MonitorEvent {
     /// The first failure after a success (or at the start).
-    TargetDown { target: String, t_s: f64, error: String },
+    TargetDown {
+        target: String,
+        t_s: f64,
+        error: String,
+    },
     /// A success after failures.
-    TargetUp { target: String, t_s: f64, failed_scrapes: u64 },
+    TargetUp {
+        target: String,
+        t_s: f64,
+        failed_scrapes: u64,
+    },
 }
 
 /// Scrapes of one target.
@@ -99,9 +118,10 @@ pub struct TargetReport {
     pub last_error_t_s: Option<f64>,
     /// Rows written to the CSV.
     pub rows: u64,
-    /// Exposition lines that could not be read, over all scrapes.
-    pub unreadable_lines: u64,
-    pub first_unreadable_line: Option<String>,
+    /// Parts of otherwise good scrapes that failed, over all scrapes: exposition lines that
+    /// could not be read, PostgreSQL queries that were refused.
+    pub partial_failures: u64,
+    pub first_partial_failure: Option<String>,
     /// The CSV could not be written (disk full, ...).
     pub write_error: Option<String>,
 }
@@ -146,7 +166,11 @@ impl MonitorReport {
 
     /// GPU energy per output token (J/token) over a window in which `output_tokens` were
     /// produced. `None` without power samples or tokens.
-    pub fn joules_per_output_token(&self, output_tokens: u64, window: Option<(f64, f64)>) -> Option<f64> {
+    pub fn joules_per_output_token(
+        &self,
+        output_tokens: u64,
+        window: Option<(f64, f64)>,
+    ) -> Option<f64> {
         if output_tokens == 0 {
             return None;
         }
@@ -173,6 +197,14 @@ impl MonitorReport {
                 )
             })
             .collect();
+        for t in self.targets.iter().filter(|t| t.partial_failures > 0) {
+            out.push(format!(
+                "{} part(s) of `{}`'s metrics could not be read; first: {}",
+                t.partial_failures,
+                t.name,
+                t.first_partial_failure.as_deref().unwrap_or("unknown")
+            ));
+        }
         for t in &self.targets {
             if let Some(e) = &t.write_error {
                 out.push(format!("metrics of `{}` could not be written: {e}", t.name));
@@ -225,10 +257,12 @@ impl Monitor {
             source,
         })?;
         let clock = RunClock::new(config.clock_zero, config.epoch_zero);
-        clock.write(&config.out_dir).map_err(|source| MonitorError::File {
-            path: config.out_dir.join("clock.json"),
-            source,
-        })?;
+        clock
+            .write(&config.out_dir)
+            .map_err(|source| MonitorError::File {
+                path: config.out_dir.join("clock.json"),
+                source,
+            })?;
         let (stop, _) = watch::channel(false);
         let mut handle = MonitorHandle {
             config: config.clone(),
@@ -245,7 +279,11 @@ impl Monitor {
         }
         if config.system || config.gpu {
             let gpu = if config.gpu {
-                match GpuSampler::open() {
+                let opened = match &config.nvml_library {
+                    Some(path) => GpuSampler::open_library(path),
+                    None => GpuSampler::open(),
+                };
+                match opened {
                     Ok(g) => {
                         handle.gpus = g.gpus();
                         Some(g)
@@ -311,7 +349,19 @@ impl MonitorHandle {
         if RESERVED.contains(&stem.as_str()) {
             stem.push_str("-service");
         }
-        let file = format!("{stem}.csv");
+        // Two running targets whose names make the same file name (`a/b`, `a_b`) get distinct
+        // files; a target added again after its removal appends to its old file.
+        let taken: Vec<String> = self
+            .targets
+            .values()
+            .map(|t| snapshot(&t.report).file)
+            .collect();
+        let mut file = format!("{stem}.csv");
+        let mut n = 2;
+        while taken.contains(&file) {
+            file = format!("{stem}-{n}.csv");
+            n += 1;
+        }
         let path = self.config.out_dir.join(&file);
         let csv = CsvWriter::append(&path).map_err(|source| MonitorError::File { path, source })?;
         let report = Arc::new(Mutex::new(TargetReport {
@@ -334,6 +384,10 @@ impl MonitorHandle {
             target: target.clone(),
             filter,
             interval: self.config.interval,
+            timeout: self
+                .config
+                .scrape_timeout
+                .unwrap_or_else(|| scrape_timeout(self.config.interval)),
             clock: self.clock,
             csv,
             report: report.clone(),
@@ -373,8 +427,14 @@ impl MonitorHandle {
             interval_s: self.config.interval.as_secs_f64(),
             epoch_s: self.clock.epoch_s(),
             targets,
-            host: self.system.as_ref().and_then(|s| s.host.as_deref().map(snapshot)),
-            gpu: self.system.as_ref().and_then(|s| s.gpu.as_deref().map(snapshot)),
+            host: self
+                .system
+                .as_ref()
+                .and_then(|s| s.host.as_deref().map(snapshot)),
+            gpu: self
+                .system
+                .as_ref()
+                .and_then(|s| s.gpu.as_deref().map(snapshot)),
             gpu_note: self.gpu_note.clone(),
             gpus: self.gpus.clone(),
             power: self
@@ -406,11 +466,16 @@ impl MonitorHandle {
         report
     }
 
-    fn spawn_system(&self, host: Option<HostSampler>, gpu: Option<GpuSampler>) -> Result<SystemTask, MonitorError> {
+    fn spawn_system(
+        &self,
+        host: Option<HostSampler>,
+        gpu: Option<GpuSampler>,
+    ) -> Result<SystemTask, MonitorError> {
         let dir = &self.config.out_dir;
         let open = |name: &str| -> Result<(CsvWriter, Arc<Mutex<SamplerReport>>), MonitorError> {
             let path = dir.join(name);
-            let csv = CsvWriter::append(&path).map_err(|source| MonitorError::File { path, source })?;
+            let csv =
+                CsvWriter::append(&path).map_err(|source| MonitorError::File { path, source })?;
             let report = Arc::new(Mutex::new(SamplerReport {
                 file: name.to_string(),
                 ..SamplerReport::default()
@@ -464,13 +529,11 @@ fn scrape_timeout(interval: Duration) -> Duration {
     interval.clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
 
-/// The last scrape, at stop, gets less time.
-const FINAL_TIMEOUT: Duration = Duration::from_secs(2);
-
 struct TargetJob {
     target: Target,
     filter: Filter,
     interval: Duration,
+    timeout: Duration,
     clock: RunClock,
     csv: CsvWriter,
     report: Arc<Mutex<TargetReport>>,
@@ -483,7 +546,7 @@ struct TargetJob {
 impl TargetJob {
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut collector = Collector::for_kind(self.target.kind);
-        let timeout = scrape_timeout(self.interval);
+        let timeout = self.timeout;
         let mut tick = tokio::time::interval(self.interval.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -501,7 +564,7 @@ impl TargetJob {
                 break;
             }
         }
-        self.scrape(&mut collector, timeout.min(FINAL_TIMEOUT)).await;
+        self.scrape(&mut collector, timeout).await;
         let _ = self.csv.flush();
     }
 
@@ -514,8 +577,14 @@ impl TargetJob {
         let mut unreadable = (0, None);
         if let Ok(scraped) = &result {
             for s in &scraped.samples {
-                let at = s.timestamp.map(|ts| self.clock.from_epoch_s(ts)).unwrap_or(t_s);
-                if let Err(e) = self.csv.row(at, &s.name, &encode_labels(&s.labels), s.value) {
+                let at = s
+                    .timestamp
+                    .map(|ts| self.clock.from_epoch_s(ts))
+                    .unwrap_or(t_s);
+                if let Err(e) = self
+                    .csv
+                    .row(at, &s.name, &encode_labels(&s.labels), s.value)
+                {
                     write_error = Some(e.to_string());
                     break;
                 }
@@ -523,7 +592,7 @@ impl TargetJob {
             if let Err(e) = self.csv.flush() {
                 write_error = Some(e.to_string());
             }
-            unreadable = (scraped.bad_lines as u64, scraped.first_bad_line.clone());
+            unreadable = (scraped.partial_failures as u64, scraped.first_partial_failure.clone());
         }
         if let Some(live) = &self.live {
             live.observe_scrape(&self.target.name, ok);
@@ -532,9 +601,9 @@ impl TargetJob {
         if let Ok(mut r) = self.report.lock() {
             r.attempts += 1;
             r.rows = self.csv.rows();
-            r.unreadable_lines += unreadable.0;
-            if r.first_unreadable_line.is_none() {
-                r.first_unreadable_line = unreadable.1;
+            r.partial_failures += unreadable.0;
+            if r.first_partial_failure.is_none() {
+                r.first_partial_failure = unreadable.1;
             }
             if write_error.is_some() {
                 r.write_error = write_error;
@@ -600,7 +669,9 @@ impl SystemJob {
             let now = Instant::now();
             let t_s = self.clock.t_s(now);
             if let Some((sampler, (csv, report))) = host.as_mut() {
-                let result = sampler.sample(now).map_err(|e| format!("could not read /proc: {e}"));
+                let result = sampler
+                    .sample(now)
+                    .map_err(|e| format!("could not read /proc: {e}"));
                 if let Ok(samples) = &result {
                     if let Some(live) = &self.live {
                         live.set_gauges("host", samples.clone());

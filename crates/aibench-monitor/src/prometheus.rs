@@ -126,11 +126,17 @@ impl FileSd {
         })
     }
 
-    fn write(&self, path: &Path, address: &str, labels: BTreeMap<&str, String>) -> Result<(), PrometheusError> {
+    fn write(
+        &self,
+        path: &Path,
+        address: &str,
+        labels: BTreeMap<&str, String>,
+    ) -> Result<(), PrometheusError> {
         let mut labels = labels;
         labels.insert("aibench_run", self.run_id.clone());
         let body = json!([{ "targets": [address], "labels": labels }]);
-        let text = serde_json::to_vec_pretty(&body).map_err(|e| PrometheusError::Decode(e.to_string()))?;
+        let text =
+            serde_json::to_vec_pretty(&body).map_err(|e| PrometheusError::Decode(e.to_string()))?;
         write_atomic(path, &text).map_err(io_err(path))
     }
 
@@ -212,6 +218,8 @@ pub struct PrometheusOptions {
     pub config: Option<String>,
     /// How long to wait for `/-/ready`.
     pub ready_timeout: Duration,
+    /// Keep the TSDB here instead of `<dir>/data`.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl PrometheusOptions {
@@ -224,6 +232,7 @@ impl PrometheusOptions {
             run_id: run_id.into(),
             config: None,
             ready_timeout: Duration::from_secs(120),
+            data_dir: None,
         }
     }
 }
@@ -251,7 +260,11 @@ impl LocalPrometheus {
     /// Write the configuration, start the process and wait until it is ready.
     pub async fn start(opts: PrometheusOptions) -> Result<LocalPrometheus, PrometheusError> {
         let dir = &opts.dir;
-        std::fs::create_dir_all(dir.join(DATA_DIR)).map_err(io_err(dir))?;
+        let data = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DATA_DIR));
+        std::fs::create_dir_all(dir.join(&data)).map_err(io_err(dir))?;
         let file_sd = FileSd::new(dir, &opts.run_id)?;
         let config = opts.config.clone().unwrap_or_else(|| {
             render_config(&ConfigOptions {
@@ -271,7 +284,7 @@ impl LocalPrometheus {
         let log2 = log.try_clone().map_err(io_err(&log_path))?;
         let mut cmd = Command::new(&opts.binary);
         cmd.arg(format!("--config.file={CONFIG_FILE}"))
-            .arg(format!("--storage.tsdb.path={DATA_DIR}"))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg(format!("--storage.tsdb.retention.time={RETENTION}"))
             .arg(format!("--web.listen-address={}", listen))
             .arg("--web.enable-lifecycle")
@@ -284,7 +297,10 @@ impl LocalPrometheus {
             binary: opts.binary.display().to_string(),
             source,
         })?;
-        let url = format!("http://{}", host_port(&listen.ip().to_string(), listen.port()));
+        let url = format!(
+            "http://{}",
+            host_port(&listen.ip().to_string(), listen.port())
+        );
         let mut me = LocalPrometheus {
             child: Some(child),
             url: url.clone(),
@@ -318,10 +334,11 @@ impl LocalPrometheus {
             url: me.url.clone(),
             pid: me.pid().unwrap_or(0),
             started_at: epoch_seconds(std::time::SystemTime::now()),
-            data: DATA_DIR.into(),
+            data: data.display().to_string(),
         };
         let state_path = dir.join(STATE_FILE);
-        let text = serde_json::to_vec_pretty(&state).map_err(|e| PrometheusError::Decode(e.to_string()))?;
+        let text = serde_json::to_vec_pretty(&state)
+            .map_err(|e| PrometheusError::Decode(e.to_string()))?;
         write_atomic(&state_path, &text).map_err(io_err(&state_path))?;
         Ok(me)
     }
@@ -455,7 +472,11 @@ impl PromApi {
     }
 
     /// An instant query at `time` (unix seconds; now when `None`).
-    pub async fn instant(&self, query: &str, time: Option<f64>) -> Result<QueryResult, PrometheusError> {
+    pub async fn instant(
+        &self,
+        query: &str,
+        time: Option<f64>,
+    ) -> Result<QueryResult, PrometheusError> {
         let mut q = format!("/api/v1/query?query={}", percent_encode(query));
         if let Some(t) = time {
             q.push_str(&format!("&time={t:.3}"));
@@ -464,7 +485,13 @@ impl PromApi {
     }
 
     /// A range query from `start` to `end` (unix seconds) every `step` seconds.
-    pub async fn range(&self, query: &str, start: f64, end: f64, step: f64) -> Result<QueryResult, PrometheusError> {
+    pub async fn range(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<QueryResult, PrometheusError> {
         let q = format!(
             "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}",
             percent_encode(query)
@@ -478,7 +505,11 @@ impl PromApi {
         let v = envelope(&r)?;
         Ok(v.get("data")
             .and_then(|d| d.as_array())
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -491,7 +522,8 @@ impl PromApi {
             .map(|a| {
                 a.iter()
                     .map(|t| {
-                        let s = |k: &str| t.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+                        let s =
+                            |k: &str| t.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
                         (s("scrapeUrl"), s("health"), s("lastError"))
                     })
                     .collect()
@@ -501,7 +533,9 @@ impl PromApi {
 
     fn decode(&self, r: crate::http::Response) -> Result<QueryResult, PrometheusError> {
         let v = envelope(&r)?;
-        let data = v.get("data").ok_or_else(|| PrometheusError::Decode("no `data`".into()))?;
+        let data = v
+            .get("data")
+            .ok_or_else(|| PrometheusError::Decode("no `data`".into()))?;
         let result_type = data
             .get("resultType")
             .and_then(|x| x.as_str())
@@ -526,7 +560,9 @@ impl PromApi {
                                 .and_then(|m| m.as_object())
                                 .map(|m| {
                                     m.iter()
-                                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                                        .map(|(k, v)| {
+                                            (k.clone(), v.as_str().unwrap_or("").to_string())
+                                        })
                                         .collect()
                                 })
                                 .unwrap_or_default();
@@ -557,7 +593,11 @@ impl PromApi {
         let warnings = v
             .get("warnings")
             .and_then(|w| w.as_array())
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         Ok(QueryResult {
             result_type,
@@ -609,7 +649,9 @@ impl QueryResult {
                 .collect();
             let labels = encode_labels(&labels);
             for (t, v) in &s.values {
-                let t_s = run_epoch.map(|e| format!("{:.3}", t - e)).unwrap_or_default();
+                let t_s = run_epoch
+                    .map(|e| format!("{:.3}", t - e))
+                    .unwrap_or_default();
                 out.push_str(&format!(
                     "{t:.3},{t_s},{},{},{}\n",
                     field(&name),
@@ -664,15 +706,23 @@ mod tests {
     fn target_files_are_written_and_removed() {
         let tmp = tempfile::tempdir().unwrap();
         let sd = FileSd::new(tmp.path(), "r1").unwrap();
-        let t = Target::new("minio", TargetKind::Minio, "10.0.0.2", 9000).with_path("/minio/v2/metrics/cluster");
+        let t = Target::new("minio", TargetKind::Minio, "10.0.0.2", 9000)
+            .with_path("/minio/v2/metrics/cluster");
         assert!(sd.add_service(&t).unwrap());
-        assert!(!sd.add_service(&Target::new("kv", TargetKind::Redis, "h", 1)).unwrap());
+        assert!(!sd
+            .add_service(&Target::new("kv", TargetKind::Redis, "h", 1))
+            .unwrap());
         sd.set_live("127.0.0.1:9464").unwrap();
         assert_eq!(sd.files().len(), 2);
-        let v: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(tmp.path().join("targets/services/minio.json")).unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(tmp.path().join("targets/services/minio.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(v[0]["targets"][0], "10.0.0.2:9000");
-        assert_eq!(v[0]["labels"]["__metrics_path__"], "/minio/v2/metrics/cluster");
+        assert_eq!(
+            v[0]["labels"]["__metrics_path__"],
+            "/minio/v2/metrics/cluster"
+        );
         assert_eq!(v[0]["labels"]["aibench_run"], "r1");
         assert_eq!(v[0]["labels"]["service"], "minio");
         sd.remove_service("minio").unwrap();
@@ -680,7 +730,12 @@ mod tests {
         sd.remove_live().unwrap();
         assert!(sd.files().is_empty());
         // No temporary file is left behind.
-        assert_eq!(std::fs::read_dir(tmp.path().join("targets/services")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("targets/services"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[test]

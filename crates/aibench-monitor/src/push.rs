@@ -66,7 +66,12 @@ impl PushGroup {
         self.send(Method::DELETE, None, timeout).await
     }
 
-    async fn send(&self, method: Method, body: Option<String>, timeout: Duration) -> Result<(), String> {
+    async fn send(
+        &self,
+        method: Method,
+        body: Option<String>,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let path = self.path();
         let call = Call {
             method: method.clone(),
@@ -77,7 +82,10 @@ impl PushGroup {
             body: body.map(|b| (TEXT_FORMAT, Bytes::from(b))),
             timeout,
         };
-        let r = call.send().await.map_err(|e| format!("{method} {}: {e}", self.gateway))?;
+        let r = call
+            .send()
+            .await
+            .map_err(|e| format!("{method} {}: {e}", self.gateway))?;
         if r.is_success() {
             Ok(())
         } else {
@@ -150,7 +158,10 @@ impl Pusher {
             None => PushReport::default(),
         };
         if keep {
-            count(&mut report, self.group.push(self.metrics.render(), self.timeout).await);
+            count(
+                &mut report,
+                self.group.push(self.metrics.render(), self.timeout).await,
+            );
         } else {
             match self.group.delete(self.timeout).await {
                 Ok(()) => report.deleted = true,
@@ -187,7 +198,10 @@ mod tests {
     #[test]
     fn group_paths() {
         let g = PushGroup::new("http://gw:9091", "quickstart-20261123-140502").unwrap();
-        assert_eq!(g.path(), "/metrics/job/aibench/instance/quickstart-20261123-140502");
+        assert_eq!(
+            g.path(),
+            "/metrics/job/aibench/instance/quickstart-20261123-140502"
+        );
         let g = PushGroup::new("http://gw:9091/pg/", "a/b").unwrap();
         assert_eq!(g.path(), "/pg/metrics/job/aibench/instance@base64/YS9i");
         let g = PushGroup::new("http://gw:9091", "").unwrap();

@@ -102,7 +102,10 @@ impl TargetKind {
     /// The kind that watches a service of this recipe kind (`vllm`, `redis`, ...). Ollama and
     /// Chroma serve no metrics and `command` is unknown: with a metrics path given they are read
     /// as plain Prometheus endpoints, without one there is nothing to scrape (`Ok(None)`).
-    pub fn for_service(kind: &str, has_metrics_path: bool) -> Result<Option<TargetKind>, UnknownKind> {
+    pub fn for_service(
+        kind: &str,
+        has_metrics_path: bool,
+    ) -> Result<Option<TargetKind>, UnknownKind> {
         match kind {
             "ollama" | "chroma" | "command" => {
                 Ok(has_metrics_path.then_some(TargetKind::Prometheus))
@@ -311,7 +314,12 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn new(name: impl Into<String>, kind: TargetKind, host: impl Into<String>, port: u16) -> Target {
+    pub fn new(
+        name: impl Into<String>,
+        kind: TargetKind,
+        host: impl Into<String>,
+        port: u16,
+    ) -> Target {
         Target {
             name: name.into(),
             kind,
@@ -409,13 +417,21 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(t.kind, TargetKind::Sim);
-        assert!(Target::for_service("o", "ollama", "h", 1, None).unwrap().is_none());
+        assert!(Target::for_service("o", "ollama", "h", 1, None)
+            .unwrap()
+            .is_none());
         assert_eq!(
-            Target::for_service("c", "command", "h", 1, Some("/m")).unwrap().unwrap().kind,
+            Target::for_service("c", "command", "h", 1, Some("/m"))
+                .unwrap()
+                .unwrap()
+                .kind,
             TargetKind::Prometheus
         );
         assert_eq!(
-            Target::for_service("r", "redis", "h", 1, None).unwrap().unwrap().kind,
+            Target::for_service("r", "redis", "h", 1, None)
+                .unwrap()
+                .unwrap()
+                .kind,
             TargetKind::Redis
         );
         assert!(Target::for_service("x", "nope", "h", 1, None).is_err());

@@ -16,14 +16,14 @@ use crate::series::slope;
 pub const CLIENT_LAG_P99_MS: f64 = 10.0;
 /// ... and this share of the median end-to-end latency.
 pub const CLIENT_LAG_SHARE_OF_E2E: f64 = 0.05;
-/// Or when more than this share of requests went out late.
+/// More than this share of requests sent late supports the verdict.
 pub const CLIENT_LATE_SHARE: f64 = 0.05;
 /// A queue exists when the server's mean number of waiting requests is at least this ...
 pub const QUEUE_MEAN_WAITING: f64 = 1.0;
 /// ... and it grows when it gains at least this many requests over the window.
 pub const QUEUE_GROWTH: f64 = 2.0;
-/// In-flight requests (open loop) grow when the last measured second holds this many times the
-/// first.
+/// In-flight requests (open loop) grow when their peak, late in the window, is this many times
+/// the first measured second's.
 pub const IN_FLIGHT_GROWTH: f64 = 1.5;
 /// Tail latency explodes when p99 is this many times p50 ...
 pub const TAIL_RATIO: f64 = 3.0;
@@ -43,9 +43,30 @@ pub const KV_CACHE_METRICS: [&str; 2] = ["vllm:kv_cache_usage_perc", "vllm:gpu_c
 pub const WAITING_METRIC: &str = "vllm:num_requests_waiting";
 pub const RUNNING_METRIC: &str = "vllm:num_requests_running";
 pub const PREEMPTIONS_METRIC: &str = "vllm:num_preemptions_total";
-pub const CPU_METRIC: &str = "host_cpu_utilisation";
+/// Host CPU utilisation, as aibench's monitor names it (`cpu=total` and one series per core)
+/// and as plain samplers may.
+pub const CPU_METRICS: [&str; 2] = ["host_cpu_utilisation_ratio", "host_cpu_utilisation"];
 pub const MEMORY_USED_METRIC: &str = "host_memory_used_bytes";
 pub const MEMORY_TOTAL_METRIC: &str = "host_memory_total_bytes";
+
+/// The whole-host CPU series: `cpu=total`, or any series without a `cpu` label (per-core series
+/// are left out: one busy core is not a busy host).
+pub fn host_cpu_series(m: &TrialMetrics) -> Vec<&Series> {
+    let Some(name) = m.first_of(&CPU_METRICS) else {
+        return Vec::new();
+    };
+    let all: Vec<&Series> = m.named(name).collect();
+    let has_cpu = |s: &Series| s.labels.split(';').any(|kv| kv.starts_with("cpu="));
+    let total: Vec<&Series> = all
+        .iter()
+        .copied()
+        .filter(|s| s.labels.split(';').any(|kv| kv == "cpu=total"))
+        .collect();
+    if !total.is_empty() {
+        return total;
+    }
+    all.into_iter().filter(|s| !has_cpu(s)).collect()
+}
 
 /// Whether a metric name is a GPU utilisation gauge.
 pub fn is_gpu_utilisation(name: &str) -> bool {
@@ -148,7 +169,8 @@ fn client(t: &TrialReport) -> Option<Verdict> {
     }
     let sent = s.counts.total.saturating_sub(s.counts.dropped).max(1);
     let late_share = s.counts.late as f64 / sent as f64;
-    if late_share > CLIENT_LATE_SHARE {
+    // Lateness supports the verdict only when the lag itself matters next to the latency.
+    if signals > 0 && late_share > CLIENT_LATE_SHARE {
         signals += 1;
         evidence.push(ev(
             "requests sent late",
@@ -216,23 +238,42 @@ fn queueing(t: &TrialReport, m: Option<&TrialMetrics>, open_loop: bool) -> Optio
         .filter(|b| b.phase == BucketPhase::Measure)
         .collect();
     if open_loop && measured.len() >= 3 {
-        let (a, b) = (measured[0].in_flight, measured[measured.len() - 1].in_flight);
-        let done: Vec<(f64, f64)> = measured
+        let a = measured[0].in_flight;
+        let (peak_at, peak) = measured
             .iter()
-            .map(|b| (b.t_s as f64, b.completed as f64))
-            .collect();
-        let done_mean = done.iter().map(|p| p.1).sum::<f64>() / done.len() as f64;
-        if a > 0.0 && b >= IN_FLIGHT_GROWTH * a && b - a >= 2.0 {
+            .enumerate()
+            .map(|(i, b)| (i, b.in_flight))
+            .fold((0, f64::NEG_INFINITY), |m, x| if x.1 > m.1 { x } else { m });
+        let done_mean =
+            measured.iter().map(|b| b.completed as f64).sum::<f64>() / measured.len() as f64;
+        // The backlog builds through the window (a peak at the very start is a burst, not a queue).
+        if a > 0.0
+            && peak >= IN_FLIGHT_GROWTH * a
+            && peak - a >= 2.0
+            && peak_at * 3 >= measured.len()
+        {
             signals += 1;
-            evidence.push(ev("in flight, first measured second", a, "requests", None, "requests.jsonl"));
             evidence.push(ev(
-                "in flight, last measured second",
-                b,
+                "in flight, first measured second",
+                a,
+                "requests",
+                None,
+                "requests.jsonl",
+            ));
+            evidence.push(ev(
+                "in flight, peak",
+                peak,
                 "requests",
                 Some(IN_FLIGHT_GROWTH * a),
                 "requests.jsonl",
             ));
-            evidence.push(ev("completions per second (mean)", done_mean, "requests/s", None, "requests.jsonl"));
+            evidence.push(ev(
+                "completions per second (mean)",
+                done_mean,
+                "requests/s",
+                None,
+                "requests.jsonl",
+            ));
         }
     }
     // Tail latency.
@@ -243,9 +284,18 @@ fn queueing(t: &TrialReport, m: Option<&TrialMetrics>, open_loop: bool) -> Optio
             (Some(&a), Some(&b)) if a > 0.0 && late.len() >= 3 => b / a,
             _ => 1.0,
         };
-        if p50 > 0.0 && (p99 / p50 >= TAIL_RATIO || growth >= TAIL_GROWTH) && (signals > 0 || growth >= TAIL_GROWTH) {
+        if p50 > 0.0
+            && (p99 / p50 >= TAIL_RATIO || growth >= TAIL_GROWTH)
+            && (signals > 0 || growth >= TAIL_GROWTH)
+        {
             signals += 1;
-            evidence.push(ev("E2E p99 / p50", p99 / p50, "ratio", Some(TAIL_RATIO), "summary"));
+            evidence.push(ev(
+                "E2E p99 / p50",
+                p99 / p50,
+                "ratio",
+                Some(TAIL_RATIO),
+                "summary",
+            ));
             evidence.push(ev(
                 "per-second E2E p99, last / first",
                 growth,
@@ -280,7 +330,7 @@ fn queueing(t: &TrialReport, m: Option<&TrialMetrics>, open_loop: bool) -> Optio
     // Growth of the queue is the defining sign; tail latency alone is not enough.
     let growing = server_queue
         || evidence.iter().any(|e| {
-            e.metric.starts_with("in flight, last")
+            e.metric.starts_with("in flight, peak")
                 || e.metric.starts_with("requests dropped")
                 || e.metric.starts_with("E2E p99 from intended")
         });
@@ -295,7 +345,11 @@ fn queueing(t: &TrialReport, m: Option<&TrialMetrics>, open_loop: bool) -> Optio
             "requests queue faster than the service completes them: {:.2} req/s completed \
              while the backlog grows{}",
             h.requests_per_s,
-            if server_queue { " in the server's queue" } else { "" }
+            if server_queue {
+                " in the server's queue"
+            } else {
+                ""
+            }
         ),
         evidence,
         "The service is saturated at this load: run at or below the sweep's knee, add replicas \
@@ -324,7 +378,13 @@ fn kv_cache(t: &TrialReport, m: &TrialMetrics) -> Option<Verdict> {
         if best >= KV_CACHE_FULL {
             signals += 1;
             full = true;
-            evidence.push(ev(&format!("{name} p95"), best, "fraction", Some(KV_CACHE_FULL), "metrics"));
+            evidence.push(ev(
+                &format!("{name} p95"),
+                best,
+                "fraction",
+                Some(KV_CACHE_FULL),
+                "metrics",
+            ));
         }
     }
     let preempted: f64 = m
@@ -354,7 +414,13 @@ fn kv_cache(t: &TrialReport, m: &TrialMetrics) -> Option<Verdict> {
         let pts = in_window(&w, from, to);
         if !pts.is_empty() {
             let mean = pts.iter().map(|p| p.1).sum::<f64>() / pts.len() as f64;
-            evidence.push(ev(&format!("{WAITING_METRIC} mean"), mean, "requests", None, "metrics"));
+            evidence.push(ev(
+                &format!("{WAITING_METRIC} mean"),
+                mean,
+                "requests",
+                None,
+                "metrics",
+            ));
             if mean >= QUEUE_MEAN_WAITING && full {
                 signals += 1;
             }
@@ -385,7 +451,11 @@ fn memory(t: &TrialReport, m: &TrialMetrics, host_memory_bytes: u64) -> Option<V
     // The fullest host.
     let mut worst: Option<(f64, String)> = None;
     for used in m.named(MEMORY_USED_METRIC) {
-        let Some(u) = in_window(used, from, to).iter().map(|p| p.1).reduce(f64::max) else {
+        let Some(u) = in_window(used, from, to)
+            .iter()
+            .map(|p| p.1)
+            .reduce(f64::max)
+        else {
             continue;
         };
         let total = m
@@ -459,7 +529,13 @@ fn gpu(t: &TrialReport, m: &TrialMetrics) -> Option<Verdict> {
         if let Some(wm) = mean_in(&in_window(&w, from, to)) {
             if wm >= QUEUE_MEAN_WAITING {
                 signals += 1;
-                evidence.push(ev(&format!("{WAITING_METRIC} mean"), wm, "requests", Some(QUEUE_MEAN_WAITING), "metrics"));
+                evidence.push(ev(
+                    &format!("{WAITING_METRIC} mean"),
+                    wm,
+                    "requests",
+                    Some(QUEUE_MEAN_WAITING),
+                    "metrics",
+                ));
             }
         }
     }
@@ -485,7 +561,7 @@ fn label_suffix(labels: &str) -> String {
 fn cpu(t: &TrialReport, m: &TrialMetrics) -> Option<Verdict> {
     let (from, to) = window(t);
     let mut busiest: Option<(f64, f64, &Series)> = None;
-    for s in m.named(CPU_METRIC) {
+    for s in host_cpu_series(m) {
         let pts = in_window(s, from, to);
         let scale = fraction_scale(&pts);
         let mut v: Vec<f64> = pts.iter().map(|p| p.1 * scale).collect();
@@ -506,13 +582,13 @@ fn cpu(t: &TrialReport, m: &TrialMetrics) -> Option<Verdict> {
     let mut signals = 1;
     let mut evidence = vec![
         ev(
-            &format!("{CPU_METRIC} mean{}", label_suffix(&s.labels)),
+            &format!("{} mean{}", s.name, label_suffix(&s.labels)),
             mean,
             "fraction",
             Some(BUSY),
             "metrics",
         ),
-        ev(&format!("{CPU_METRIC} p95"), p95, "fraction", None, "metrics"),
+        ev(&format!("{} p95", s.name), p95, "fraction", None, "metrics"),
     ];
     if let Some(lag) = t.headline.send_lag_p99_ms {
         evidence.push(ev("send lag p99", lag, "ms", None, "summary"));
@@ -538,7 +614,9 @@ pub fn sweep_verdict(s: &SweepReport) -> Option<Verdict> {
     let on: Vec<_> = s
         .points
         .iter()
-        .filter(|pt| pt.x >= p.from_x && pt.requests_per_s >= (1.0 - p.tolerance) * p.max_requests_per_s)
+        .filter(|pt| {
+            pt.x >= p.from_x && pt.requests_per_s >= (1.0 - p.tolerance) * p.max_requests_per_s
+        })
         .collect();
     let (first, last) = (on.first()?, on.last()?);
     let (a, b) = (first.latency_ms?, last.latency_ms?);
@@ -560,10 +638,34 @@ pub fn sweep_verdict(s: &SweepReport) -> Option<Verdict> {
             b / a
         ),
         evidence: vec![
-            ev("plateau throughput", p.max_requests_per_s, "requests/s", None, "sweep"),
-            ev(&format!("{label} at {}", show(first.x)), a, "ms", None, "sweep"),
-            ev(&format!("{label} at {}", show(last.x)), b, "ms", None, "sweep"),
-            ev("latency growth over the plateau", b / a, "ratio", Some(SWEEP_LATENCY_GROWTH), "sweep"),
+            ev(
+                "plateau throughput",
+                p.max_requests_per_s,
+                "requests/s",
+                None,
+                "sweep",
+            ),
+            ev(
+                &format!("{label} at {}", show(first.x)),
+                a,
+                "ms",
+                None,
+                "sweep",
+            ),
+            ev(
+                &format!("{label} at {}", show(last.x)),
+                b,
+                "ms",
+                None,
+                "sweep",
+            ),
+            ev(
+                "latency growth over the plateau",
+                b / a,
+                "ratio",
+                Some(SWEEP_LATENCY_GROWTH),
+                "sweep",
+            ),
         ],
         recommendation: format!(
             "Beyond {} the service is saturated: size capacity from the plateau \

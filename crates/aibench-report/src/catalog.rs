@@ -329,14 +329,19 @@ pub fn catalog_find(results_root: &Path, id: &str) -> anyhow::Result<Option<Path
     }
     let conn = open(results_root)?;
     let exact: Option<String> = conn
-        .query_row("SELECT path FROM runs WHERE id = ?1", params![id], |r| r.get(0))
+        .query_row("SELECT path FROM runs WHERE id = ?1", params![id], |r| {
+            r.get(0)
+        })
         .optional()?;
     if let Some(p) = exact {
         return Ok(Some(resolve(results_root, &p)));
     }
-    let mut st = conn.prepare("SELECT id, path FROM runs WHERE substr(id, 1, ?1) = ?2 ORDER BY id")?;
+    let mut st =
+        conn.prepare("SELECT id, path FROM runs WHERE substr(id, 1, ?1) = ?2 ORDER BY id")?;
     let hits: Vec<(String, String)> = st
-        .query_map(params![id.chars().count() as i64, id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![id.chars().count() as i64, id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<Result<_, _>>()?;
     match hits.len() {
         0 => Ok(None),
@@ -344,7 +349,10 @@ pub fn catalog_find(results_root: &Path, id: &str) -> anyhow::Result<Option<Path
         _ => anyhow::bail!(
             "`{id}` matches {} runs: {}; give more of the id",
             hits.len(),
-            hits.iter().map(|h| h.0.as_str()).collect::<Vec<_>>().join(", ")
+            hits.iter()
+                .map(|h| h.0.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -383,7 +391,10 @@ pub fn parse_since(s: &str, now_epoch: f64) -> Result<f64, String> {
         None => (t, None),
     };
     let parts: Vec<&str> = date.split('-').collect();
-    let num = |p: &str| p.parse::<i64>().map_err(|_| format!("`{s}` is not a date; {hint}"));
+    let num = |p: &str| {
+        p.parse::<i64>()
+            .map_err(|_| format!("`{s}` is not a date; {hint}"))
+    };
     if parts.len() != 3 {
         return Err(format!("`{s}` is not a date; {hint}"));
     }
@@ -414,7 +425,10 @@ mod tests {
     #[test]
     fn since_dates_and_ages() {
         assert_eq!(parse_since("1970-01-02", 0.0), Ok(86_400.0));
-        assert_eq!(parse_since("2026-11-23T12:45:02Z", 0.0), Ok(1_795_437_902.0));
+        assert_eq!(
+            parse_since("2026-11-23T12:45:02Z", 0.0),
+            Ok(1_795_437_902.0)
+        );
         assert_eq!(parse_since("2026-11-23T12:45", 0.0), Ok(1_795_437_900.0));
         assert_eq!(parse_since("2d", 1_000_000.0), Ok(1_000_000.0 - 172_800.0));
         assert!(parse_since("yesterday", 0.0).is_err());

@@ -1,7 +1,7 @@
 //! The report's figures, built from the analysis.
 
 use crate::bottleneck::{
-    is_gpu_utilisation, CPU_METRIC, KV_CACHE_METRICS, MEMORY_TOTAL_METRIC, MEMORY_USED_METRIC,
+    host_cpu_series, is_gpu_utilisation, KV_CACHE_METRICS, MEMORY_TOTAL_METRIC, MEMORY_USED_METRIC,
     RUNNING_METRIC, WAITING_METRIC,
 };
 use crate::model::{BucketPhase, SweepReport};
@@ -42,7 +42,10 @@ pub fn figures(a: &Analysis) -> Vec<Figure> {
     let mut out = Vec::new();
     let many_sweeps = a.report.sweeps.len() > 1;
     for (i, s) in a.report.sweeps.iter().enumerate() {
-        out.push(sweep_figure(s, if many_sweeps { Some(i + 1) } else { None }));
+        out.push(sweep_figure(
+            s,
+            if many_sweeps { Some(i + 1) } else { None },
+        ));
     }
     if let Some(f) = cdf_figure(a) {
         out.push(f);
@@ -84,9 +87,24 @@ fn sweep_figure(s: &SweepReport, n: Option<usize>) -> Figure {
         y_from_zero: true,
         ..Panel::default()
     };
-    lat.lines.push(line("TTFT p99", xs(|p| p.ttft_p99_ms), 1, LineStyle::LinePoints));
-    lat.lines.push(line("E2E p50", xs(|p| p.e2e_p50_ms), 2, LineStyle::LinePoints));
-    lat.lines.push(line("E2E p99", xs(|p| p.e2e_p99_ms), 0, LineStyle::LinePoints));
+    lat.lines.push(line(
+        "TTFT p99",
+        xs(|p| p.ttft_p99_ms),
+        1,
+        LineStyle::LinePoints,
+    ));
+    lat.lines.push(line(
+        "E2E p50",
+        xs(|p| p.e2e_p50_ms),
+        2,
+        LineStyle::LinePoints,
+    ));
+    lat.lines.push(line(
+        "E2E p99",
+        xs(|p| p.e2e_p99_ms),
+        0,
+        LineStyle::LinePoints,
+    ));
     if s.latency_metric == "e2e_from_intended_p99_ms" {
         lat.lines.push(line(
             "E2E p99 from intended send",
@@ -131,11 +149,17 @@ fn sweep_figure(s: &SweepReport, n: Option<usize>) -> Figure {
     ));
     let good = xs(|p| p.goodput_per_s);
     if !good.is_empty() {
-        thr.lines.push(line("goodput req/s", good, 2, LineStyle::LinePoints));
+        thr.lines
+            .push(line("goodput req/s", good, 2, LineStyle::LinePoints));
     }
     if s.unit == "requests/s" {
         let (a, b) = (s.points[0].x, s.points[s.points.len() - 1].x);
-        thr.lines.push(line("offered load", vec![(a, a), (b, b)], 7, LineStyle::Line));
+        thr.lines.push(line(
+            "offered load",
+            vec![(a, a), (b, b)],
+            7,
+            LineStyle::Line,
+        ));
     }
     if let Some(k) = &s.throughput_knee.kneedle {
         thr.markers.push(Marker {
@@ -154,7 +178,11 @@ fn sweep_figure(s: &SweepReport, n: Option<usize>) -> Figure {
     if let Some(p) = s.plateau.as_ref().filter(|p| p.reached) {
         thr.markers.push(Marker {
             x: p.from_x,
-            label: format!("plateau {:.1} req/s from {}", p.max_requests_per_s, show(p.from_x)),
+            label: format!(
+                "plateau {:.1} req/s from {}",
+                p.max_requests_per_s,
+                show(p.from_x)
+            ),
             color: 4,
         });
     }
@@ -193,27 +221,52 @@ fn cdf(sorted: &[f64]) -> Vec<(f64, f64)> {
 }
 
 fn cdf_figure(a: &Analysis) -> Option<Figure> {
+    let span = |f: fn(&crate::series::Distributions) -> &Vec<f64>| {
+        let lo = a
+            .extras
+            .iter()
+            .filter_map(|x| f(&x.dists).first().copied())
+            .fold(f64::INFINITY, f64::min);
+        let hi = a
+            .extras
+            .iter()
+            .filter_map(|x| f(&x.dists).last().copied())
+            .fold(0.0, f64::max);
+        wide(lo, hi)
+    };
+    let (ttft_log, e2e_log) = (span(|d| &d.ttft_ms), span(|d| &d.e2e_ms));
+    let unit = |log: bool| {
+        if log {
+            "milliseconds (log scale)"
+        } else {
+            "milliseconds"
+        }
+    };
     let mut ttft = Panel {
         title: "TTFT, cumulative distribution".into(),
-        x_label: "milliseconds".into(),
+        x_label: unit(ttft_log).into(),
         y_label: "share of requests".into(),
         y_from_zero: true,
+        x_log: ttft_log,
         ..Panel::default()
     };
     let mut e2e = Panel {
         title: "End-to-end latency, cumulative distribution".into(),
-        x_label: "milliseconds".into(),
+        x_label: unit(e2e_log).into(),
         y_label: "share of requests".into(),
         y_from_zero: true,
+        x_log: e2e_log,
         ..Panel::default()
     };
     for (i, x) in a.extras.iter().enumerate() {
         let name = trial_label(a, i);
         if !x.dists.ttft_ms.is_empty() {
-            ttft.lines.push(line(&name, cdf(&x.dists.ttft_ms), i, LineStyle::Line));
+            ttft.lines
+                .push(line(&name, cdf(&x.dists.ttft_ms), i, LineStyle::Line));
         }
         if !x.dists.e2e_ms.is_empty() {
-            e2e.lines.push(line(&name, cdf(&x.dists.e2e_ms), i, LineStyle::Line));
+            e2e.lines
+                .push(line(&name, cdf(&x.dists.e2e_ms), i, LineStyle::Line));
         }
     }
     let panels: Vec<Panel> = [ttft, e2e]
@@ -228,6 +281,37 @@ fn cdf_figure(a: &Analysis) -> Option<Figure> {
         panels,
         trial: None,
     })
+}
+
+/// Whether values spread over so many orders of magnitude that a log axis reads better.
+fn wide(lo: f64, hi: f64) -> bool {
+    lo > 0.0 && hi / lo > 10.0
+}
+
+/// Share of values per bin over `[lo, hi]` with log-spaced bins, as (bin start, share) points.
+fn log_histogram(sorted: &[f64], lo: f64, hi: f64) -> Vec<(f64, f64)> {
+    if sorted.is_empty() || lo <= 0.0 || hi <= lo {
+        return Vec::new();
+    }
+    let (a, b) = (lo.ln(), hi.ln());
+    let w = (b - a) / BINS as f64;
+    let mut bins = vec![0u64; BINS];
+    for &v in sorted {
+        let i = if v <= lo {
+            0
+        } else {
+            (((v.ln() - a) / w) as usize).min(BINS - 1)
+        };
+        bins[i] += 1;
+    }
+    let n = sorted.len() as f64;
+    let mut pts: Vec<(f64, f64)> = bins
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| ((a + i as f64 * w).exp(), c as f64 / n))
+        .collect();
+    pts.push((hi, pts.last().map(|p| p.1).unwrap_or(0.0)));
+    pts
 }
 
 /// Share of values per bin over `[0, hi]`, as (bin centre, share) points.
@@ -252,23 +336,45 @@ fn histogram(sorted: &[f64], hi: f64) -> Vec<(f64, f64)> {
 }
 
 fn distribution_figure(a: &Analysis) -> Option<Figure> {
-    let upper = |f: fn(&crate::series::Distributions) -> &Vec<f64>| {
-        a.extras
+    let bound = |f: fn(&crate::series::Distributions) -> &Vec<f64>, q: f64, max: bool| {
+        let vals = a
+            .extras
             .iter()
-            .filter_map(|x| crate::series::percentile(f(&x.dists), 0.995))
-            .fold(0.0, f64::max)
+            .filter_map(|x| crate::series::percentile(f(&x.dists), q));
+        if max {
+            vals.fold(0.0, f64::max)
+        } else {
+            vals.fold(f64::INFINITY, f64::min)
+        }
     };
-    let ttft_hi = upper(|d| &d.ttft_ms);
-    let itl_hi = upper(|d| &d.itl_ms);
+    let ttft_hi = bound(|d| &d.ttft_ms, 0.995, true);
+    let ttft_lo = bound(|d| &d.ttft_ms, 0.005, false);
+    let itl_hi = bound(|d| &d.itl_ms, 0.995, true);
+    let ttft_log = wide(ttft_lo, ttft_hi);
     let mut ttft = Panel {
-        title: format!("TTFT distribution (bins of {:.1} ms; the last bin holds the slowest 0.5 %)", ttft_hi / BINS as f64),
-        x_label: "milliseconds".into(),
+        title: if ttft_log {
+            format!("TTFT distribution ({BINS} log-spaced bins; the last holds the slowest 0.5 %)")
+        } else {
+            format!(
+                "TTFT distribution (bins of {:.1} ms; the last holds the slowest 0.5 %)",
+                ttft_hi / BINS as f64
+            )
+        },
+        x_label: if ttft_log {
+            "milliseconds (log scale)".into()
+        } else {
+            "milliseconds".into()
+        },
         y_label: "share of requests".into(),
         y_from_zero: true,
+        x_log: ttft_log,
         ..Panel::default()
     };
     let mut itl = Panel {
-        title: format!("Inter-token latency distribution (bins of {:.2} ms)", itl_hi / BINS as f64),
+        title: format!(
+            "Inter-token latency distribution (bins of {:.2} ms; the last holds the slowest 0.5 %)",
+            itl_hi / BINS as f64
+        ),
         x_label: "milliseconds".into(),
         y_label: "share of gaps".into(),
         y_from_zero: true,
@@ -277,10 +383,20 @@ fn distribution_figure(a: &Analysis) -> Option<Figure> {
     for (i, x) in a.extras.iter().enumerate() {
         let name = trial_label(a, i);
         if !x.dists.ttft_ms.is_empty() {
-            ttft.lines.push(line(&name, histogram(&x.dists.ttft_ms, ttft_hi), i, LineStyle::Step));
+            let h = if ttft_log {
+                log_histogram(&x.dists.ttft_ms, ttft_lo, ttft_hi)
+            } else {
+                histogram(&x.dists.ttft_ms, ttft_hi)
+            };
+            ttft.lines.push(line(&name, h, i, LineStyle::Step));
         }
         if !x.dists.itl_ms.is_empty() {
-            itl.lines.push(line(&name, histogram(&x.dists.itl_ms, itl_hi), i, LineStyle::Step));
+            itl.lines.push(line(
+                &name,
+                histogram(&x.dists.itl_ms, itl_hi),
+                i,
+                LineStyle::Step,
+            ));
         }
     }
     let panels: Vec<Panel> = [ttft, itl]
@@ -340,40 +456,84 @@ fn timeline_figure(a: &Analysis, i: usize) -> Option<Figure> {
     };
     let mut panels = Vec::new();
     let mut thr = panel("Throughput per second", "requests per second");
-    thr.lines.push(line("completed", per_s(|b| Some(b.completed as f64)), 0, LineStyle::Line));
+    thr.lines.push(line(
+        "completed",
+        per_s(|b| Some(b.completed as f64)),
+        0,
+        LineStyle::Line,
+    ));
     if t.timeseries.iter().any(|b| b.errors > 0) {
-        thr.lines.push(line("failed", per_s(|b| Some(b.errors as f64)), 3, LineStyle::Line));
+        thr.lines.push(line(
+            "failed",
+            per_s(|b| Some(b.errors as f64)),
+            3,
+            LineStyle::Line,
+        ));
     }
     panels.push(thr);
     let mut tok = panel("Output tokens per second", "tokens per second");
-    tok.lines.push(line("output tokens", per_s(|b| Some(b.output_tokens as f64)), 1, LineStyle::Line));
+    tok.lines.push(line(
+        "output tokens",
+        per_s(|b| Some(b.output_tokens as f64)),
+        1,
+        LineStyle::Line,
+    ));
     panels.push(tok);
-    let mut lat = panel("Latency of the requests ending in each second", "milliseconds");
-    lat.lines.push(line("TTFT p99", per_s(|b| b.ttft_p99_ms), 1, LineStyle::Line));
-    lat.lines.push(line("E2E p50", per_s(|b| b.e2e_p50_ms), 2, LineStyle::Line));
-    lat.lines.push(line("E2E p99", per_s(|b| b.e2e_p99_ms), 0, LineStyle::Line));
+    let mut lat = panel(
+        "Latency of the requests ending in each second",
+        "milliseconds",
+    );
+    lat.lines.push(line(
+        "TTFT p99",
+        per_s(|b| b.ttft_p99_ms),
+        1,
+        LineStyle::Line,
+    ));
+    lat.lines
+        .push(line("E2E p50", per_s(|b| b.e2e_p50_ms), 2, LineStyle::Line));
+    lat.lines
+        .push(line("E2E p99", per_s(|b| b.e2e_p99_ms), 0, LineStyle::Line));
     panels.push(lat);
     let mut queue = panel("Requests in flight (client) and in the server", "requests");
-    queue.lines.push(line("in flight (client)", per_s(|b| Some(b.in_flight)), 0, LineStyle::Line));
+    queue.lines.push(line(
+        "in flight (client)",
+        per_s(|b| Some(b.in_flight)),
+        0,
+        LineStyle::Line,
+    ));
     if let Some(m) = &x.metrics {
         if let Some(s) = m.summed(WAITING_METRIC) {
-            queue.lines.push(line("waiting (server)", s.points.clone(), 3, LineStyle::Line));
+            queue.lines.push(line(
+                "waiting (server)",
+                s.points.clone(),
+                3,
+                LineStyle::Line,
+            ));
         }
         if let Some(s) = m.summed(RUNNING_METRIC) {
-            queue.lines.push(line("running (server)", s.points.clone(), 2, LineStyle::Line));
+            queue.lines.push(line(
+                "running (server)",
+                s.points.clone(),
+                2,
+                LineStyle::Line,
+            ));
         }
     }
     panels.push(queue);
     if let Some(m) = &x.metrics {
         let pct = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
-            let scale = if pts.iter().any(|p| p.1 > 1.5) { 1.0 } else { 100.0 };
+            let scale = if pts.iter().any(|p| p.1 > 1.5) {
+                1.0
+            } else {
+                100.0
+            };
             pts.iter().map(|&(t, v)| (t, v * scale)).collect()
         };
         if let Some(name) = m.first_of(&KV_CACHE_METRICS) {
             let mut kv = panel("KV cache usage", "percent");
             for (k, s) in m.named(name).enumerate() {
                 kv.lines.push(line(
-                    &if s.labels.is_empty() { name.to_string() } else { format!("{name} {}", s.labels) },
+                    &format!("KV cache {}", s.labels),
                     pct(&s.points),
                     4 + k,
                     LineStyle::Line,
@@ -383,8 +543,13 @@ fn timeline_figure(a: &Analysis, i: usize) -> Option<Figure> {
         }
         let mut host = panel("Host and GPU utilisation", "percent");
         let mut c = 0;
-        for s in m.named(CPU_METRIC) {
-            host.lines.push(line(&format!("CPU {}", s.labels), pct(&s.points), c, LineStyle::Line));
+        for s in host_cpu_series(m) {
+            host.lines.push(line(
+                &format!("CPU {}", s.labels),
+                pct(&s.points),
+                c,
+                LineStyle::Line,
+            ));
             c += 1;
         }
         for used in m.named(MEMORY_USED_METRIC) {
@@ -396,7 +561,10 @@ fn timeline_figure(a: &Analysis, i: usize) -> Option<Figure> {
             if let Some(total) = total.filter(|t| *t > 0.0) {
                 host.lines.push(line(
                     &format!("memory {}", used.labels),
-                    used.points.iter().map(|&(t, v)| (t, 100.0 * v / total)).collect(),
+                    used.points
+                        .iter()
+                        .map(|&(t, v)| (t, 100.0 * v / total))
+                        .collect(),
                     c,
                     LineStyle::Line,
                 ));
@@ -404,7 +572,12 @@ fn timeline_figure(a: &Analysis, i: usize) -> Option<Figure> {
             }
         }
         for s in m.matching(is_gpu_utilisation) {
-            host.lines.push(line(&format!("{} {}", s.name, s.labels), pct(&s.points), c, LineStyle::Line));
+            host.lines.push(line(
+                &format!("GPU {}", s.labels),
+                pct(&s.points),
+                c,
+                LineStyle::Line,
+            ));
             c += 1;
         }
         if !host.lines.is_empty() {

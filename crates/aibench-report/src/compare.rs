@@ -185,7 +185,10 @@ pub fn load(input: &Path) -> Result<Side, CompareError> {
     if input.is_dir() {
         let data = RunData::read(input).map_err(|e| input_err(input, format!("{e:#}")))?;
         if data.trials.is_empty() {
-            return Err(input_err(input, "no trial with a summary.json: nothing to compare"));
+            return Err(input_err(
+                input,
+                "no trial with a summary.json: nothing to compare",
+            ));
         }
         let entries = data
             .trials
@@ -204,8 +207,8 @@ pub fn load(input: &Path) -> Result<Side, CompareError> {
         });
     }
     let bytes = std::fs::read(input).map_err(|e| input_err(input, e.to_string()))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| input_err(input, format!("not JSON: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| input_err(input, format!("not JSON: {e}")))?;
     let label = input
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -214,8 +217,10 @@ pub fn load(input: &Path) -> Result<Side, CompareError> {
         // report.json
         let mut entries = Vec::new();
         for t in trials {
-            let summary: Summary = serde_json::from_value(t.get("summary").cloned().unwrap_or_default())
-                .map_err(|e| input_err(input, format!("a trial's summary is unreadable: {e}")))?;
+            let summary: Summary = serde_json::from_value(
+                t.get("summary").cloned().unwrap_or_default(),
+            )
+            .map_err(|e| input_err(input, format!("a trial's summary is unreadable: {e}")))?;
             let s = |k: &str| t.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
             entries.push(from_summary(&s("id"), &s("workload"), &summary));
         }
@@ -323,21 +328,111 @@ enum Gate {
 }
 
 const METRICS: [Spec; 15] = [
-    Spec { name: "requests/s", unit: "req/s", better: Better::Higher, gate: Gate::Throughput, get: |h| Some(h.requests_per_s) },
-    Spec { name: "output tokens/s", unit: "tok/s", better: Better::Higher, gate: Gate::Throughput, get: |h| Some(h.output_tokens_per_s) },
-    Spec { name: "goodput/s", unit: "req/s", better: Better::Higher, gate: Gate::None, get: |h| h.goodput_per_s },
-    Spec { name: "success rate", unit: "%", better: Better::Higher, gate: Gate::SuccessRate, get: |h| Some(h.success_rate * 100.0) },
-    Spec { name: "TTFT p50", unit: "ms", better: Better::Lower, gate: Gate::None, get: |h| h.ttft_p50_ms },
-    Spec { name: "TTFT p99", unit: "ms", better: Better::Lower, gate: Gate::Latency, get: |h| h.ttft_p99_ms },
-    Spec { name: "TPOT p50", unit: "ms", better: Better::Lower, gate: Gate::None, get: |h| h.tpot_p50_ms },
-    Spec { name: "TPOT p99", unit: "ms", better: Better::Lower, gate: Gate::Latency, get: |h| h.tpot_p99_ms },
-    Spec { name: "ITL p50", unit: "ms", better: Better::Lower, gate: Gate::None, get: |h| h.itl_p50_ms },
-    Spec { name: "ITL p99", unit: "ms", better: Better::Lower, gate: Gate::Latency, get: |h| h.itl_p99_ms },
-    Spec { name: "E2E p50", unit: "ms", better: Better::Lower, gate: Gate::None, get: |h| h.e2e_p50_ms },
-    Spec { name: "E2E p99", unit: "ms", better: Better::Lower, gate: Gate::Latency, get: |h| h.e2e_p99_ms },
-    Spec { name: "E2E p99 from intended send", unit: "ms", better: Better::Lower, gate: Gate::Latency, get: |h| h.e2e_from_intended_p99_ms },
-    Spec { name: "send lag p99", unit: "ms", better: Better::Lower, gate: Gate::None, get: |h| h.send_lag_p99_ms },
-    Spec { name: "requests", unit: "", better: Better::Higher, gate: Gate::None, get: |h| Some(h.requests as f64) },
+    Spec {
+        name: "requests/s",
+        unit: "req/s",
+        better: Better::Higher,
+        gate: Gate::Throughput,
+        get: |h| Some(h.requests_per_s),
+    },
+    Spec {
+        name: "output tokens/s",
+        unit: "tok/s",
+        better: Better::Higher,
+        gate: Gate::Throughput,
+        get: |h| Some(h.output_tokens_per_s),
+    },
+    Spec {
+        name: "goodput/s",
+        unit: "req/s",
+        better: Better::Higher,
+        gate: Gate::None,
+        get: |h| h.goodput_per_s,
+    },
+    Spec {
+        name: "success rate",
+        unit: "%",
+        better: Better::Higher,
+        gate: Gate::SuccessRate,
+        get: |h| Some(h.success_rate * 100.0),
+    },
+    Spec {
+        name: "TTFT p50",
+        unit: "ms",
+        better: Better::Lower,
+        gate: Gate::None,
+        get: |h| h.ttft_p50_ms,
+    },
+    Spec {
+        name: "TTFT p99",
+        unit: "ms",
+        better: Better::Lower,
+        gate: Gate::Latency,
+        get: |h| h.ttft_p99_ms,
+    },
+    Spec {
+        name: "TPOT p50",
+        unit: "ms",
+        better: Better::Lower,
+        gate: Gate::None,
+        get: |h| h.tpot_p50_ms,
+    },
+    Spec {
+        name: "TPOT p99",
+        unit: "ms",
+        better: Better::Lower,
+        gate: Gate::Latency,
+        get: |h| h.tpot_p99_ms,
+    },
+    Spec {
+        name: "ITL p50",
+        unit: "ms",
+        better: Better::Lower,
+        gate: Gate::None,
+        get: |h| h.itl_p50_ms,
+    },
+    Spec {
+        name: "ITL p99",
+        unit: "ms",
+        better: Better::Lower,
+        gate: Gate::Latency,
+        get: |h| h.itl_p99_ms,
+    },
+    Spec {
+        name: "E2E p50",
+        unit: "ms",
+        better: Better::Lower,
+        gate: Gate::None,
+        get: |h| h.e2e_p50_ms,
+    },
+    Spec {
+        name: "E2E p99",
+        unit: "ms",
+        better: Better::Lower,
+        gate: Gate::Latency,
+        get: |h| h.e2e_p99_ms,
+    },
+    Spec {
+        name: "E2E p99 from intended send",
+        unit: "ms",
+        better: Better::Lower,
+        gate: Gate::Latency,
+        get: |h| h.e2e_from_intended_p99_ms,
+    },
+    Spec {
+        name: "send lag p99",
+        unit: "ms",
+        better: Better::Lower,
+        gate: Gate::None,
+        get: |h| h.send_lag_p99_ms,
+    },
+    Spec {
+        name: "requests",
+        unit: "",
+        better: Better::Higher,
+        gate: Gate::None,
+        get: |h| Some(h.requests as f64),
+    },
 ];
 
 fn compare_pair(b: &Entry, c: &Entry, t: &Thresholds) -> PairResult {
@@ -358,9 +453,10 @@ fn compare_pair(b: &Entry, c: &Entry, t: &Thresholds) -> PairResult {
                 Some(t.latency_p99_pct),
                 y > x * (1.0 + t.latency_p99_pct / 100.0) && y - x > t.min_latency_delta_ms,
             ),
-            (Gate::Throughput, Some(x), Some(y)) => {
-                (Some(t.throughput_pct), y < x * (1.0 - t.throughput_pct / 100.0))
-            }
+            (Gate::Throughput, Some(x), Some(y)) => (
+                Some(t.throughput_pct),
+                y < x * (1.0 - t.throughput_pct / 100.0),
+            ),
             (Gate::SuccessRate, Some(x), Some(y)) => {
                 (Some(t.success_rate_pct), x - y > t.success_rate_pct)
             }
@@ -415,7 +511,11 @@ fn compare_pair(b: &Entry, c: &Entry, t: &Thresholds) -> PairResult {
     if t.new_error_class && !new_error_classes.is_empty() {
         regressions.push(format!(
             "new error class{}: {}",
-            if new_error_classes.len() == 1 { "" } else { "es" },
+            if new_error_classes.len() == 1 {
+                ""
+            } else {
+                "es"
+            },
             new_error_classes.join(", ")
         ));
     }
@@ -512,7 +612,11 @@ pub fn render_text(c: &Comparison) -> String {
         let mut rows: Vec<Vec<String>> = Vec::new();
         let mut head = vec![
             "metric".to_string(),
-            if key.is_empty() { "baseline".into() } else { format!("baseline {key}") },
+            if key.is_empty() {
+                "baseline".into()
+            } else {
+                format!("baseline {key}")
+            },
         ];
         for (i, col) in cols.iter().enumerate() {
             let name = match col {
@@ -560,7 +664,12 @@ pub fn render_text(c: &Comparison) -> String {
             rows.push(row);
         }
         let widths: Vec<usize> = (0..rows[0].len())
-            .map(|j| rows.iter().map(|r| r.get(j).map_or(0, |s| s.chars().count())).max().unwrap_or(0))
+            .map(|j| {
+                rows.iter()
+                    .map(|r| r.get(j).map_or(0, |s| s.chars().count()))
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         let _ = writeln!(out);
         for (ri, r) in rows.iter().enumerate() {
@@ -585,7 +694,12 @@ pub fn render_text(c: &Comparison) -> String {
         for (i, col) in cols.iter().enumerate() {
             if let Some(p) = col {
                 if !p.new_error_classes.is_empty() {
-                    let _ = writeln!(out, "#{}: new error classes: {}", i + 1, p.new_error_classes.join(", "));
+                    let _ = writeln!(
+                        out,
+                        "#{}: new error classes: {}",
+                        i + 1,
+                        p.new_error_classes.join(", ")
+                    );
                 }
             }
         }
@@ -602,7 +716,11 @@ pub fn render_text(c: &Comparison) -> String {
                     let _ = writeln!(
                         out,
                         "  - {}{r}",
-                        if p.baseline.is_empty() { String::new() } else { format!("{}: ", p.baseline) }
+                        if p.baseline.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{}: ", p.baseline)
+                        }
                     );
                 }
             }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use crate::markdown::{evidence_value, ms, opt_rate, pct, rate, trial_name};
 use crate::model::{Report, SweepReport, Verdict};
-use crate::sweep::{latency_label, show_x};
+use crate::sweep::show_x;
 
 /// Escape text for HTML.
 pub fn esc(s: &str) -> String {
@@ -26,7 +26,7 @@ pub fn esc(s: &str) -> String {
 
 const STYLE: &str = r#"
 :root { --fg:#1d2430; --muted:#5b6575; --line:#d9dee6; --bg:#ffffff; --soft:#f4f6f9;
-        --ok:#2c8a3e; --bad:#c0392b; --warn:#b7791f; --accent:#1f77b4; }
+        --ok:#2c8a3e; --bad:#c0392b; --warn:#b7791f; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
        color: var(--fg); background: var(--bg); }
@@ -50,7 +50,7 @@ table { border-collapse: collapse; width: 100%; margin: 8px 0 16px; font-size: 1
 th, td { border-bottom: 1px solid var(--line); padding: 5px 8px; text-align: right; white-space: nowrap; }
 th { background: var(--soft); font-weight: 600; }
 td.l, th.l { text-align: left; }
-td.wrap { white-space: normal; text-align: left; }
+td.wrap { white-space: normal; text-align: left; min-width: 280px; }
 tr.knee td { background: #fff4e5; }
 .scroll { overflow-x: auto; }
 .verdict { border-left: 4px solid var(--warn); padding: 6px 12px; margin: 10px 0; background: var(--soft); }
@@ -107,7 +107,7 @@ fn verdict_html(html: &mut String, v: &Verdict) {
     );
 }
 
-fn sweep_html(html: &mut String, s: &SweepReport) {
+fn sweep_html(html: &mut String, s: &SweepReport, figure_html: Option<String>) {
     let show = |x: f64| show_x(x, &s.unit);
     let fixed: Vec<String> = s.fixed.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = write!(
@@ -128,11 +128,26 @@ fn sweep_html(html: &mut String, s: &SweepReport) {
             &show(p.x),
             &format!("{}: {}", p.method.replace('_', " "), p.evidence),
         ),
-        None => card(html, "Saturation knee", "none", "the curves do not bend within the sweep"),
+        None => card(
+            html,
+            "Saturation knee",
+            "none",
+            "the curves do not bend within the sweep",
+        ),
     }
     match s.slo_max_load.x {
-        Some(x) => card(html, "Highest load meeting every SLO", &show(x), &s.slo_max_load.evidence),
-        None => card(html, "Highest load meeting every SLO", "none", &s.slo_max_load.evidence),
+        Some(x) => card(
+            html,
+            "Highest load meeting every SLO",
+            &show(x),
+            &s.slo_max_load.evidence,
+        ),
+        None => card(
+            html,
+            "Highest load meeting every SLO",
+            "none",
+            &s.slo_max_load.evidence,
+        ),
     }
     if let Some(p) = &s.plateau {
         card(
@@ -143,11 +158,14 @@ fn sweep_html(html: &mut String, s: &SweepReport) {
         );
     }
     html.push_str("</div>");
+    if let Some(f) = figure_html {
+        html.push_str(&f);
+    }
     let knee_x = s.saturation.as_ref().map(|p| p.x);
     let _ = write!(
         html,
-        "<div class=\"scroll\"><table><tr><th>load</th><th class=\"l\">trial</th><th>req/s</th><th>out tok/s</th><th>goodput/s</th><th>TTFT p99</th><th>E2E p50</th><th>E2E p99</th><th>{}</th><th>latency curvature</th><th>Kneedle distance</th><th class=\"l\">SLO</th></tr>",
-        esc(latency_label(&s.latency_metric))
+        "<div class=\"scroll\"><table><tr><th>load</th><th class=\"l\">trial</th><th>req/s</th><th>out tok/s</th><th>goodput/s</th><th>TTFT p99</th><th>E2E p50</th><th>E2E p99</th><th>{}</th><th title=\"signed curvature of the normalised latency curve\">curvature</th><th title=\"distance below the chord, Kneedle\">Kneedle</th><th class=\"l\">SLO</th></tr>",
+        esc(short_latency_label(&s.latency_metric))
     );
     let lat_scores = s.latency_knee.max_curvature.as_ref().map(|k| &k.scores);
     let kneedle_scores = s.latency_knee.kneedle.as_ref().map(|k| &k.scores);
@@ -182,13 +200,25 @@ fn sweep_html(html: &mut String, s: &SweepReport) {
     html.push_str("</table></div><ul>");
     for (name, k) in [
         ("Latency knee, Kneedle", &s.latency_knee.kneedle),
-        ("Latency knee, maximum curvature", &s.latency_knee.max_curvature),
+        (
+            "Latency knee, maximum curvature",
+            &s.latency_knee.max_curvature,
+        ),
         ("Throughput knee, Kneedle", &s.throughput_knee.kneedle),
-        ("Throughput knee, maximum curvature", &s.throughput_knee.max_curvature),
+        (
+            "Throughput knee, maximum curvature",
+            &s.throughput_knee.max_curvature,
+        ),
     ] {
         match k {
             Some(k) => {
-                let _ = write!(html, "<li>{}: <strong>{}</strong>: {}.</li>", esc(name), esc(&show(k.x)), esc(&k.evidence));
+                let _ = write!(
+                    html,
+                    "<li>{}: <strong>{}</strong>: {}.</li>",
+                    esc(name),
+                    esc(&show(k.x)),
+                    esc(&k.evidence)
+                );
             }
             None => {
                 let _ = write!(html, "<li>{}: none.</li>", esc(name));
@@ -196,6 +226,14 @@ fn sweep_html(html: &mut String, s: &SweepReport) {
         }
     }
     html.push_str("</ul>");
+}
+
+fn short_latency_label(metric: &str) -> &'static str {
+    match metric {
+        "e2e_from_intended_p99_ms" => "E2E* p99",
+        "ttft_p99_ms" => "TTFT p99",
+        _ => "E2E p99",
+    }
 }
 
 /// The report as one HTML page; `svgs` are the plots in the order of `r.plots`.
@@ -250,16 +288,51 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
 
     // Findings.
     html.push_str("<h2>Findings</h2>");
-    for s in &r.sweeps {
-        sweep_html(&mut html, s);
+    let sweep_plot = |i: usize| {
+        let id = if r.sweeps.len() == 1 {
+            "sweep".to_string()
+        } else {
+            format!("sweep-{}", i + 1)
+        };
+        r.plots.iter().position(|p| p.id == id)
+    };
+    let mut shown = Vec::new();
+    for (i, s) in r.sweeps.iter().enumerate() {
+        let fig = sweep_plot(i).map(|p| {
+            shown.push(p);
+            let mut f = String::new();
+            figure(&mut f, r, svgs, p);
+            f
+        });
+        sweep_html(&mut html, s, fig);
     }
     if r.sweeps.is_empty() && r.trials.len() == 1 {
         let h = &r.trials[0].headline;
         html.push_str("<div class=\"cards\">");
-        card(&mut html, "Throughput", &format!("{} req/s", rate(h.requests_per_s)), &format!("{} output tokens/s", rate(h.output_tokens_per_s)));
-        card(&mut html, "TTFT p99", &format!("{} ms", ms(h.ttft_p99_ms)), &format!("p50 {} ms", ms(h.ttft_p50_ms)));
-        card(&mut html, "E2E p99", &format!("{} ms", ms(h.e2e_p99_ms)), &format!("p50 {} ms", ms(h.e2e_p50_ms)));
-        card(&mut html, "Success rate", &pct(h.success_rate), &format!("{} of {} requests", h.successes, h.requests));
+        card(
+            &mut html,
+            "Throughput",
+            &format!("{} req/s", rate(h.requests_per_s)),
+            &format!("{} output tokens/s", rate(h.output_tokens_per_s)),
+        );
+        card(
+            &mut html,
+            "TTFT p99",
+            &format!("{} ms", ms(h.ttft_p99_ms)),
+            &format!("p50 {} ms", ms(h.ttft_p50_ms)),
+        );
+        card(
+            &mut html,
+            "E2E p99",
+            &format!("{} ms", ms(h.e2e_p99_ms)),
+            &format!("p50 {} ms", ms(h.e2e_p50_ms)),
+        );
+        card(
+            &mut html,
+            "Success rate",
+            &pct(h.success_rate),
+            &format!("{} of {} requests", h.successes, h.requests),
+        );
         html.push_str("</div>");
     }
     html.push_str("<h3>Bottlenecks</h3>");
@@ -310,7 +383,11 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
                 } else if t.slo.passed {
                     badge("pass", "pass")
                 } else {
-                    format!("{} {}", badge("fail", "fail"), esc(&t.slo.failures.join("; ")))
+                    format!(
+                        "{} {}",
+                        badge("fail", "fail"),
+                        esc(&t.slo.failures.join("; "))
+                    )
                 }
             );
         }
@@ -328,7 +405,11 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
                 .iter()
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect();
-            format!("<li><code>{}</code>: {}</li>", esc(&trial_name(r, t)), esc(&classes.join(", ")))
+            format!(
+                "<li><code>{}</code>: {}</li>",
+                esc(&trial_name(r, t)),
+                esc(&classes.join(", "))
+            )
         })
         .collect();
     if !errors.is_empty() {
@@ -343,14 +424,19 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
     }
 
     // Plots: the run's, then each trial's in its own section.
-    let run_plots: Vec<usize> = (0..r.plots.len()).filter(|&i| r.plots[i].trial.is_none()).collect();
+    let run_plots: Vec<usize> = (0..r.plots.len())
+        .filter(|&i| r.plots[i].trial.is_none() && !shown.contains(&i))
+        .collect();
     if !run_plots.is_empty() {
         html.push_str("<h2>Plots</h2>");
         for i in run_plots {
             figure(&mut html, r, svgs, i);
         }
     }
-    if r.trials.iter().any(|t| !t.timeseries.is_empty() || !t.bottlenecks.is_empty()) {
+    if r.trials
+        .iter()
+        .any(|t| !t.timeseries.is_empty() || !t.bottlenecks.is_empty())
+    {
         html.push_str("<h2>Trials over time</h2>");
         for (n, t) in r.trials.iter().enumerate() {
             let _ = write!(
@@ -365,7 +451,11 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
                 } else {
                     format!(
                         "; {}",
-                        t.bottlenecks.iter().map(|v| v.kind.label()).collect::<Vec<_>>().join(", ")
+                        t.bottlenecks
+                            .iter()
+                            .map(|v| v.kind.label())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 }
             );
@@ -387,6 +477,17 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
                     && r.plots[i].workload.as_deref() == Some(t.workload.as_str())
             }) {
                 figure(&mut html, r, svgs, i);
+            }
+            if let Some(e) = &t.energy {
+                let _ = write!(
+                    html,
+                    "<p>GPU energy over the measure window: {:.0} J at {:.0} W on average{}.</p>",
+                    e.joules,
+                    e.mean_power_watts,
+                    e.joules_per_output_token
+                        .map(|j| format!(", {j:.3} J per output token"))
+                        .unwrap_or_default()
+                );
             }
             if !t.metrics.is_empty() {
                 html.push_str("<div class=\"scroll\"><table><tr><th class=\"l\">metric (measure window)</th><th class=\"l\">labels</th><th>samples</th><th>mean</th><th>p95</th><th>max</th><th>first</th><th>last</th><th>slope/s</th></tr>");

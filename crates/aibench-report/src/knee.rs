@@ -74,8 +74,8 @@ pub fn max_curvature(xs: &[f64], ys: &[f64], shape: Shape) -> Option<KneeResult>
         let d1 = -h2 / (h1 * (h1 + h2)) * y[i - 1]
             + (h2 - h1) / (h1 * h2) * y[i]
             + h1 / (h2 * (h1 + h2)) * y[i + 1];
-        let d2 = 2.0
-            * (y[i - 1] / (h1 * (h1 + h2)) - y[i] / (h1 * h2) + y[i + 1] / (h2 * (h1 + h2)));
+        let d2 =
+            2.0 * (y[i - 1] / (h1 * (h1 + h2)) - y[i] / (h1 * h2) + y[i + 1] / (h2 * (h1 + h2)));
         let k = d2 / (1.0 + d1 * d1).powf(1.5);
         scores[i] = match shape {
             Shape::ConvexIncreasing => k,
@@ -133,9 +133,27 @@ mod tests {
     #[test]
     fn too_few_or_degenerate_points() {
         assert!(max_curvature(&[1.0, 2.0], &[1.0, 2.0], Shape::ConvexIncreasing).is_none());
-        assert!(kneedle(&[1.0, 2.0, 3.0], &[5.0, 5.0, 5.0], Shape::ConvexIncreasing, 1.0).is_none());
-        assert!(kneedle(&[1.0, 1.0, 3.0], &[1.0, 2.0, 5.0], Shape::ConvexIncreasing, 1.0).is_none());
-        assert!(kneedle(&[1.0, 2.0, 3.0], &[1.0, f64::NAN, 5.0], Shape::ConvexIncreasing, 1.0).is_none());
+        assert!(kneedle(
+            &[1.0, 2.0, 3.0],
+            &[5.0, 5.0, 5.0],
+            Shape::ConvexIncreasing,
+            1.0
+        )
+        .is_none());
+        assert!(kneedle(
+            &[1.0, 1.0, 3.0],
+            &[1.0, 2.0, 5.0],
+            Shape::ConvexIncreasing,
+            1.0
+        )
+        .is_none());
+        assert!(kneedle(
+            &[1.0, 2.0, 3.0],
+            &[1.0, f64::NAN, 5.0],
+            Shape::ConvexIncreasing,
+            1.0
+        )
+        .is_none());
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod markdown;
 pub mod metrics;
 pub mod model;
 pub mod plot;
+mod raster;
 pub mod rundir;
 pub mod series;
 pub mod slo;
@@ -113,9 +114,15 @@ fn analyse_data(data: &RunData) -> Analysis {
                     .collect()
             })
             .unwrap_or_default();
-        let (timeseries, dists) = records
-            .map(|r| (r.buckets, r.dists))
-            .unwrap_or_default();
+        if let Some(m) = &m {
+            for p in &m.problems {
+                notes.push(format!("trial `{}`: {p}", t.id));
+            }
+        }
+        let energy = m
+            .as_ref()
+            .and_then(|m| energy(&m.power, from, to, summary.tokens.output));
+        let (timeseries, dists) = records.map(|r| (r.buckets, r.dists)).unwrap_or_default();
         trials.push(TrialReport {
             id: t.id.clone(),
             workload: t.workload.clone(),
@@ -132,6 +139,7 @@ fn analyse_data(data: &RunData) -> Analysis {
             goodput: slo::goodput(&summary),
             timeseries,
             metrics: metric_summaries,
+            energy,
             bottlenecks: Vec::new(),
             summary,
         });
@@ -184,6 +192,15 @@ fn analyse_data(data: &RunData) -> Analysis {
     for s in &sweeps {
         all.extend(bottleneck::sweep_verdict(s));
     }
+    let mut bottlenecks = bottleneck::merge(all);
+    for v in &mut bottlenecks {
+        v.trials.sort_by_key(|id| {
+            trials
+                .iter()
+                .position(|t| &t.id == id)
+                .unwrap_or(usize::MAX)
+        });
+    }
     let report = Report {
         schema_version: REPORT_SCHEMA_VERSION,
         generated_by: format!("aibench {}", env!("CARGO_PKG_VERSION")),
@@ -191,7 +208,7 @@ fn analyse_data(data: &RunData) -> Analysis {
         slo: spec.filter(|s| !slo::is_empty(s)),
         trials,
         sweeps,
-        bottlenecks: bottleneck::merge(all),
+        bottlenecks,
         plots: Vec::new(),
         notes,
     };
@@ -200,6 +217,28 @@ fn analyse_data(data: &RunData) -> Analysis {
         extras,
         host_memory_bytes: data.run.host.memory_bytes,
     }
+}
+
+/// Energy from power samples over `[from, to]` (trapezoids between samples inside it).
+fn energy(power: &[(f64, f64)], from: f64, to: f64, output_tokens: u64) -> Option<model::Energy> {
+    let pts: Vec<(f64, f64)> = power
+        .iter()
+        .copied()
+        .filter(|(t, w)| *t >= from && *t <= to && w.is_finite())
+        .collect();
+    if pts.len() < 2 {
+        return None;
+    }
+    let joules: f64 = pts
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0)
+        .sum();
+    let span = pts[pts.len() - 1].0 - pts[0].0;
+    Some(model::Energy {
+        joules,
+        mean_power_watts: if span > 0.0 { joules / span } else { pts[0].1 },
+        joules_per_output_token: (output_tokens > 0).then(|| joules / output_tokens as f64),
+    })
 }
 
 /// Write `bytes` to `path` through a temporary file, so readers never see half a file.

@@ -39,7 +39,12 @@ pub(crate) fn pct(v: f64) -> String {
 pub(crate) fn slo_text(s: &SloSpec) -> String {
     let mut per = Vec::new();
     let r = &s.per_request;
-    for (n, v) in [("TTFT", r.ttft_ms), ("TPOT", r.tpot_ms), ("ITL", r.itl_ms), ("E2E", r.e2e_ms)] {
+    for (n, v) in [
+        ("TTFT", r.ttft_ms),
+        ("TPOT", r.tpot_ms),
+        ("ITL", r.itl_ms),
+        ("E2E", r.e2e_ms),
+    ] {
         if let Some(v) = v {
             per.push(format!("{n} ≤ {} ms", ms(Some(v))));
         }
@@ -276,7 +281,10 @@ pub fn render(r: &Report) -> String {
     if has_slo {
         let _ = write!(md, " goodput/s | SLO |");
     }
-    let _ = write!(md, "\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = write!(
+        md,
+        "\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     if has_slo {
         let _ = write!(md, "---:|---|");
     }
@@ -372,9 +380,15 @@ pub fn render(r: &Report) -> String {
         }
         for (name, k) in [
             ("Latency knee, Kneedle", &s.latency_knee.kneedle),
-            ("Latency knee, maximum curvature", &s.latency_knee.max_curvature),
+            (
+                "Latency knee, maximum curvature",
+                &s.latency_knee.max_curvature,
+            ),
             ("Throughput knee, Kneedle", &s.throughput_knee.kneedle),
-            ("Throughput knee, maximum curvature", &s.throughput_knee.max_curvature),
+            (
+                "Throughput knee, maximum curvature",
+                &s.throughput_knee.max_curvature,
+            ),
         ] {
             if let Some(k) = k {
                 let _ = writeln!(md, "\n- {name}: {}.", k.evidence);
@@ -382,8 +396,35 @@ pub fn render(r: &Report) -> String {
         }
     }
 
-    let trial_verdicts: Vec<&TrialReport> =
-        r.trials.iter().filter(|t| !t.bottlenecks.is_empty()).collect();
+    let energy: Vec<String> = r
+        .trials
+        .iter()
+        .filter_map(|t| {
+            let e = t.energy.as_ref()?;
+            Some(format!(
+                "- `{}`: {:.0} J, {:.0} W mean{}",
+                trial_name(r, t),
+                e.joules,
+                e.mean_power_watts,
+                e.joules_per_output_token
+                    .map(|j| format!(", {j:.3} J per output token"))
+                    .unwrap_or_default()
+            ))
+        })
+        .collect();
+    if !energy.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## GPU energy (measure window)\n\n{}",
+            energy.join("\n")
+        );
+    }
+
+    let trial_verdicts: Vec<&TrialReport> = r
+        .trials
+        .iter()
+        .filter(|t| !t.bottlenecks.is_empty())
+        .collect();
     if !trial_verdicts.is_empty() {
         let _ = writeln!(md, "\n## Bottlenecks by trial\n");
         for t in trial_verdicts {

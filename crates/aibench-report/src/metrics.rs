@@ -2,9 +2,12 @@
 //!
 //! The files are long format, one sample per line: a time column (`t_s`, or `ts`, `time`,
 //! `timestamp`), `name` (or `metric`), `labels` (`k=v;k2=v2`, may be empty) and `value`.
-//! Times are seconds on the run's clock, from `run.json`'s `started_at`; values above 10⁹ are
-//! taken as seconds since the Unix epoch. Both are moved onto the workload's clock (the zero of
+//! Times are seconds on the run's clock: from the epoch in `metrics/clock.json` (`epoch_s`) when
+//! the monitor wrote one, else from `run.json`'s `started_at`; values above 10⁹ are taken as
+//! seconds since the Unix epoch. All are moved onto the workload's clock (the zero of
 //! `requests.jsonl`) so that server metrics line up with client latency.
+//!
+//! `metrics/monitor.json`, when present, tells which scrapes failed; those become notes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,6 +31,10 @@ pub struct TrialMetrics {
     /// Lines that could not be read.
     pub bad_lines: u64,
     pub files: Vec<String>,
+    /// Problems the monitor recorded (failed scrapes, unwritable files, missing GPUs).
+    pub problems: Vec<String>,
+    /// Total GPU power over time, `(seconds from the workload's start, watts)`.
+    pub power: Vec<(f64, f64)>,
 }
 
 /// How to move metric times onto the workload's clock.
@@ -47,6 +54,48 @@ impl Clock {
             t - (self.workload_started_at - self.run_started_at)
         }
     }
+}
+
+/// `monitor.json` problems as sentences, read leniently.
+fn monitor_problems(v: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let text = |x: &serde_json::Value, k: &str| x.get(k).and_then(|v| v.as_str()).map(String::from);
+    let num = |x: &serde_json::Value, k: &str| x.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    for t in v
+        .get("targets")
+        .and_then(|t| t.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let name = text(t, "name").unwrap_or_default();
+        if num(t, "failures") > 0 {
+            out.push(format!(
+                "scrapes of `{name}` ({}) failed {} of {} times{}: {}",
+                text(t, "kind").unwrap_or_default(),
+                num(t, "failures"),
+                num(t, "attempts"),
+                t.get("last_error_t_s")
+                    .and_then(|x| x.as_f64())
+                    .map(|s| format!(", last at t={s:.1} s"))
+                    .unwrap_or_default(),
+                text(t, "last_error").unwrap_or_else(|| "unknown error".into())
+            ));
+        }
+        if let Some(e) = text(t, "write_error") {
+            out.push(format!("metrics of `{name}` could not be written: {e}"));
+        }
+    }
+    for (what, key) in [("host", "host"), ("GPU", "gpu")] {
+        if let Some(r) = v.get(key).filter(|r| num(r, "failures") > 0) {
+            out.push(format!(
+                "{what} sampling failed {} of {} times: {}",
+                num(r, "failures"),
+                num(r, "samples"),
+                text(r, "last_error").unwrap_or_else(|| "unknown error".into())
+            ));
+        }
+    }
+    out
 }
 
 /// Split one CSV line, honouring double quotes.
@@ -92,6 +141,36 @@ pub fn read_dir(dir: &Path, clock: Clock) -> Option<TrialMetrics> {
     }
     files.sort();
     let mut out = TrialMetrics::default();
+    // The monitor's own zero, when it wrote one, is the clock of t_s.
+    let read = |name: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(dir.join(name)).ok()?).ok()
+    };
+    let monitor = read("monitor.json");
+    let zero = read("clock.json")
+        .and_then(|c| c.get("epoch_s").and_then(|e| e.as_f64()))
+        .or_else(|| {
+            monitor
+                .as_ref()
+                .and_then(|m| m.get("epoch_s"))
+                .and_then(|e| e.as_f64())
+        });
+    let clock = Clock {
+        run_started_at: zero.unwrap_or(clock.run_started_at),
+        ..clock
+    };
+    if let Some(m) = &monitor {
+        out.problems = monitor_problems(m);
+        if let Some(note) = m.get("gpu_note").and_then(|n| n.as_str()) {
+            out.problems.push(note.to_string());
+        }
+        out.power = m
+            .get("power")
+            .and_then(|p| serde_json::from_value::<Vec<(f64, f64)>>(p.clone()).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(t, w)| (clock.to_workload(t), w))
+            .collect();
+    }
     let mut by_key: BTreeMap<(String, String), Vec<(f64, f64)>> = BTreeMap::new();
     for f in &files {
         let Ok(text) = std::fs::read_to_string(f) else {
@@ -125,7 +204,8 @@ pub fn read_dir(dir: &Path, clock: Clock) -> Option<TrialMetrics> {
             }
             let cells = split_csv(line);
             let get = |i: usize| cells.get(i).map(String::as_str);
-            let (Some(t), Some(name)) = (get(ti).and_then(|t| t.trim().parse::<f64>().ok()), get(ni))
+            let (Some(t), Some(name)) =
+                (get(ti).and_then(|t| t.trim().parse::<f64>().ok()), get(ni))
             else {
                 out.bad_lines += 1;
                 continue;
@@ -194,7 +274,10 @@ impl TrialMetrics {
         any.then(|| Series {
             name: name.to_string(),
             labels: String::new(),
-            points: at.into_iter().map(|(t, v)| (t as f64 / 1000.0, v)).collect(),
+            points: at
+                .into_iter()
+                .map(|(t, v)| (t as f64 / 1000.0, v))
+                .collect(),
         })
     }
 }

@@ -113,6 +113,8 @@ pub struct TrialReport {
     pub timeseries: Vec<SecondBucket>,
     /// Summaries of the monitoring series of the trial (empty without `metrics/`).
     pub metrics: Vec<MetricSummary>,
+    /// GPU energy over the measure window (absent without GPU power samples).
+    pub energy: Option<Energy>,
     /// Verdicts for this trial alone.
     pub bottlenecks: Vec<Verdict>,
     /// The full `summary.json`.
@@ -195,6 +197,15 @@ pub struct SecondBucket {
     pub e2e_p50_ms: Option<f64>,
     pub e2e_p99_ms: Option<f64>,
     pub send_lag_p99_ms: Option<f64>,
+}
+
+/// GPU energy over a trial's measure window, from the monitor's power samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Energy {
+    pub joules: f64,
+    pub mean_power_watts: f64,
+    /// Energy per output token of the measured requests (absent without tokens).
+    pub joules_per_output_token: Option<f64>,
 }
 
 /// One monitoring series over the trial's measure window.
@@ -325,7 +336,9 @@ pub struct Plateau {
 }
 
 /// What limits a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BottleneckKind {
     /// The client (aibench itself) could not send on time.
@@ -356,7 +369,9 @@ impl BottleneckKind {
 }
 
 /// How sure a verdict is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Confidence {
     /// One signal points this way.

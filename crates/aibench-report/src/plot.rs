@@ -9,6 +9,7 @@ use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// A figure: panels stacked top to bottom.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct Panel {
     pub y_from_zero: bool,
     /// Force the x range (panels sharing a time axis).
     pub x_range: Option<(f64, f64)>,
+    /// A logarithmic x axis (values at or below zero are left out).
+    pub x_log: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -122,8 +125,8 @@ impl Figure {
         register_font();
         let mut out = String::new();
         {
-            let root = SVGBackend::with_string(&mut out, (self.width, self.height()))
-                .into_drawing_area();
+            let root =
+                SVGBackend::with_string(&mut out, (self.width, self.height())).into_drawing_area();
             self.draw(&root)?;
             root.present().map_err(draw_err)?;
         }
@@ -136,7 +139,10 @@ impl Figure {
         let (w, h) = (self.width, self.height());
         let mut rgb = vec![255u8; (w * h * 3) as usize];
         {
-            let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+            let backend =
+                crate::raster::Raster::new(BitMapBackend::with_buffer(&mut rgb, (w, h)), FONT)
+                    .ok_or_else(|| PlotError::Draw("the bundled font cannot be read".into()))?;
+            let root = backend.into_drawing_area();
             self.draw(&root)?;
             root.present().map_err(draw_err)?;
         }
@@ -145,6 +151,8 @@ impl Figure {
             let mut enc = png::Encoder::new(&mut out, w, h);
             enc.set_color(png::ColorType::Rgb);
             enc.set_depth(png::BitDepth::Eight);
+            // Plots are mostly flat colour: the fastest setting compresses them well.
+            enc.set_compression(png::Compression::Fastest);
             let mut writer = enc
                 .write_header()
                 .map_err(|e| PlotError::Png(e.to_string()))?;
@@ -161,8 +169,16 @@ impl Figure {
             .titled(&self.title, ("sans-serif", 20))
             .map_err(draw_err)?;
         let areas = body.split_evenly((self.panels.len().max(1), 1));
+        // One legend width for every panel, so that stacked panels share their x axis.
+        let legend = self
+            .panels
+            .iter()
+            .map(Panel::legend_width)
+            .max()
+            .unwrap_or(0);
+        let legend = legend.min(self.width / 3);
         for (area, panel) in areas.iter().zip(&self.panels) {
-            panel.draw(area)?;
+            panel.draw(area, legend)?;
         }
         Ok(())
     }
@@ -240,11 +256,105 @@ impl Panel {
             (y0, y1) = (y0 - 1.0, y1 + 1.0);
         }
         let pad = (y1 - y0) * 0.08;
-        ((x0, x1), (if self.y_from_zero && y0 >= 0.0 { y0 } else { y0 - pad }, y1 + pad))
+        (
+            (x0, x1),
+            (
+                if self.y_from_zero && y0 >= 0.0 {
+                    y0
+                } else {
+                    y0 - pad
+                },
+                y1 + pad,
+            ),
+        )
     }
 
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), PlotError> {
+    /// The panel with x moved to log10(x), for a logarithmic axis.
+    fn log_x(&self) -> Panel {
+        let lg = |x: f64| (x > 0.0).then(|| x.log10());
+        let mut p = self.clone();
+        for l in &mut p.lines {
+            l.points = l
+                .points
+                .iter()
+                .filter_map(|&(x, y)| Some((lg(x)?, y)))
+                .collect();
+        }
+        p.markers.retain(|m| m.x > 0.0);
+        for m in &mut p.markers {
+            m.x = m.x.log10();
+        }
+        p.bands.retain(|b| b.from > 0.0 && b.to > 0.0);
+        for b in &mut p.bands {
+            (b.from, b.to) = (b.from.log10(), b.to.log10());
+        }
+        p.x_range = p.x_range.and_then(|(a, b)| Some((lg(a)?, lg(b)?)));
+        p.x_log = false;
+        p
+    }
+
+    fn named(&self) -> Vec<&Line> {
+        self.lines
+            .iter()
+            .filter(|l| !l.name.is_empty() && !l.points.is_empty())
+            .collect()
+    }
+
+    /// Pixels the legend beside the plot needs (0: no legend).
+    fn legend_width(&self) -> u32 {
+        match self.named().iter().map(|l| l.name.chars().count()).max() {
+            Some(longest) => (longest as u32 * 7 + 40).clamp(90, 260),
+            None => 0,
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        legend_width: u32,
+    ) -> Result<(), PlotError> {
+        if self.x_log {
+            return self.log_x().draw_with(area, legend_width, true);
+        }
+        self.draw_with(area, legend_width, false)
+    }
+
+    fn draw_with<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        legend_width: u32,
+        log_x: bool,
+    ) -> Result<(), PlotError> {
         let ((x0, x1), (y0, y1)) = self.ranges();
+        // The legend sits beside the plot, where it never hides data.
+        let named = self.named();
+        let (w, _) = area.dim_in_pixel();
+        let (plot, legend) = if legend_width == 0 {
+            (area.clone(), None)
+        } else {
+            let (a, b) = area.split_horizontally(w.saturating_sub(legend_width));
+            (a, Some(b))
+        };
+        if let Some(legend) = &legend {
+            for (i, l) in named.iter().enumerate() {
+                let c = color(l.color);
+                let y = 40 + 18 * i as i32;
+                legend
+                    .draw(&PathElement::new(vec![(4, y), (24, y)], c.stroke_width(3)))
+                    .map_err(draw_err)?;
+                legend
+                    .draw(&Text::new(
+                        l.name.clone(),
+                        (30, y),
+                        ("sans-serif", 12)
+                            .into_font()
+                            .color(&RGBColor(40, 40, 40))
+                            .pos(Pos::new(HPos::Left, VPos::Center)),
+                    ))
+                    .map_err(draw_err)?;
+            }
+        }
+        let area = &plot;
         let mut chart = ChartBuilder::on(area)
             .caption(&self.title, ("sans-serif", 15))
             .margin(8)
@@ -263,7 +373,13 @@ impl Panel {
             .bold_line_style(RGBColor(215, 215, 215))
             .x_labels(8)
             .y_labels(6)
-            .x_label_formatter(&|v| short_number(*v))
+            .x_label_formatter(&|v| {
+                if log_x {
+                    short_number(10f64.powf(*v))
+                } else {
+                    short_number(*v)
+                }
+            })
             .y_label_formatter(&|v| short_number(*v))
             .draw()
             .map_err(draw_err)?;
@@ -280,13 +396,15 @@ impl Panel {
                 .map_err(draw_err)?;
             chart
                 .draw_series(std::iter::once(Text::new(
-                    b.label.clone(),
-                    (from, y1),
-                    ("sans-serif", 11).into_font().color(&RGBColor(90, 90, 90)),
+                    format!(" {}", b.label),
+                    (from, y0 + (y1 - y0) * 0.02),
+                    ("sans-serif", 11)
+                        .into_font()
+                        .color(&RGBColor(90, 90, 90))
+                        .pos(Pos::new(HPos::Left, VPos::Bottom)),
                 )))
                 .map_err(draw_err)?;
         }
-        let mut legend = false;
         for l in &self.lines {
             if l.points.is_empty() {
                 continue;
@@ -297,15 +415,9 @@ impl Panel {
             } else {
                 l.points.clone()
             };
-            let series = chart
+            chart
                 .draw_series(LineSeries::new(pts, c.stroke_width(2)))
                 .map_err(draw_err)?;
-            if !l.name.is_empty() {
-                legend = true;
-                series.label(l.name.clone()).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3))
-                });
-            }
             if l.style == LineStyle::LinePoints {
                 chart
                     .draw_series(l.points.iter().map(|&p| Circle::new(p, 3, c.filled())))
@@ -322,24 +434,23 @@ impl Panel {
                     c.stroke_width(2),
                 ))
                 .map_err(draw_err)?;
-            // Stagger labels so that markers at nearby loads stay readable.
-            let y = y1 - (y1 - y0) * (0.06 + 0.07 * i as f64);
+            // Near the x axis, staggered so that markers at nearby loads stay readable; on the
+            // side of the line with more room.
+            let y = y0 + (y1 - y0) * (0.03 + 0.075 * i as f64);
+            let right_half = m.x > x0 + (x1 - x0) * 0.5;
             chart
                 .draw_series(std::iter::once(Text::new(
-                    format!(" {}", m.label),
+                    if right_half {
+                        format!("{} ", m.label)
+                    } else {
+                        format!(" {}", m.label)
+                    },
                     (m.x, y),
-                    ("sans-serif", 12).into_font().color(&c),
+                    ("sans-serif", 12).into_font().color(&c).pos(Pos::new(
+                        if right_half { HPos::Right } else { HPos::Left },
+                        VPos::Bottom,
+                    )),
                 )))
-                .map_err(draw_err)?;
-        }
-        if legend {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(200, 200, 200))
-                .label_font(("sans-serif", 12))
-                .position(SeriesLabelPosition::UpperLeft)
-                .draw()
                 .map_err(draw_err)?;
         }
         Ok(())
@@ -390,6 +501,7 @@ mod tests {
                 }],
                 y_from_zero: true,
                 x_range: None,
+                x_log: false,
             }],
         }
     }

@@ -161,7 +161,10 @@ impl<'a> DrawingBackend for Raster<'a> {
             let b = g.px_bounds();
             g.draw(|x, y, coverage| {
                 if coverage > 0.0 {
-                    let (tx, ty) = trans.transform(b.min.x as i32 + x as i32 + dx, b.min.y as i32 + y as i32 + dy);
+                    let (tx, ty) = trans.transform(
+                        b.min.x as i32 + x as i32 + dx,
+                        b.min.y as i32 + y as i32 + dy,
+                    );
                     pixels.push(((pos.0 + tx, pos.1 + ty), coverage));
                 }
             });

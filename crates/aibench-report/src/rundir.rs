@@ -182,7 +182,8 @@ fn read_recipe(root: &Path, notes: &mut Vec<String>) -> RecipeFacts {
             }
         },
     };
-    let text_of = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
+    let text_of =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
     let services = json
         .get("services")
         .and_then(|s| s.as_array())
@@ -248,9 +249,10 @@ fn read_trials(
             .collect();
         extra.sort();
         for id in extra {
-            let params = read_json::<serde_json::Value>(&root.join("trials").join(&id).join("params.json"))
-                .and_then(|r| r.ok())
-                .unwrap_or_default();
+            let params =
+                read_json::<serde_json::Value>(&root.join("trials").join(&id).join("params.json"))
+                    .and_then(|r| r.ok())
+                    .unwrap_or_default();
             listed.push(TrialJson {
                 id,
                 params,
@@ -355,14 +357,15 @@ fn read_trial_starts(path: &Path) -> HashMap<String, f64> {
         match (event, trial) {
             (Some("workload_started"), Some(trial)) => {
                 if let Some(t) = v.get("started_at").and_then(|t| t.as_f64()) {
-                    exact.entry(trial.to_string()).or_insert(t);
+                    exact.insert(trial.to_string(), t);
                 }
             }
             (Some("phase"), Some(trial))
                 if v.get("phase").and_then(|p| p.as_str()) == Some("measure") =>
             {
                 if let Some(ts) = v.get("ts").and_then(|t| t.as_f64()) {
-                    out.entry(trial.to_string()).or_insert(ts);
+                    // A resumed run measures a trial again: the last start counts.
+                    out.insert(trial.to_string(), ts);
                 }
             }
             _ => {}

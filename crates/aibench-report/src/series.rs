@@ -168,7 +168,9 @@ pub fn analyse_records(path: &Path, summary: &Summary) -> Option<RecordsAnalysis
     ] {
         sort(v);
     }
-    let window = summary.window.map(|w| (w.start_ms / 1000.0, w.end_ms / 1000.0));
+    let window = summary
+        .window
+        .map(|w| (w.start_ms / 1000.0, w.end_ms / 1000.0));
     out.buckets = secs
         .into_iter()
         .enumerate()
@@ -235,7 +237,9 @@ mod tests {
 
     #[test]
     fn slope_of_a_line() {
-        let pts: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), 3.0 + 2.0 * f64::from(i))).collect();
+        let pts: Vec<(f64, f64)> = (0..10)
+            .map(|i| (f64::from(i), 3.0 + 2.0 * f64::from(i)))
+            .collect();
         assert!((slope(&pts) - 2.0).abs() < 1e-12);
         assert_eq!(slope(&[(1.0, 1.0)]), 0.0);
     }

@@ -26,7 +26,11 @@ pub fn numeric(v: &serde_json::Value) -> Option<f64> {
             .trim()
             .parse::<f64>()
             .ok()
-            .or_else(|| aibench_recipe::Rate::from_str(s).ok().map(|r| r.per_second()))
+            .or_else(|| {
+                aibench_recipe::Rate::from_str(s)
+                    .ok()
+                    .map(|r| r.per_second())
+            })
             .or_else(|| {
                 aibench_recipe::Duration::from_str(s)
                     .ok()
@@ -77,11 +81,13 @@ pub fn show_x(x: f64, unit: &str) -> String {
     }
 }
 
-fn choose_parameter(trials: &[&TrialReport]) -> Option<String> {
+fn choose_parameter(trials: &[&TrialReport], others: &[&str]) -> Option<String> {
     let mut candidates: Vec<String> = Vec::new();
     for t in trials {
         for k in t.params.keys() {
-            if !candidates.contains(k) {
+            // Another workload's parameter is not this workload's load.
+            let owner = k.split('.').next().unwrap_or("");
+            if !candidates.contains(k) && !others.contains(&owner) {
                 candidates.push(k.clone());
             }
         }
@@ -96,7 +102,10 @@ fn choose_parameter(trials: &[&TrialReport]) -> Option<String> {
         vals.len() >= 3
     });
     for hint in LOAD_HINTS {
-        if let Some(k) = candidates.iter().find(|k| k.ends_with(hint) || k.contains(hint)) {
+        if let Some(k) = candidates
+            .iter()
+            .find(|k| k.ends_with(hint) || k.contains(hint))
+        {
             return Some(k.clone());
         }
     }
@@ -175,9 +184,10 @@ pub fn analyse(trials: &[TrialReport]) -> Vec<SweepReport> {
         }
     }
     let mut out = Vec::new();
-    for w in workloads {
+    for &w in &workloads {
         let ts: Vec<&TrialReport> = trials.iter().filter(|t| t.workload == w).collect();
-        let Some(param) = choose_parameter(&ts) else {
+        let others: Vec<&str> = workloads.iter().copied().filter(|o| *o != w).collect();
+        let Some(param) = choose_parameter(&ts, &others) else {
             continue;
         };
         // Curves: trials sharing every other parameter.
@@ -310,30 +320,34 @@ fn curve(
                 ),
             }
         }),
-        kneedle: knee::kneedle(&xs, &thr, Shape::ConcaveIncreasing, knee::DEFAULT_SENSITIVITY).map(
-            |k| {
-                let (x, y) = (xs[k.index], thr[k.index]);
-                Knee {
-                    x,
-                    trial: trial_at(x),
-                    y,
-                    score: k.score,
-                    scores: k.scores.clone(),
-                    confirmed: k.confirmed,
-                    evidence: format!(
-                        "throughput lies farthest above the chord at {} ({y:.2} req/s; distance \
+        kneedle: knee::kneedle(
+            &xs,
+            &thr,
+            Shape::ConcaveIncreasing,
+            knee::DEFAULT_SENSITIVITY,
+        )
+        .map(|k| {
+            let (x, y) = (xs[k.index], thr[k.index]);
+            Knee {
+                x,
+                trial: trial_at(x),
+                y,
+                score: k.score,
+                scores: k.scores.clone(),
+                confirmed: k.confirmed,
+                evidence: format!(
+                    "throughput lies farthest above the chord at {} ({y:.2} req/s; distance \
                          {:.2} in normalised units){}",
-                        show(x),
-                        k.score,
-                        if k.confirmed {
-                            ", confirmed by the loads after it"
-                        } else {
-                            "; not confirmed"
-                        }
-                    ),
-                }
-            },
-        ),
+                    show(x),
+                    k.score,
+                    if k.confirmed {
+                        ", confirmed by the loads after it"
+                    } else {
+                        "; not confirmed"
+                    }
+                ),
+            }
+        }),
     };
     let saturation = [
         (latency_knee.kneedle.as_ref(), "latency_kneedle"),
@@ -366,7 +380,13 @@ fn curve(
     })
 }
 
-fn neighbours(xs: &[f64], ys: &[f64], i: usize, show: &dyn Fn(f64) -> String, unit: &str) -> String {
+fn neighbours(
+    xs: &[f64],
+    ys: &[f64],
+    i: usize,
+    show: &dyn Fn(f64) -> String,
+    unit: &str,
+) -> String {
     if i == 0 || i + 1 >= xs.len() {
         return String::new();
     }
@@ -466,7 +486,11 @@ fn plateau(points: &[SweepPoint], show: &dyn Fn(f64) -> String) -> Option<Platea
         .iter()
         .map(|p| p.output_tokens_per_s)
         .fold(0.0, f64::max);
-    let lat = |p: &SweepPoint| p.latency_ms.map(|v| format!("{v:.0} ms")).unwrap_or("–".into());
+    let lat = |p: &SweepPoint| {
+        p.latency_ms
+            .map(|v| format!("{v:.0} ms"))
+            .unwrap_or("–".into())
+    };
     let evidence = if reached {
         let growth = match (p0.latency_ms, last.latency_ms) {
             (Some(a), Some(b)) if a > 0.0 => format!(" (×{:.1})", b / a),

@@ -73,7 +73,9 @@ async fn stream(args: &Args, until: Instant) -> anyhow::Result<Vec<u32>> {
         let mut events = 0u32;
         let mut newline = false;
         while let Some(frame) = body.frame().await {
-            let Ok(data) = frame?.into_data() else { continue };
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
             let now = Instant::now();
             for &byte in data.iter() {
                 if byte == b'\n' && newline {
@@ -89,7 +91,10 @@ async fn stream(args: &Args, until: Instant) -> anyhow::Result<Vec<u32>> {
                 }
             }
         }
-        anyhow::ensure!(events == args.max_tokens + 1, "short stream: {events} events");
+        anyhow::ensure!(
+            events == args.max_tokens + 1,
+            "short stream: {events} events"
+        );
     }
     Ok(lateness)
 }
@@ -104,13 +109,32 @@ async fn server_lateness(addr: SocketAddr) -> anyhow::Result<Vec<(f64, f64)>> {
         tokio::spawn(connection);
         sender
     })?;
-    let request = Request::get("/metrics").header("host", "sim").body(Empty::new())?;
-    let body = sender.send_request(request).await?.into_body().collect().await?.to_bytes();
+    let request = Request::get("/metrics")
+        .header("host", "sim")
+        .body(Empty::new())?;
+    let body = sender
+        .send_request(request)
+        .await?
+        .into_body()
+        .collect()
+        .await?
+        .to_bytes();
     let text = String::from_utf8(body.to_vec())?;
     let mut buckets = Vec::new();
-    for line in text.lines().filter(|l| l.starts_with("aibench_sim:token_lateness_seconds_bucket")) {
-        let le = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
-        let le = if le == "+Inf" { f64::INFINITY } else { le.parse()? };
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("aibench_sim:token_lateness_seconds_bucket"))
+    {
+        let le = line
+            .split("le=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("");
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse()?
+        };
         let count: f64 = line.rsplit(' ').next().unwrap_or("0").parse()?;
         buckets.push((le, count));
     }
@@ -120,7 +144,10 @@ async fn server_lateness(addr: SocketAddr) -> anyhow::Result<Vec<(f64, f64)>> {
 /// Upper bound of the bucket holding quantile `q`.
 fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
     let total = buckets.last().map_or(0.0, |b| b.1);
-    buckets.iter().find(|b| b.1 >= q * total).map_or(f64::NAN, |b| b.0)
+    buckets
+        .iter()
+        .find(|b| b.1 >= q * total)
+        .map_or(f64::NAN, |b| b.0)
 }
 
 fn percentile(sorted: &[u32], q: f64) -> u32 {
@@ -148,8 +175,11 @@ async fn main() -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     let after = server_lateness(args.addr).await?;
     all.sort_unstable();
-    let delta: Vec<(f64, f64)> =
-        after.iter().zip(&before).map(|(a, b)| (a.0, a.1 - b.1)).collect();
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| (a.0, a.1 - b.1))
+        .collect();
     println!(
         "streams {} tokens {} in {:.1}s ({:.0} tokens/s)",
         args.streams,

@@ -18,7 +18,11 @@ use crate::SimConfig;
 /// Which timing model answers generation requests.
 enum Backend {
     Engine(UnboundedSender<SeqRequest>),
-    Fixed { pacer: Pacer, ttft: Duration, itl: Duration },
+    Fixed {
+        pacer: Pacer,
+        ttft: Duration,
+        itl: Duration,
+    },
 }
 
 /// What a generation request asks for, after parsing and validation.
@@ -55,7 +59,14 @@ impl App {
         let seed = config.seed.unwrap_or_else(rand::random);
         let mut seeder = SmallRng::seed_from_u64(seed);
         let (backend, engine) = match config.fixed_timing() {
-            Some((ttft, itl)) => (Backend::Fixed { pacer: Pacer::start()?, ttft, itl }, None),
+            Some((ttft, itl)) => (
+                Backend::Fixed {
+                    pacer: Pacer::start()?,
+                    ttft,
+                    itl,
+                },
+                None,
+            ),
             None => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let rng = SmallRng::seed_from_u64(seeder.random());
@@ -117,7 +128,9 @@ impl App {
                 return Err(InjectedFailure);
             }
             let eos = self.config.eos_probability;
-            let geometric = (!req.ignore_eos && eos > 0.0).then(|| Geometric::new(eos).ok()).flatten();
+            let geometric = (!req.ignore_eos && eos > 0.0)
+                .then(|| Geometric::new(eos).ok())
+                .flatten();
             for _ in 0..choices {
                 let length = match &geometric {
                     Some(g) => {
@@ -170,13 +183,22 @@ impl App {
                 Source::Engine(rx)
             }
         };
-        Ok(Generation::new(source, self.metrics.clone(), req.arrival, &choice_prompts, usage_prompt_tokens))
+        Ok(Generation::new(
+            source,
+            self.metrics.clone(),
+            req.arrival,
+            &choice_prompts,
+            usage_prompt_tokens,
+        ))
     }
 }
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn splitmix64(mut x: u64) -> u64 {

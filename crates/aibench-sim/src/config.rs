@@ -22,55 +22,115 @@ pub struct SimConfig {
     pub api_key: Option<String>,
 
     /// Most sequences decoded together in one engine step (like vLLM's --max-num-seqs)
-    #[arg(long, default_value_t = 256, value_name = "N", help_heading = "Performance model")]
+    #[arg(
+        long,
+        default_value_t = 256,
+        value_name = "N",
+        help_heading = "Performance model"
+    )]
     pub max_batch: u32,
 
     /// KV-cache capacity in tokens; every running sequence holds its prompt and generated tokens,
     /// rounded up to whole blocks. When it runs out, the newest sequence is preempted
-    #[arg(long, default_value_t = 262_144, value_name = "TOKENS", help_heading = "Performance model")]
+    #[arg(
+        long,
+        default_value_t = 262_144,
+        value_name = "TOKENS",
+        help_heading = "Performance model"
+    )]
     pub kv_cache_tokens: u32,
 
     /// KV-cache block size in tokens
-    #[arg(long, default_value_t = 16, value_name = "TOKENS", help_heading = "Performance model")]
+    #[arg(
+        long,
+        default_value_t = 16,
+        value_name = "TOKENS",
+        help_heading = "Performance model"
+    )]
     pub block_size: u32,
 
     /// Most prompt tokens prefilled in one engine step (like vLLM's --max-num-batched-tokens);
     /// a single longer prompt is still admitted alone
-    #[arg(long, default_value_t = 8192, value_name = "TOKENS", help_heading = "Performance model")]
+    #[arg(
+        long,
+        default_value_t = 8192,
+        value_name = "TOKENS",
+        help_heading = "Performance model"
+    )]
     pub max_batched_tokens: u32,
 
     /// Longest prompt + output a request may ask for; longer requests get 400 like vLLM's
-    #[arg(long, default_value_t = 8192, value_name = "TOKENS", help_heading = "Performance model")]
+    #[arg(
+        long,
+        default_value_t = 8192,
+        value_name = "TOKENS",
+        help_heading = "Performance model"
+    )]
     pub max_model_len: u32,
 
     /// Fixed cost added to an engine step that prefills newly admitted sequences
-    #[arg(long, default_value = "2ms", value_name = "DURATION", help_heading = "Performance model")]
+    #[arg(
+        long,
+        default_value = "2ms",
+        value_name = "DURATION",
+        help_heading = "Performance model"
+    )]
     pub prefill_base: SimDuration,
 
     /// Prefill cost per prompt token of newly admitted (or recomputed) sequences
-    #[arg(long, default_value = "50us", value_name = "DURATION", help_heading = "Performance model")]
+    #[arg(
+        long,
+        default_value = "50us",
+        value_name = "DURATION",
+        help_heading = "Performance model"
+    )]
     pub prefill_per_token: SimDuration,
 
     /// Fixed cost of one decode step
-    #[arg(long, default_value = "8ms", value_name = "DURATION", help_heading = "Performance model")]
+    #[arg(
+        long,
+        default_value = "8ms",
+        value_name = "DURATION",
+        help_heading = "Performance model"
+    )]
     pub decode_base: SimDuration,
 
     /// Decode cost per running sequence in the step
-    #[arg(long, default_value = "150us", value_name = "DURATION", help_heading = "Performance model")]
+    #[arg(
+        long,
+        default_value = "150us",
+        value_name = "DURATION",
+        help_heading = "Performance model"
+    )]
     pub decode_per_seq: SimDuration,
 
     /// Relative step-time noise: each step lasts its modelled time times a uniform factor in
     /// [1 - J, 1 + J] (0 <= J < 1); the mean is unchanged
-    #[arg(long, default_value_t = 0.0, value_name = "J", help_heading = "Performance model")]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "J",
+        help_heading = "Performance model"
+    )]
     pub jitter: f64,
 
     /// Fixed-timing mode: every request's first token is sent exactly this long after it
     /// arrived, whatever the load (needs --fixed-itl; the performance model is off)
-    #[arg(long, value_name = "DURATION", requires = "fixed_itl", help_heading = "Fixed timing")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        requires = "fixed_itl",
+        help_heading = "Fixed timing"
+    )]
     pub fixed_ttft: Option<SimDuration>,
 
     /// Fixed-timing mode: token k is sent at arrival + TTFT + k x ITL (needs --fixed-ttft)
-    #[arg(long, value_name = "DURATION", requires = "fixed_ttft", help_heading = "Fixed timing")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        requires = "fixed_ttft",
+        help_heading = "Fixed timing"
+    )]
     pub fixed_itl: Option<SimDuration>,
 
     /// Output tokens of a request that names no `max_tokens` (Ollama: `num_predict`)
@@ -79,12 +139,22 @@ pub struct SimConfig {
 
     /// Chance that each output token ends the sequence early (finish_reason `stop`), unless the
     /// request sets `ignore_eos`; 0 means every request generates exactly `max_tokens`
-    #[arg(long, default_value_t = 0.0, value_name = "P", help_heading = "Outputs")]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "P",
+        help_heading = "Outputs"
+    )]
     pub eos_probability: f64,
 
     /// Fraction of generation requests answered with HTTP 500 (counted in
     /// aibench_sim:injected_failures_total)
-    #[arg(long, default_value_t = 0.0, value_name = "FRACTION", help_heading = "Faults")]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "FRACTION",
+        help_heading = "Faults"
+    )]
     pub failure_rate: f64,
 
     /// Seed for jitter, early stops and injected failures (random when absent)
@@ -92,11 +162,21 @@ pub struct SimConfig {
     pub seed: Option<u64>,
 
     /// How long /api/pull takes to stream its progress lines
-    #[arg(long, default_value = "100ms", value_name = "DURATION", help_heading = "Server")]
+    #[arg(
+        long,
+        default_value = "100ms",
+        value_name = "DURATION",
+        help_heading = "Server"
+    )]
     pub pull_time: SimDuration,
 
     /// After shutdown is asked for, how long in-flight streams may run before they are cut
-    #[arg(long, default_value = "1s", value_name = "DURATION", help_heading = "Server")]
+    #[arg(
+        long,
+        default_value = "1s",
+        value_name = "DURATION",
+        help_heading = "Server"
+    )]
     pub shutdown_grace: SimDuration,
 }
 
@@ -161,12 +241,18 @@ impl SimConfig {
         };
         check(!self.model.is_empty(), "--model must not be empty".into());
         check(self.max_batch >= 1, "--max-batch must be at least 1".into());
-        check(self.block_size >= 1, "--block-size must be at least 1".into());
+        check(
+            self.block_size >= 1,
+            "--block-size must be at least 1".into(),
+        );
         check(
             self.max_batched_tokens >= 1,
             "--max-batched-tokens must be at least 1".into(),
         );
-        check(self.max_model_len >= 1, "--max-model-len must be at least 1".into());
+        check(
+            self.max_model_len >= 1,
+            "--max-model-len must be at least 1".into(),
+        );
         check(
             self.default_max_tokens >= 1,
             "--default-max-tokens must be at least 1".into(),
@@ -191,11 +277,17 @@ impl SimConfig {
         );
         check(
             (0.0..=1.0).contains(&self.eos_probability),
-            format!("--eos-probability {} must be in [0, 1]", self.eos_probability),
+            format!(
+                "--eos-probability {} must be in [0, 1]",
+                self.eos_probability
+            ),
         );
         check(
             (0.0..=1.0).contains(&self.failure_rate),
-            format!("--failure-rate {} must be in [0, 1], e.g. 0.01", self.failure_rate),
+            format!(
+                "--failure-rate {} must be in [0, 1], e.g. 0.01",
+                self.failure_rate
+            ),
         );
         check(
             self.fixed_ttft.is_some() == self.fixed_itl.is_some(),
@@ -329,7 +421,13 @@ impl fmt::Display for SimDuration {
         if nanos == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in [("h", 3_600_000_000_000u128), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)] {
+        for (unit, size) in [
+            ("h", 3_600_000_000_000u128),
+            ("m", 60_000_000_000),
+            ("s", 1_000_000_000),
+            ("ms", 1_000_000),
+            ("us", 1_000),
+        ] {
             if nanos % size == 0 {
                 return write!(f, "{}{unit}", nanos / size);
             }
@@ -434,7 +532,10 @@ mod tests {
         };
         let cap = config.capacity(128, 128).unwrap();
         // 256 / (8ms + 0.15ms x 256)
-        assert!((cap.tokens_per_second - 256.0 / 0.0464).abs() < 1e-6, "{cap:?}");
+        assert!(
+            (cap.tokens_per_second - 256.0 / 0.0464).abs() < 1e-6,
+            "{cap:?}"
+        );
         assert!((cap.requests_per_second - cap.tokens_per_second / 128.0).abs() < 1e-9);
         let fixed = SimConfig::from_args(["--fixed-ttft", "1ms", "--fixed-itl", "1ms"]).unwrap();
         assert!(fixed.capacity(1, 1).is_none());

@@ -146,7 +146,12 @@ impl Engine {
     }
 
     fn enqueue(&mut self, req: SeqRequest) {
-        self.waiting.push_back(Seq { req, generated: 0, blocks: 0, scheduled: None });
+        self.waiting.push_back(Seq {
+            req,
+            generated: 0,
+            blocks: 0,
+            scheduled: None,
+        });
     }
 
     fn blocks_for(&self, tokens: u32) -> u32 {
@@ -168,7 +173,9 @@ impl Engine {
                 continue;
             }
             // Recompute preemption of the newest sequence (which may be this one).
-            let Some(mut victim) = self.running.pop() else { break };
+            let Some(mut victim) = self.running.pop() else {
+                break;
+            };
             self.free_blocks += victim.blocks;
             victim.blocks = 0;
             self.metrics.preemptions.fetch_add(1, Relaxed);
@@ -181,7 +188,9 @@ impl Engine {
         let mut prefill = 0u32;
         let mut admitted = 0usize;
         while self.running.len() < self.params.max_batch {
-            let Some(front) = self.waiting.front() else { break };
+            let Some(front) = self.waiting.front() else {
+                break;
+            };
             let tokens = front.tokens();
             let need = self.blocks_for(tokens + 1);
             if need > self.free_blocks {
@@ -190,7 +199,9 @@ impl Engine {
             if admitted > 0 && prefill + tokens > self.params.max_batched_tokens {
                 break;
             }
-            let Some(mut seq) = self.waiting.pop_front() else { break };
+            let Some(mut seq) = self.waiting.pop_front() else {
+                break;
+            };
             self.free_blocks -= need;
             seq.blocks = need;
             seq.scheduled.get_or_insert(now);
@@ -239,7 +250,8 @@ impl Engine {
     fn publish_gauges(&self) {
         let m = &self.metrics;
         m.running.store(self.running.len() as u64, Relaxed);
-        m.waiting.store((self.waiting.len() + self.rx.len()) as u64, Relaxed);
+        m.waiting
+            .store((self.waiting.len() + self.rx.len()) as u64, Relaxed);
         let total = self.params.total_blocks.max(1);
         m.set_kv_usage(f64::from(total - self.free_blocks) / f64::from(total));
     }
@@ -267,7 +279,10 @@ mod tests {
         config.validate().unwrap();
         let metrics = Arc::new(Metrics::new("sim", config.max_model_len));
         let (tx, rx) = mpsc::unbounded_channel();
-        (Engine::new(&config, metrics, SmallRng::seed_from_u64(1), rx), tx)
+        (
+            Engine::new(&config, metrics, SmallRng::seed_from_u64(1), rx),
+            tx,
+        )
     }
 
     fn seq(prompt: u32, out: u32) -> (SeqRequest, UnboundedReceiver<TokenEvent>) {
@@ -303,8 +318,14 @@ mod tests {
     #[test]
     fn a_full_kv_cache_preempts_the_newest_sequence() {
         // 4 blocks of 16 tokens; two sequences of 16 prompt tokens need 2 blocks each at once.
-        let (mut e, _tx) =
-            engine(&["--kv-cache-tokens", "64", "--max-model-len", "64", "--block-size", "16"]);
+        let (mut e, _tx) = engine(&[
+            "--kv-cache-tokens",
+            "64",
+            "--max-model-len",
+            "64",
+            "--block-size",
+            "16",
+        ]);
         let (a, _ra) = seq(16, 40);
         let (b, _rb) = seq(16, 40);
         e.enqueue(a);
@@ -324,7 +345,10 @@ mod tests {
         assert!(preempted);
         assert_eq!(e.running.len(), 1);
         assert_eq!(e.waiting.len(), 1);
-        assert!(e.waiting[0].generated > 0, "the preempted sequence keeps its progress");
+        assert!(
+            e.waiting[0].generated > 0,
+            "the preempted sequence keeps its progress"
+        );
     }
 
     #[test]

@@ -83,7 +83,11 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), param: None }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            param: None,
+        }
     }
 
     pub(crate) fn model_not_found(model: &str, dialect: Dialect) -> ApiError {
@@ -91,7 +95,11 @@ impl ApiError {
             Dialect::OpenAi => format!("The model `{model}` does not exist."),
             Dialect::Ollama => format!("model \"{model}\" not found, try pulling it first"),
         };
-        ApiError { status: StatusCode::NOT_FOUND, message, param: Some("model") }
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message,
+            param: Some("model"),
+        }
     }
 
     pub(crate) fn injected() -> ApiError {
@@ -136,7 +144,9 @@ pub(crate) fn bytes_response(
 ) -> Response<SimBody> {
     let mut response = Response::new(SimBody::Full(Some(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -155,17 +165,20 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let collected = Limited::new(req.into_body(), MAX_BODY).collect().await.map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            ApiError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                message: format!("request body is larger than {MAX_BODY} bytes"),
-                param: None,
+    let collected = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    message: format!("request body is larger than {MAX_BODY} bytes"),
+                    param: None,
+                }
+            } else {
+                ApiError::bad_request(format!("could not read the request body: {e}"))
             }
-        } else {
-            ApiError::bad_request(format!("could not read the request body: {e}"))
-        }
-    })?;
+        })?;
     let bytes = collected.to_bytes();
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON request body: {e}")))
@@ -180,10 +193,17 @@ where
     let arrival = Instant::now();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let dialect = if path.starts_with("/api/") { Dialect::Ollama } else { Dialect::OpenAi };
+    let dialect = if path.starts_with("/api/") {
+        Dialect::Ollama
+    } else {
+        Dialect::OpenAi
+    };
     let protected = path.starts_with("/v1/") || path.starts_with("/api/");
     if protected && !app.authorized(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes())) {
-        return json_response(StatusCode::UNAUTHORIZED, &serde_json::json!({"error": "Unauthorized"}));
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"error": "Unauthorized"}),
+        );
     }
     match (&method, path.as_str()) {
         (&Method::GET | &Method::HEAD, "/health") => Response::new(SimBody::empty()),
@@ -192,15 +212,18 @@ where
             "text/plain; version=0.0.4; charset=utf-8",
             Bytes::from(app.metrics.render()),
         ),
-        (&Method::GET, "/version") => {
-            json_response(StatusCode::OK, &serde_json::json!({"version": env!("CARGO_PKG_VERSION")}))
-        }
+        (&Method::GET, "/version") => json_response(
+            StatusCode::OK,
+            &serde_json::json!({"version": env!("CARGO_PKG_VERSION")}),
+        ),
         (&Method::GET, "/v1/models") => openai::models(&app),
         (&Method::POST, "/v1/completions") => openai::completions(&app, req, arrival).await,
         (&Method::POST, "/v1/chat/completions") => openai::chat(&app, req, arrival).await,
-        (&Method::GET | &Method::HEAD, "/") => {
-            bytes_response(StatusCode::OK, "text/plain; charset=utf-8", Bytes::from_static(b"Ollama is running"))
-        }
+        (&Method::GET | &Method::HEAD, "/") => bytes_response(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            Bytes::from_static(b"Ollama is running"),
+        ),
         (&Method::POST, "/api/generate") => ollama::generate(&app, req, arrival).await,
         (&Method::POST, "/api/chat") => ollama::chat(&app, req, arrival).await,
         (&Method::GET, "/api/tags") => ollama::tags(&app),
@@ -211,8 +234,14 @@ where
             &serde_json::json!({"detail": "Method Not Allowed"}),
         ),
         _ => match dialect {
-            Dialect::OpenAi => json_response(StatusCode::NOT_FOUND, &serde_json::json!({"detail": "Not Found"})),
-            Dialect::Ollama => json_response(StatusCode::NOT_FOUND, &serde_json::json!({"error": "not found"})),
+            Dialect::OpenAi => json_response(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"detail": "Not Found"}),
+            ),
+            Dialect::Ollama => json_response(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": "not found"}),
+            ),
         },
     }
 }

@@ -16,8 +16,11 @@ pub(crate) enum FinishReason {
 }
 
 impl FinishReason {
-    pub(crate) const ALL: [FinishReason; 3] =
-        [FinishReason::Stop, FinishReason::Length, FinishReason::Abort];
+    pub(crate) const ALL: [FinishReason; 3] = [
+        FinishReason::Stop,
+        FinishReason::Length,
+        FinishReason::Abort,
+    ];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -44,13 +47,13 @@ const ITL_BUCKETS: &[f64] = &[
 ];
 /// vLLM's buckets for whole-request phases.
 const REQUEST_BUCKETS: &[f64] = &[
-    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
-    240.0, 480.0, 960.0, 1920.0, 7680.0,
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+    480.0, 960.0, 1920.0, 7680.0,
 ];
 /// Token lateness: 1-2-5 steps from 10µs to 1s.
 const LATENESS_BUCKETS: &[f64] = &[
-    0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
-    0.1, 0.2, 0.5, 1.0,
+    0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+    0.2, 0.5, 1.0,
 ];
 
 /// A Prometheus histogram of integers (nanoseconds or token counts) built from atomics.
@@ -79,7 +82,13 @@ impl Histogram {
 
     fn new(bounds: Vec<u64>, labels: Vec<String>, scale: f64) -> Histogram {
         let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
-        Histogram { bounds, labels, counts, sum: AtomicU64::new(0), scale }
+        Histogram {
+            bounds,
+            labels,
+            counts,
+            sum: AtomicU64::new(0),
+            scale,
+        }
     }
 
     pub(crate) fn observe(&self, value: u64) {
@@ -97,7 +106,11 @@ impl Histogram {
         let mut cumulative = 0u64;
         for (le, count) in self.labels.iter().zip(&self.counts) {
             cumulative += count.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {}", prom_float(cumulative as f64));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{le}\"}} {}",
+                prom_float(cumulative as f64)
+            );
         }
         cumulative += self.counts[self.bounds.len()].load(Relaxed);
         let count = prom_float(cumulative as f64);
@@ -135,7 +148,10 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn new(model: &str, max_model_len: u32) -> Metrics {
-        let escaped = model.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let escaped = model
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
         let lengths = one_two_five(u64::from(max_model_len));
         Metrics {
             labels: format!("model_name=\"{escaped}\""),
@@ -199,7 +215,12 @@ impl Metrics {
             "Number of requests waiting to be processed.",
             self.waiting.load(Relaxed) as f64,
         );
-        gauge(&mut out, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", kv);
+        gauge(
+            &mut out,
+            "vllm:kv_cache_usage_perc",
+            "KV-cache usage. 1 means 100 percent usage.",
+            kv,
+        );
         gauge(
             &mut out,
             "vllm:gpu_cache_usage_perc",
@@ -212,7 +233,12 @@ impl Metrics {
             "Cumulative number of preemption from the engine.",
             &self.preemptions,
         );
-        counter(&mut out, "vllm:prompt_tokens", "Number of prefill tokens processed.", &self.prompt_tokens);
+        counter(
+            &mut out,
+            "vllm:prompt_tokens",
+            "Number of prefill tokens processed.",
+            &self.prompt_tokens,
+        );
         counter(
             &mut out,
             "vllm:generation_tokens",
@@ -233,20 +259,36 @@ impl Metrics {
             );
         }
         let histograms: [(&Histogram, &str, &str); 11] = [
-            (&self.prompt_len, "vllm:request_prompt_tokens", "Number of prefill tokens processed."),
+            (
+                &self.prompt_len,
+                "vllm:request_prompt_tokens",
+                "Number of prefill tokens processed.",
+            ),
             (
                 &self.output_len,
                 "vllm:request_generation_tokens",
                 "Number of generation tokens processed.",
             ),
-            (&self.ttft, "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds."),
-            (&self.itl, "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds."),
+            (
+                &self.ttft,
+                "vllm:time_to_first_token_seconds",
+                "Histogram of time to first token in seconds.",
+            ),
+            (
+                &self.itl,
+                "vllm:inter_token_latency_seconds",
+                "Histogram of inter-token latency in seconds.",
+            ),
             (
                 &self.itl,
                 "vllm:time_per_output_token_seconds",
                 "Histogram of time per output token in seconds.",
             ),
-            (&self.e2e, "vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds."),
+            (
+                &self.e2e,
+                "vllm:e2e_request_latency_seconds",
+                "Histogram of e2e request latency in seconds.",
+            ),
             (
                 &self.queue,
                 "vllm:request_queue_time_seconds",
@@ -327,9 +369,18 @@ mod tests {
         h.observe_duration(Duration::from_secs(3));
         let mut out = String::new();
         h.render(&mut out, "x", "help", "model_name=\"m\"");
-        assert!(out.contains("x_bucket{model_name=\"m\",le=\"0.01\"} 1.0\n"), "{out}");
-        assert!(out.contains("x_bucket{model_name=\"m\",le=\"0.1\"} 2.0\n"), "{out}");
-        assert!(out.contains("x_bucket{model_name=\"m\",le=\"+Inf\"} 3.0\n"), "{out}");
+        assert!(
+            out.contains("x_bucket{model_name=\"m\",le=\"0.01\"} 1.0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{model_name=\"m\",le=\"0.1\"} 2.0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{model_name=\"m\",le=\"+Inf\"} 3.0\n"),
+            "{out}"
+        );
         assert!(out.contains("x_count{model_name=\"m\"} 3.0\n"), "{out}");
         assert!(out.contains("x_sum{model_name=\"m\"} 3.06"), "{out}");
     }
@@ -352,7 +403,8 @@ mod tests {
                 .trim_end_matches("_count")
                 .trim_end_matches("_sum");
             assert!(
-                text.contains(&format!("# TYPE {family} ")) || text.contains(&format!("# TYPE {name} ")),
+                text.contains(&format!("# TYPE {family} "))
+                    || text.contains(&format!("# TYPE {name} ")),
                 "no TYPE for {name}"
             );
         }

@@ -111,7 +111,11 @@ where
         if messages.is_empty() {
             return Ok(loaded(app, true));
         }
-        let words = messages.iter().filter_map(|m| m.content.as_deref()).map(count_words).sum();
+        let words = messages
+            .iter()
+            .filter_map(|m| m.content.as_deref())
+            .map(count_words)
+            .sum();
         let max_tokens = Options::max_tokens(body.options.as_ref());
         let request = gen_request(app, arrival, vec![words], max_tokens, None, false)?;
         let generation = app.generate(&request).map_err(|_| ApiError::injected())?;
@@ -140,7 +144,10 @@ async fn respond(
     mut generation: crate::stream::Generation,
     stream: bool,
 ) -> Response<SimBody> {
-    let format = ChunkFormat { chat, model_json: app.model_json.clone() };
+    let format = ChunkFormat {
+        chat,
+        model_json: app.model_json.clone(),
+    };
     if stream {
         let body = TokenBody::new(generation, Format::Ollama(format));
         return http::stream_response(NDJSON, SimBody::Tokens(Box::new(body)));
@@ -219,7 +226,11 @@ impl ChunkFormat {
 /// `GET /api/tags`.
 pub(crate) fn tags(app: &App) -> Response<SimBody> {
     let model = &app.config.model;
-    let name = if model.contains(':') { model.clone() } else { format!("{model}:latest") };
+    let name = if model.contains(':') {
+        model.clone()
+    } else {
+        format!("{model}:latest")
+    };
     http::json_response(
         StatusCode::OK,
         &json!({"models": [{
@@ -235,7 +246,10 @@ pub(crate) fn tags(app: &App) -> Response<SimBody> {
 
 /// `GET /api/version`.
 pub(crate) fn version() -> Response<SimBody> {
-    http::json_response(StatusCode::OK, &json!({"version": env!("CARGO_PKG_VERSION")}))
+    http::json_response(
+        StatusCode::OK,
+        &json!({"version": env!("CARGO_PKG_VERSION")}),
+    )
 }
 
 /// `POST /api/pull`: progress lines spread over `--pull-time`, then `{"status":"success"}`.
@@ -261,7 +275,10 @@ where
         let duration = app.config.pull_time.0;
         if !body.stream.unwrap_or(true) {
             tokio::time::sleep(duration).await;
-            return Ok(http::json_response(StatusCode::OK, &json!({"status": "success"})));
+            return Ok(http::json_response(
+                StatusCode::OK,
+                &json!({"status": "success"}),
+            ));
         }
         let digest = digest(model);
         let total: u64 = 1 << 30;
@@ -283,10 +300,16 @@ where
             .map(|(i, line)| {
                 let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
                 bytes.push(b'\n');
-                (start + duration * i as u32 / last.max(1), Bytes::from(bytes))
+                (
+                    start + duration * i as u32 / last.max(1),
+                    Bytes::from(bytes),
+                )
             })
             .collect();
-        Ok(http::stream_response(NDJSON, SimBody::Script(Box::new(PullBody::new(timed)))))
+        Ok(http::stream_response(
+            NDJSON,
+            SimBody::Script(Box::new(PullBody::new(timed))),
+        ))
     };
     let result: Result<Response<SimBody>, ApiError> = result.await;
     result.unwrap_or_else(|e| e.into_response(Dialect::Ollama))
@@ -301,11 +324,16 @@ pub(crate) struct PullBody {
 impl PullBody {
     fn new(lines: VecDeque<(Instant, Bytes)>) -> PullBody {
         let first = lines.front().map_or_else(Instant::now, |l| l.0);
-        PullBody { lines, sleep: Box::pin(tokio::time::sleep_until(first.into())) }
+        PullBody {
+            lines,
+            sleep: Box::pin(tokio::time::sleep_until(first.into())),
+        }
     }
 
     pub(crate) fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        let Some(&(at, _)) = self.lines.front() else { return Poll::Ready(None) };
+        let Some(&(at, _)) = self.lines.front() else {
+            return Poll::Ready(None);
+        };
         if at > Instant::now() {
             if self.sleep.deadline() != at.into() {
                 self.sleep.as_mut().reset(at.into());
@@ -366,11 +394,16 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -386,7 +419,10 @@ mod tests {
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
         let mut buf = Vec::new();
         write_rfc3339(&mut buf, UNIX_EPOCH + Duration::new(951_782_400 + 3_723, 5));
-        assert_eq!(String::from_utf8(buf).unwrap(), "2000-02-29T01:02:03.000000005Z");
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "2000-02-29T01:02:03.000000005Z"
+        );
     }
 
     #[test]

@@ -100,9 +100,11 @@ fn chat_prompt_tokens(messages: &[ChatMessage]) -> u32 {
         .filter_map(|m| m.content.as_ref())
         .map(|content| match content {
             Content::Text(text) => u64::from(count_words(text)),
-            Content::Parts(parts) => {
-                parts.iter().filter_map(|p| p.text.as_deref()).map(|t| u64::from(count_words(t))).sum()
-            }
+            Content::Parts(parts) => parts
+                .iter()
+                .filter_map(|p| p.text.as_deref())
+                .map(|t| u64::from(count_words(t)))
+                .sum(),
         })
         .sum();
     u32::try_from(words).unwrap_or(u32::MAX)
@@ -129,9 +131,17 @@ pub(crate) fn gen_request(
     }
     let longest = prompts.iter().copied().max().unwrap_or(0);
     let max_tokens = match max_tokens {
-        Some(0) => return Err(ApiError::bad_request("max_tokens must be at least 1, got 0.")),
+        Some(0) => {
+            return Err(ApiError::bad_request(
+                "max_tokens must be at least 1, got 0.",
+            ))
+        }
         Some(m) => m,
-        None => app.config.default_max_tokens.min(max_len.saturating_sub(longest)).max(1),
+        None => app
+            .config
+            .default_max_tokens
+            .min(max_len.saturating_sub(longest))
+            .max(1),
     };
     let requested = u64::from(longest) + u64::from(max_tokens);
     if requested > u64::from(max_len) {
@@ -141,11 +151,21 @@ pub(crate) fn gen_request(
              Please reduce the length of the messages or completion."
         )));
     }
-    Ok(GenRequest { arrival, prompts, n, max_tokens, ignore_eos })
+    Ok(GenRequest {
+        arrival,
+        prompts,
+        n,
+        max_tokens,
+        ignore_eos,
+    })
 }
 
 /// `POST /v1/completions`.
-pub(crate) async fn completions<B>(app: &App, req: Request<B>, arrival: Instant) -> Response<SimBody>
+pub(crate) async fn completions<B>(
+    app: &App,
+    req: Request<B>,
+    arrival: Instant,
+) -> Response<SimBody>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -153,7 +173,10 @@ where
     let result = async {
         let body: CompletionRequest = http::read_json(req).await?;
         if !app.serves(body.model.as_deref()) {
-            return Err(ApiError::model_not_found(body.model.as_deref().unwrap_or(""), Dialect::OpenAi));
+            return Err(ApiError::model_not_found(
+                body.model.as_deref().unwrap_or(""),
+                Dialect::OpenAi,
+            ));
         }
         let request = gen_request(
             app,
@@ -164,10 +187,22 @@ where
             body.ignore_eos.unwrap_or(false),
         )?;
         let generation = app.generate(&request).map_err(|_| ApiError::injected())?;
-        let include_usage = body.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
-        Ok(respond(app, Kind::Completion, generation, body.stream.unwrap_or(false), include_usage).await)
+        let include_usage = body
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        Ok(respond(
+            app,
+            Kind::Completion,
+            generation,
+            body.stream.unwrap_or(false),
+            include_usage,
+        )
+        .await)
     };
-    result.await.unwrap_or_else(|e| e.into_response(Dialect::OpenAi))
+    result
+        .await
+        .unwrap_or_else(|e| e.into_response(Dialect::OpenAi))
 }
 
 /// `POST /v1/chat/completions`.
@@ -179,7 +214,10 @@ where
     let result = async {
         let body: ChatRequest = http::read_json(req).await?;
         if !app.serves(body.model.as_deref()) {
-            return Err(ApiError::model_not_found(body.model.as_deref().unwrap_or(""), Dialect::OpenAi));
+            return Err(ApiError::model_not_found(
+                body.model.as_deref().unwrap_or(""),
+                Dialect::OpenAi,
+            ));
         }
         if body.messages.is_empty() {
             return Err(ApiError::bad_request("messages must not be empty"));
@@ -193,10 +231,22 @@ where
             body.ignore_eos.unwrap_or(false),
         )?;
         let generation = app.generate(&request).map_err(|_| ApiError::injected())?;
-        let include_usage = body.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
-        Ok(respond(app, Kind::Chat, generation, body.stream.unwrap_or(false), include_usage).await)
+        let include_usage = body
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        Ok(respond(
+            app,
+            Kind::Chat,
+            generation,
+            body.stream.unwrap_or(false),
+            include_usage,
+        )
+        .await)
     };
-    result.await.unwrap_or_else(|e| e.into_response(Dialect::OpenAi))
+    result
+        .await
+        .unwrap_or_else(|e| e.into_response(Dialect::OpenAi))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,7 +270,10 @@ async fn respond(
     if stream {
         let format = ChunkFormat::new(kind, &id, created, &app.model_json, include_usage);
         let body = TokenBody::new(generation, Format::OpenAi(format));
-        return http::stream_response("text/event-stream; charset=utf-8", SimBody::Tokens(Box::new(body)));
+        return http::stream_response(
+            "text/event-stream; charset=utf-8",
+            SimBody::Tokens(Box::new(body)),
+        );
     }
     let mut texts = vec![Vec::new(); generation.choice_count()];
     while let Some(token) = generation.next_token().await {
@@ -286,7 +339,13 @@ pub(crate) struct ChunkFormat {
 }
 
 impl ChunkFormat {
-    pub(crate) fn new(kind: Kind, id: &str, created: u64, model_json: &str, include_usage: bool) -> ChunkFormat {
+    pub(crate) fn new(
+        kind: Kind,
+        id: &str,
+        created: u64,
+        model_json: &str,
+        include_usage: bool,
+    ) -> ChunkFormat {
         let object = match kind {
             Kind::Completion => "text_completion",
             Kind::Chat => "chat.completion.chunk",
@@ -294,7 +353,11 @@ impl ChunkFormat {
         let prefix = format!(
             "data: {{\"id\":\"{id}\",\"object\":\"{object}\",\"created\":{created},\"model\":{model_json},\"choices\":["
         );
-        ChunkFormat { kind, prefix, include_usage }
+        ChunkFormat {
+            kind,
+            prefix,
+            include_usage,
+        }
     }
 
     pub(crate) fn token(&mut self, buf: &mut Vec<u8>, token: &Token) {
@@ -356,18 +419,34 @@ mod tests {
     fn chunks_look_like_vllm() {
         let mut f = ChunkFormat::new(Kind::Chat, "chatcmpl-1", 7, "\"sim\"", true);
         let mut buf = Vec::new();
-        f.token(&mut buf, &Token { choice: 0, index: 0, finish: None });
-        f.token(&mut buf, &Token { choice: 0, index: 1, finish: Some(FinishReason::Length) });
+        f.token(
+            &mut buf,
+            &Token {
+                choice: 0,
+                index: 0,
+                finish: None,
+            },
+        );
+        f.token(
+            &mut buf,
+            &Token {
+                choice: 0,
+                index: 1,
+                finish: Some(FinishReason::Length),
+            },
+        );
         let text = String::from_utf8(buf).unwrap();
         let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
         assert_eq!(events.len(), 2);
-        let first: serde_json::Value = serde_json::from_str(events[0].strip_prefix("data: ").unwrap()).unwrap();
+        let first: serde_json::Value =
+            serde_json::from_str(events[0].strip_prefix("data: ").unwrap()).unwrap();
         assert_eq!(first["object"], "chat.completion.chunk");
         assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
         assert_eq!(first["choices"][0]["delta"]["content"], "t0 ");
         assert!(first["choices"][0]["finish_reason"].is_null());
         assert!(first["usage"].is_null());
-        let second: serde_json::Value = serde_json::from_str(events[1].strip_prefix("data: ").unwrap()).unwrap();
+        let second: serde_json::Value =
+            serde_json::from_str(events[1].strip_prefix("data: ").unwrap()).unwrap();
         assert!(second["choices"][0]["delta"].get("role").is_none());
         assert_eq!(second["choices"][0]["finish_reason"], "length");
     }

@@ -117,7 +117,11 @@ impl Pacer {
         let thread = thread::Builder::new()
             .name("aibench-sim-pacer".into())
             .spawn(move || run(rx, &thread_shared))?;
-        Ok(Pacer { tx: Some(tx), shared, thread: Some(thread) })
+        Ok(Pacer {
+            tx: Some(tx),
+            shared,
+            thread: Some(thread),
+        })
     }
 
     /// Release `count` tokens at `first`, `first + period`, `first + 2 period`, ...
@@ -130,7 +134,13 @@ impl Pacer {
         if count == 0 {
             return slot;
         }
-        let entry = Entry { next: first, period, released: 0, count, slot: slot.clone() };
+        let entry = Entry {
+            next: first,
+            period,
+            released: 0,
+            count,
+            slot: slot.clone(),
+        };
         let Some(tx) = &self.tx else { return slot };
         if tx.send(entry).is_ok() {
             // Pairs with the fence in `run`: either the pacer sees the entry before it sleeps,
@@ -215,7 +225,13 @@ fn run(rx: Receiver<Entry>, shared: &Shared) {
 pub(crate) fn tighten_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK takes one integer argument and only changes this thread's slack.
     unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong);
+        libc::prctl(
+            libc::PR_SET_TIMERSLACK,
+            1 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        );
     }
 }
 
@@ -247,7 +263,10 @@ mod tests {
         let soon = pacer.schedule(Instant::now() + Duration::from_millis(1), Duration::ZERO, 1);
         let waited = Instant::now();
         while soon.released() < 1 {
-            assert!(waited.elapsed() < Duration::from_secs(60), "pacer never woke");
+            assert!(
+                waited.elapsed() < Duration::from_secs(60),
+                "pacer never woke"
+            );
             thread::sleep(Duration::from_micros(200));
         }
     }

@@ -31,15 +31,26 @@ impl SimServer {
     /// Check the settings, bind `addr` (port 0 = any free port) and start the timing back end.
     pub async fn bind(config: SimConfig, addr: SocketAddr) -> anyhow::Result<SimServer> {
         config.validate()?;
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
-            .context("could not create a TCP socket")?;
-        socket.set_reuseaddr(true).context("could not set SO_REUSEADDR")?;
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .context("could not create a TCP socket")?;
+        socket
+            .set_reuseaddr(true)
+            .context("could not set SO_REUSEADDR")?;
         socket.bind(addr).with_context(|| {
             format!("could not bind {addr}: is another server on that port? pick a free one with --port")
         })?;
-        let listener = socket.listen(BACKLOG).with_context(|| format!("could not listen on {addr}"))?;
-        let addr = listener.local_addr().context("could not read the bound address")?;
-        let (app, engine) = App::new(config).context("could not start the fixed-timing pacer thread")?;
+        let listener = socket
+            .listen(BACKLOG)
+            .with_context(|| format!("could not listen on {addr}"))?;
+        let addr = listener
+            .local_addr()
+            .context("could not read the bound address")?;
+        let (app, engine) =
+            App::new(config).context("could not start the fixed-timing pacer thread")?;
         let engine = match engine {
             Some(engine) => Some(
                 std::thread::Builder::new()
@@ -49,7 +60,12 @@ impl SimServer {
             ),
             None => None,
         };
-        Ok(SimServer { listener, addr, app: Arc::new(app), engine })
+        Ok(SimServer {
+            listener,
+            addr,
+            app: Arc::new(app),
+            engine,
+        })
     }
 
     /// The address the server listens on.
@@ -68,7 +84,12 @@ impl SimServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let SimServer { listener, app, engine, .. } = self;
+        let SimServer {
+            listener,
+            app,
+            engine,
+            ..
+        } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);

@@ -172,7 +172,14 @@ impl Generation {
                 finish: None,
             })
             .collect();
-        Generation { source, metrics, arrival, usage_prompt_tokens, choices, finished: 0 }
+        Generation {
+            source,
+            metrics,
+            arrival,
+            usage_prompt_tokens,
+            choices,
+            finished: 0,
+        }
     }
 
     /// Every choice has its last token.
@@ -213,16 +220,21 @@ impl Generation {
         if choice.finish.is_some() {
             return None;
         }
-        m.lateness.observe_duration(now.saturating_duration_since(event.at));
+        m.lateness
+            .observe_duration(now.saturating_duration_since(event.at));
         m.generation_tokens.fetch_add(1, Relaxed);
         match choice.last {
             None => {
-                m.ttft.observe_duration(event.at.saturating_duration_since(self.arrival));
-                m.prompt_tokens.fetch_add(u64::from(choice.prompt_tokens), Relaxed);
+                m.ttft
+                    .observe_duration(event.at.saturating_duration_since(self.arrival));
+                m.prompt_tokens
+                    .fetch_add(u64::from(choice.prompt_tokens), Relaxed);
                 choice.first = Some(event.at);
                 choice.scheduled = Some(event.scheduled);
             }
-            Some(last) => m.itl.observe_duration(event.at.saturating_duration_since(last)),
+            Some(last) => m
+                .itl
+                .observe_duration(event.at.saturating_duration_since(last)),
         }
         let index = choice.generated;
         choice.generated += 1;
@@ -233,22 +245,41 @@ impl Generation {
             let first = choice.first.unwrap_or(event.at);
             let scheduled = choice.scheduled.unwrap_or(self.arrival);
             m.count_finished(reason);
-            m.e2e.observe_duration(event.at.saturating_duration_since(self.arrival));
-            m.queue.observe_duration(scheduled.saturating_duration_since(self.arrival));
-            m.prefill.observe_duration(first.saturating_duration_since(scheduled));
-            m.decode.observe_duration(event.at.saturating_duration_since(first));
-            m.inference.observe_duration(event.at.saturating_duration_since(scheduled));
+            m.e2e
+                .observe_duration(event.at.saturating_duration_since(self.arrival));
+            m.queue
+                .observe_duration(scheduled.saturating_duration_since(self.arrival));
+            m.prefill
+                .observe_duration(first.saturating_duration_since(scheduled));
+            m.decode
+                .observe_duration(event.at.saturating_duration_since(first));
+            m.inference
+                .observe_duration(event.at.saturating_duration_since(scheduled));
             m.prompt_len.observe(u64::from(choice.prompt_tokens));
             m.output_len.observe(u64::from(choice.generated));
         }
-        Some(Token { choice: event.choice, index, finish: event.finish })
+        Some(Token {
+            choice: event.choice,
+            index,
+            finish: event.finish,
+        })
     }
 
     pub(crate) fn summary(&self) -> Summary {
         let first = self.choices.first();
         let scheduled = first.and_then(|c| c.scheduled).unwrap_or(self.arrival);
-        let first_token = self.choices.iter().filter_map(|c| c.first).min().unwrap_or(scheduled);
-        let last_token = self.choices.iter().filter_map(|c| c.last).max().unwrap_or(first_token);
+        let first_token = self
+            .choices
+            .iter()
+            .filter_map(|c| c.first)
+            .min()
+            .unwrap_or(scheduled);
+        let last_token = self
+            .choices
+            .iter()
+            .filter_map(|c| c.last)
+            .max()
+            .unwrap_or(first_token);
         Summary {
             prompt_tokens: self.usage_prompt_tokens,
             completion_tokens: self.choices.iter().map(|c| c.generated).sum(),
@@ -262,7 +293,10 @@ impl Generation {
 
     /// Finish reason of each choice (`Abort` for an unfinished one).
     pub(crate) fn finishes(&self) -> Vec<FinishReason> {
-        self.choices.iter().map(|c| c.finish.unwrap_or(FinishReason::Abort)).collect()
+        self.choices
+            .iter()
+            .map(|c| c.finish.unwrap_or(FinishReason::Abort))
+            .collect()
     }
 }
 
@@ -315,7 +349,11 @@ const TOKENS_PER_FRAME: usize = 64;
 
 impl TokenBody {
     pub(crate) fn new(generation: Generation, format: Format) -> TokenBody {
-        TokenBody { generation, format, done: false }
+        TokenBody {
+            generation,
+            format,
+            done: false,
+        }
     }
 
     pub(crate) fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {

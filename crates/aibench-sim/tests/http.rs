@@ -25,13 +25,19 @@ struct Sim {
 impl Sim {
     async fn start(args: &[&str]) -> Sim {
         let config = SimConfig::from_args(args.iter().copied()).expect("valid flags");
-        let server = SimServer::bind(config, "127.0.0.1:0".parse().unwrap()).await.expect("bind");
+        let server = SimServer::bind(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("bind");
         let addr = server.local_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async move {
             let _ = rx.await;
         }));
-        Sim { addr, stop: Some(tx), task: Some(task) }
+        Sim {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     async fn stop(mut self) {
@@ -90,26 +96,35 @@ impl Reply {
             pending.push_str(std::str::from_utf8(frame).unwrap());
             while let Some(end) = pending.find("\n\n") {
                 let event: String = pending.drain(..end + 2).collect();
-                let data = event.trim_end().strip_prefix("data: ").expect("data: prefix");
+                let data = event
+                    .trim_end()
+                    .strip_prefix("data: ")
+                    .expect("data: prefix");
                 events.push((*at, data.to_string()));
             }
         }
-        assert!(pending.is_empty(), "trailing bytes after the last event: {pending:?}");
+        assert!(
+            pending.is_empty(),
+            "trailing bytes after the last event: {pending:?}"
+        );
         events
     }
 
     fn ndjson(&self) -> Vec<Value> {
         let text = self.text();
         assert!(text.ends_with('\n'));
-        text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
     }
 }
 
 async fn connect(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let stream = TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).unwrap();
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
     tokio::spawn(connection);
     sender
 }
@@ -132,14 +147,19 @@ async fn send_on(
     body: Option<String>,
     headers: &[(&str, &str)],
 ) -> Reply {
-    let mut builder = Request::builder().method(method).uri(path).header("host", "sim");
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "sim");
     if body.is_some() {
         builder = builder.header("content-type", "application/json");
     }
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let request = builder.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+    let request = builder
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap();
     let sent = Instant::now();
     let response = sender.send_request(request).await.expect("response");
     let status = response.status();
@@ -155,7 +175,12 @@ async fn send_on(
             frames.push((Instant::now(), data));
         }
     }
-    Reply { status, content_type, frames, sent }
+    Reply {
+        status,
+        content_type,
+        frames,
+        sent,
+    }
 }
 
 fn parse_metrics(text: &str) -> HashMap<String, f64> {
@@ -171,7 +196,9 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
 }
 
 fn sample(metrics: &HashMap<String, f64>, key: &str) -> f64 {
-    *metrics.get(key).unwrap_or_else(|| panic!("no sample {key}"))
+    *metrics
+        .get(key)
+        .unwrap_or_else(|| panic!("no sample {key}"))
 }
 
 fn chunk_json(data: &str) -> Value {
@@ -188,7 +215,11 @@ async fn completions_stream_one_chunk_per_token() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(reply.content_type.starts_with("text/event-stream"), "{}", reply.content_type);
+    assert!(
+        reply.content_type.starts_with("text/event-stream"),
+        "{}",
+        reply.content_type
+    );
     let events = reply.sse();
     assert_eq!(events.len(), 6, "5 tokens and [DONE]");
     assert_eq!(events[5].1, "[DONE]");
@@ -253,26 +284,46 @@ async fn chat_stream_carries_the_role_first_and_usage_last() {
 #[tokio::test]
 async fn non_streaming_answers_carry_usage() {
     let sim = Sim::start(&["--decode-base", "1ms", "--default-max-tokens", "4"]).await;
-    let reply = sim.post("/v1/completions", &json!({"prompt": "a b", "max_tokens": 3})).await;
+    let reply = sim
+        .post(
+            "/v1/completions",
+            &json!({"prompt": "a b", "max_tokens": 3}),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.content_type.starts_with("application/json"));
     let body = reply.json();
     assert_eq!(body["object"], "text_completion");
     assert_eq!(body["choices"][0]["text"], "t0 t1 t2 ");
     assert_eq!(body["choices"][0]["finish_reason"], "length");
-    assert_eq!(body["usage"], json!({"prompt_tokens": 2, "total_tokens": 5, "completion_tokens": 3}));
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 2, "total_tokens": 5, "completion_tokens": 3})
+    );
 
     let reply = sim
-        .post("/v1/chat/completions", &json!({"model": "sim", "messages": [{"role": "user", "content": "hi"}]}))
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "sim", "messages": [{"role": "user", "content": "hi"}]}),
+        )
         .await;
     let body = reply.json();
     assert_eq!(body["object"], "chat.completion");
-    assert_eq!(body["choices"][0]["message"], json!({"role": "assistant", "content": "t0 t1 t2 t3 "}));
-    assert_eq!(body["usage"]["completion_tokens"], 4, "--default-max-tokens applies");
+    assert_eq!(
+        body["choices"][0]["message"],
+        json!({"role": "assistant", "content": "t0 t1 t2 t3 "})
+    );
+    assert_eq!(
+        body["usage"]["completion_tokens"], 4,
+        "--default-max-tokens applies"
+    );
 
     // A batch of prompts, two completions each.
     let reply = sim
-        .post("/v1/completions", &json!({"prompt": ["a", "b c d"], "n": 2, "max_tokens": 2}))
+        .post(
+            "/v1/completions",
+            &json!({"prompt": ["a", "b c d"], "n": 2, "max_tokens": 2}),
+        )
         .await;
     let body = reply.json();
     let choices = body["choices"].as_array().unwrap();
@@ -288,12 +339,26 @@ async fn non_streaming_answers_carry_usage() {
 
 #[tokio::test]
 async fn early_stops_follow_eos_probability_unless_ignored() {
-    let sim = Sim::start(&["--decode-base", "1ms", "--eos-probability", "1", "--seed", "3"]).await;
-    let body = sim.post("/v1/completions", &json!({"prompt": "x", "max_tokens": 8})).await.json();
+    let sim = Sim::start(&[
+        "--decode-base",
+        "1ms",
+        "--eos-probability",
+        "1",
+        "--seed",
+        "3",
+    ])
+    .await;
+    let body = sim
+        .post("/v1/completions", &json!({"prompt": "x", "max_tokens": 8}))
+        .await
+        .json();
     assert_eq!(body["choices"][0]["text"], "t0 ");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     let body = sim
-        .post("/v1/completions", &json!({"prompt": "x", "max_tokens": 8, "ignore_eos": true}))
+        .post(
+            "/v1/completions",
+            &json!({"prompt": "x", "max_tokens": 8, "ignore_eos": true}),
+        )
         .await
         .json();
     assert_eq!(body["usage"]["completion_tokens"], 8);
@@ -328,7 +393,10 @@ async fn ollama_streams_ndjson_with_a_final_summary() {
         .map(|k| last[k].as_u64().unwrap())
         .sum::<u64>();
     assert_eq!(total, parts);
-    assert!(last["eval_duration"].as_u64().unwrap() >= 3_000_000, "3 steps of at least 1ms");
+    assert!(
+        last["eval_duration"].as_u64().unwrap() >= 3_000_000,
+        "3 steps of at least 1ms"
+    );
 
     let reply = sim
         .post(
@@ -337,7 +405,10 @@ async fn ollama_streams_ndjson_with_a_final_summary() {
         )
         .await;
     let body = reply.json();
-    assert_eq!(body["message"], json!({"role": "assistant", "content": "t0 t1 "}));
+    assert_eq!(
+        body["message"],
+        json!({"role": "assistant", "content": "t0 t1 "})
+    );
     assert_eq!(body["done"], true);
     assert_eq!(body["prompt_eval_count"], 2);
 
@@ -352,7 +423,9 @@ async fn ollama_streams_ndjson_with_a_final_summary() {
     assert_eq!(lines.last().unwrap(), &json!({"status": "success"}));
     assert!(pull.frames.last().unwrap().0 - pull.sent >= Duration::from_millis(20));
 
-    let missing = sim.post("/api/generate", &json!({"model": "llama3", "prompt": "x"})).await;
+    let missing = sim
+        .post("/api/generate", &json!({"model": "llama3", "prompt": "x"}))
+        .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(missing.json()["error"].as_str().unwrap().contains("llama3"));
     sim.stop().await;
@@ -370,7 +443,10 @@ async fn health_models_and_metrics() {
 
     let label = "model_name=\"opt-125m\"";
     let before = sim.metrics().await;
-    assert_eq!(sample(&before, &format!("vllm:generation_tokens_total{{{label}}}")), 0.0);
+    assert_eq!(
+        sample(&before, &format!("vllm:generation_tokens_total{{{label}}}")),
+        0.0
+    );
     let text = sim.get("/metrics").await.text();
     for family in [
         "vllm:num_requests_running gauge",
@@ -393,59 +469,136 @@ async fn health_models_and_metrics() {
         "aibench_sim:token_lateness_seconds histogram",
         "aibench_sim:injected_failures_total counter",
     ] {
-        assert!(text.contains(&format!("# TYPE {family}\n")), "missing {family}");
+        assert!(
+            text.contains(&format!("# TYPE {family}\n")),
+            "missing {family}"
+        );
         let name = family.split(' ').next().unwrap();
-        assert!(text.contains(&format!("# HELP {name} ")), "missing HELP for {name}");
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "missing HELP for {name}"
+        );
     }
 
     for _ in 0..2 {
         let reply = sim
-            .post("/v1/completions", &json!({"model": "opt-125m", "prompt": "a b c", "max_tokens": 6, "stream": true}))
+            .post(
+                "/v1/completions",
+                &json!({"model": "opt-125m", "prompt": "a b c", "max_tokens": 6, "stream": true}),
+            )
             .await;
         assert_eq!(reply.status, StatusCode::OK);
     }
     let after = sim.metrics().await;
-    assert_eq!(sample(&after, &format!("vllm:generation_tokens_total{{{label}}}")), 12.0);
-    assert_eq!(sample(&after, &format!("vllm:prompt_tokens_total{{{label}}}")), 6.0);
     assert_eq!(
-        sample(&after, &format!("vllm:request_success_total{{{label},finished_reason=\"length\"}}")),
-        2.0
-    );
-    assert_eq!(sample(&after, &format!("vllm:time_to_first_token_seconds_count{{{label}}}")), 2.0);
-    assert_eq!(sample(&after, &format!("vllm:inter_token_latency_seconds_count{{{label}}}")), 10.0);
-    assert_eq!(sample(&after, &format!("vllm:e2e_request_latency_seconds_count{{{label}}}")), 2.0);
-    assert_eq!(sample(&after, &format!("vllm:request_generation_tokens_sum{{{label}}}")), 12.0);
-    assert_eq!(
-        sample(&after, &format!("aibench_sim:token_lateness_seconds_bucket{{{label},le=\"+Inf\"}}")),
+        sample(&after, &format!("vllm:generation_tokens_total{{{label}}}")),
         12.0
     );
-    assert!(sample(&after, &format!("vllm:inter_token_latency_seconds_sum{{{label}}}")) >= 10.0 * 0.0011);
+    assert_eq!(
+        sample(&after, &format!("vllm:prompt_tokens_total{{{label}}}")),
+        6.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            &format!("vllm:request_success_total{{{label},finished_reason=\"length\"}}")
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            &format!("vllm:time_to_first_token_seconds_count{{{label}}}")
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            &format!("vllm:inter_token_latency_seconds_count{{{label}}}")
+        ),
+        10.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            &format!("vllm:e2e_request_latency_seconds_count{{{label}}}")
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            &format!("vllm:request_generation_tokens_sum{{{label}}}")
+        ),
+        12.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            &format!("aibench_sim:token_lateness_seconds_bucket{{{label},le=\"+Inf\"}}")
+        ),
+        12.0
+    );
+    assert!(
+        sample(
+            &after,
+            &format!("vllm:inter_token_latency_seconds_sum{{{label}}}")
+        ) >= 10.0 * 0.0011
+    );
     sim.stop().await;
 }
 
 #[tokio::test]
 async fn bad_requests_get_vllm_like_errors() {
-    let sim = Sim::start(&["--decode-base", "1ms", "--max-model-len", "64", "--kv-cache-tokens", "1024"]).await;
-    let missing = sim.post("/v1/completions", &json!({"model": "gpt-4", "prompt": "x"})).await;
+    let sim = Sim::start(&[
+        "--decode-base",
+        "1ms",
+        "--max-model-len",
+        "64",
+        "--kv-cache-tokens",
+        "1024",
+    ])
+    .await;
+    let missing = sim
+        .post("/v1/completions", &json!({"model": "gpt-4", "prompt": "x"}))
+        .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let error = &missing.json()["error"];
     assert_eq!(error["type"], "NotFoundError");
     assert_eq!(error["code"], 404);
     assert!(error["message"].as_str().unwrap().contains("gpt-4"));
 
-    let malformed = send(sim.addr, "POST", "/v1/chat/completions", Some("{\"model\": ".into()), &[]).await;
+    let malformed = send(
+        sim.addr,
+        "POST",
+        "/v1/chat/completions",
+        Some("{\"model\": ".into()),
+        &[],
+    )
+    .await;
     assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
     assert_eq!(malformed.json()["error"]["type"], "BadRequestError");
 
-    let too_long = sim.post("/v1/completions", &json!({"prompt": "x", "max_tokens": 64})).await;
+    let too_long = sim
+        .post("/v1/completions", &json!({"prompt": "x", "max_tokens": 64}))
+        .await;
     assert_eq!(too_long.status, StatusCode::BAD_REQUEST);
-    assert!(too_long.json()["error"]["message"].as_str().unwrap().contains("maximum context length is 64"));
+    assert!(too_long.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("maximum context length is 64"));
 
-    let zero = sim.post("/v1/completions", &json!({"prompt": "x", "max_tokens": 0})).await;
+    let zero = sim
+        .post("/v1/completions", &json!({"prompt": "x", "max_tokens": 0}))
+        .await;
     assert_eq!(zero.status, StatusCode::BAD_REQUEST);
 
     assert_eq!(sim.get("/nope").await.status, StatusCode::NOT_FOUND);
-    assert_eq!(sim.get("/v1/completions").await.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        sim.get("/v1/completions").await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
     sim.stop().await;
 }
 
@@ -455,9 +608,23 @@ async fn an_api_key_guards_the_apis_but_not_health() {
     let body = json!({"prompt": "x", "max_tokens": 1}).to_string();
     let denied = send(sim.addr, "POST", "/v1/completions", Some(body.clone()), &[]).await;
     assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
-    let wrong = send(sim.addr, "POST", "/v1/completions", Some(body.clone()), &[("authorization", "Bearer nope")]).await;
+    let wrong = send(
+        sim.addr,
+        "POST",
+        "/v1/completions",
+        Some(body.clone()),
+        &[("authorization", "Bearer nope")],
+    )
+    .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    let ok = send(sim.addr, "POST", "/v1/completions", Some(body), &[("authorization", "Bearer s3cret")]).await;
+    let ok = send(
+        sim.addr,
+        "POST",
+        "/v1/completions",
+        Some(body),
+        &[("authorization", "Bearer s3cret")],
+    )
+    .await;
     assert_eq!(ok.status, StatusCode::OK);
     assert_eq!(sim.get("/api/tags").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(sim.get("/health").await.status, StatusCode::OK);
@@ -500,25 +667,54 @@ async fn fixed_timing_keeps_its_deadlines() {
             let due = ttft + itl * k as u32;
             let elapsed = *at - reply.sent;
             // Never early: the request left the client before it arrived at the server.
-            assert!(elapsed >= due, "token {k} after {elapsed:?}, due at {due:?}");
+            assert!(
+                elapsed >= due,
+                "token {k} after {elapsed:?}, due at {due:?}"
+            );
             // Generous: a loaded machine may be late, but not by seconds.
-            assert!(elapsed < due + Duration::from_secs(5), "token {k} after {elapsed:?}");
+            assert!(
+                elapsed < due + Duration::from_secs(5),
+                "token {k} after {elapsed:?}"
+            );
         }
-        let gaps: Vec<Duration> = events[..tokens as usize].windows(2).map(|w| w[1].0 - w[0].0).collect();
+        let gaps: Vec<Duration> = events[..tokens as usize]
+            .windows(2)
+            .map(|w| w[1].0 - w[0].0)
+            .collect();
         let mean = gaps.iter().sum::<Duration>() / gaps.len() as u32;
         assert!(mean >= itl / 2 && mean < itl * 5, "mean gap {mean:?}");
     }
     let metrics = sim.metrics().await;
     let label = "model_name=\"sim\"";
-    assert_eq!(sample(&metrics, &format!("aibench_sim:token_lateness_seconds_count{{{label}}}")), 160.0);
-    let ttft_sum = sample(&metrics, &format!("vllm:time_to_first_token_seconds_sum{{{label}}}"));
-    assert!((ttft_sum - 8.0 * 0.05).abs() < 1e-6, "server-side TTFT is exactly the fixed one: {ttft_sum}");
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("aibench_sim:token_lateness_seconds_count{{{label}}}")
+        ),
+        160.0
+    );
+    let ttft_sum = sample(
+        &metrics,
+        &format!("vllm:time_to_first_token_seconds_sum{{{label}}}"),
+    );
+    assert!(
+        (ttft_sum - 8.0 * 0.05).abs() < 1e-6,
+        "server-side TTFT is exactly the fixed one: {ttft_sum}"
+    );
     sim.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_one_makes_requests_queue() {
-    let sim = Sim::start(&["--max-batch", "1", "--decode-base", "10ms", "--decode-per-seq", "0ms"]).await;
+    let sim = Sim::start(&[
+        "--max-batch",
+        "1",
+        "--decode-base",
+        "10ms",
+        "--decode-per-seq",
+        "0ms",
+    ])
+    .await;
     let mut streams = Vec::new();
     for _ in 0..3 {
         let addr = sim.addr;
@@ -530,9 +726,14 @@ async fn a_batch_of_one_makes_requests_queue() {
     let mut waiting_seen = 0.0f64;
     let label = "model_name=\"sim\"";
     let watch_start = Instant::now();
-    while streams.iter().any(|s| !s.is_finished()) && watch_start.elapsed() < Duration::from_secs(60) {
+    while streams.iter().any(|s| !s.is_finished())
+        && watch_start.elapsed() < Duration::from_secs(60)
+    {
         let metrics = sim.metrics().await;
-        waiting_seen = waiting_seen.max(sample(&metrics, &format!("vllm:num_requests_waiting{{{label}}}")));
+        waiting_seen = waiting_seen.max(sample(
+            &metrics,
+            &format!("vllm:num_requests_waiting{{{label}}}"),
+        ));
         assert!(sample(&metrics, &format!("vllm:num_requests_running{{{label}}}")) <= 1.0);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -550,7 +751,12 @@ async fn a_batch_of_one_makes_requests_queue() {
     let span = last_end.unwrap() - first_sent.unwrap();
     assert!(span >= Duration::from_millis(300), "{span:?}");
     let metrics = sim.metrics().await;
-    assert!(sample(&metrics, &format!("vllm:request_queue_time_seconds_sum{{{label}}}")) >= 0.2);
+    assert!(
+        sample(
+            &metrics,
+            &format!("vllm:request_queue_time_seconds_sum{{{label}}}")
+        ) >= 0.2
+    );
     sim.stop().await;
 }
 
@@ -575,24 +781,41 @@ async fn kv_cache_pressure_preempts_and_recovers() {
     for _ in 0..4 {
         let addr = sim.addr;
         let body = json!({"prompt": prompt, "max_tokens": 40, "stream": true}).to_string();
-        streams.push(tokio::spawn(async move { send(addr, "POST", "/v1/completions", Some(body), &[]).await }));
+        streams.push(tokio::spawn(async move {
+            send(addr, "POST", "/v1/completions", Some(body), &[]).await
+        }));
     }
     for stream in streams {
         let reply = stream.await.unwrap();
         let events = reply.sse();
-        assert_eq!(events.len(), 41, "every token arrives once despite recomputation");
+        assert_eq!(
+            events.len(),
+            41,
+            "every token arrives once despite recomputation"
+        );
         let texts: Vec<String> = events[..40]
             .iter()
-            .map(|e| chunk_json(&e.1)["choices"][0]["text"].as_str().unwrap().to_string())
+            .map(|e| {
+                chunk_json(&e.1)["choices"][0]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         assert_eq!(texts, (0..40).map(|k| format!("t{k} ")).collect::<Vec<_>>());
     }
     let metrics = sim.metrics().await;
     let label = "model_name=\"sim\"";
     assert!(sample(&metrics, &format!("vllm:num_preemptions_total{{{label}}}")) > 0.0);
-    assert_eq!(sample(&metrics, &format!("vllm:kv_cache_usage_perc{{{label}}}")), 0.0);
     assert_eq!(
-        sample(&metrics, &format!("vllm:request_success_total{{{label},finished_reason=\"length\"}}")),
+        sample(&metrics, &format!("vllm:kv_cache_usage_perc{{{label}}}")),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("vllm:request_success_total{{{label},finished_reason=\"length\"}}")
+        ),
         4.0
     );
     sim.stop().await;
@@ -600,10 +823,20 @@ async fn kv_cache_pressure_preempts_and_recovers() {
 
 #[tokio::test]
 async fn injected_failures_answer_500() {
-    let sim = Sim::start(&["--decode-base", "1ms", "--failure-rate", "0.5", "--seed", "42"]).await;
+    let sim = Sim::start(&[
+        "--decode-base",
+        "1ms",
+        "--failure-rate",
+        "0.5",
+        "--seed",
+        "42",
+    ])
+    .await;
     let mut failed = 0;
     for _ in 0..40 {
-        let reply = sim.post("/v1/completions", &json!({"prompt": "x", "max_tokens": 1})).await;
+        let reply = sim
+            .post("/v1/completions", &json!({"prompt": "x", "max_tokens": 1}))
+            .await;
         match reply.status {
             StatusCode::OK => {}
             StatusCode::INTERNAL_SERVER_ERROR => {
@@ -616,13 +849,18 @@ async fn injected_failures_answer_500() {
     assert!(failed > 0 && failed < 40, "{failed} of 40 failed");
     let metrics = sim.metrics().await;
     assert_eq!(
-        sample(&metrics, "aibench_sim:injected_failures_total{model_name=\"sim\"}"),
+        sample(
+            &metrics,
+            "aibench_sim:injected_failures_total{model_name=\"sim\"}"
+        ),
         f64::from(failed)
     );
     sim.stop().await;
 
     let sim = Sim::start(&["--failure-rate", "1"]).await;
-    let reply = sim.post("/api/generate", &json!({"model": "sim", "prompt": "x"})).await;
+    let reply = sim
+        .post("/api/generate", &json!({"model": "sim", "prompt": "x"}))
+        .await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(reply.json()["error"].is_string());
     sim.stop().await;
@@ -630,7 +868,15 @@ async fn injected_failures_answer_500() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_cuts_long_streams_after_the_grace_period() {
-    let sim = Sim::start(&["--fixed-ttft", "1ms", "--fixed-itl", "1s", "--shutdown-grace", "100ms"]).await;
+    let sim = Sim::start(&[
+        "--fixed-ttft",
+        "1ms",
+        "--fixed-itl",
+        "1s",
+        "--shutdown-grace",
+        "100ms",
+    ])
+    .await;
     let addr = sim.addr;
     let stream = tokio::spawn(async move {
         let body = json!({"prompt": "x", "max_tokens": 1000, "stream": true}).to_string();
@@ -650,8 +896,17 @@ async fn shutdown_cuts_long_streams_after_the_grace_period() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let stopping = Instant::now();
     sim.stop().await;
-    assert!(stopping.elapsed() >= Duration::from_millis(100), "waited for the grace period");
-    let frames = tokio::time::timeout(Duration::from_secs(60), stream).await.unwrap().unwrap();
+    assert!(
+        stopping.elapsed() >= Duration::from_millis(100),
+        "waited for the grace period"
+    );
+    let frames = tokio::time::timeout(Duration::from_secs(60), stream)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(frames < 1000, "the stream was cut");
-    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 }

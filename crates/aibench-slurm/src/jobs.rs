@@ -31,6 +31,26 @@ pub enum Mode {
     Allocation(Allocation),
 }
 
+impl Mode {
+    /// Steps inside the allocation this process runs in (`SLURM_JOB_ID` set: under `salloc`,
+    /// or aibench itself in an sbatch job), with nodes assigned to roles when the lists are
+    /// given; jobs of their own otherwise.
+    pub fn detect(
+        cli: &SlurmCli,
+        server_nodes: Option<&str>,
+        client_nodes: Option<&str>,
+    ) -> Result<Mode, SlurmError> {
+        match Allocation::from_env(cli)? {
+            Some(a) => Ok(Mode::Allocation(a.with_roles(
+                cli,
+                server_nodes,
+                client_nodes,
+            )?)),
+            None => Ok(Mode::Submit),
+        }
+    }
+}
+
 /// The allocation aibench runs in, and which of its nodes serve and which drive load.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allocation {
@@ -279,16 +299,18 @@ pub struct SlurmJob {
     pub health_timeout: Duration,
     pub health_interval: Duration,
     registered_at: Option<Instant>,
-    /// Inside an allocation: the local driver process running `srun`.
+    /// Inside an allocation: the local driver process running `srun` (also its process group).
     step: Option<Child>,
-    step_pgid: Option<i32>,
+    driver_pid: Option<i32>,
     cancelled: bool,
 }
 
 impl SlurmJob {
     /// `job 123` or `step of job 123` for messages.
     pub fn id_text(&self) -> String {
-        self.job_id.clone().unwrap_or_else(|| "(not submitted)".into())
+        self.job_id
+            .clone()
+            .unwrap_or_else(|| "(not submitted)".into())
     }
 
     pub fn last_lines(&self, n: usize) -> Vec<String> {
@@ -319,18 +341,19 @@ pub struct CancelHandle {
 #[derive(Debug, Default)]
 struct Shared {
     job_ids: Vec<String>,
-    pgids: Vec<i32>,
+    driver_pids: Vec<i32>,
 }
 
 impl CancelHandle {
-    /// scancel every job and step, SIGTERM every local step driver. Safe to call repeatedly.
+    /// scancel every job and step, SIGTERM every local step driver (which cancels its step).
+    /// Safe to call repeatedly.
     pub fn cancel_all(&self) {
-        let (ids, pgids) = match self.inner.lock() {
-            Ok(s) => (s.job_ids.clone(), s.pgids.clone()),
+        let (ids, driver_pids) = match self.inner.lock() {
+            Ok(s) => (s.job_ids.clone(), s.driver_pids.clone()),
             Err(_) => return,
         };
-        for pgid in pgids {
-            signal_group(pgid, libc::SIGTERM);
+        for pid in driver_pids {
+            signal_process(pid, libc::SIGTERM);
         }
         let _ = self.cli.scancel(&ids);
     }
@@ -339,14 +362,23 @@ impl CancelHandle {
         if let Ok(mut s) = self.inner.lock() {
             s.job_ids = jobs
                 .iter()
-                .filter(|j| !j.cancelled)
+                .filter(|j| !j.cancelled && j.driver_pid.is_none())
                 .filter_map(|j| j.job_id.clone())
                 .collect();
-            s.pgids = jobs
+            s.driver_pids = jobs
                 .iter()
                 .filter(|j| !j.cancelled)
-                .filter_map(|j| j.step_pgid)
+                .filter_map(|j| j.driver_pid)
                 .collect();
+        }
+    }
+}
+
+fn signal_process(pid: i32, signal: i32) {
+    if pid > 1 {
+        // SAFETY: kill only sends a signal.
+        unsafe {
+            libc::kill(pid, signal);
         }
     }
 }
@@ -411,7 +443,11 @@ impl SlurmJobs {
     }
 
     /// Render and write the scripts of every replica of `plan`, without starting anything.
-    pub fn prepare(&mut self, plan: &ServicePlan, recipe: &Recipe) -> Result<Vec<Script>, SlurmError> {
+    pub fn prepare(
+        &mut self,
+        plan: &ServicePlan,
+        recipe: &Recipe,
+    ) -> Result<Vec<Script>, SlurmError> {
         let service = find_service(recipe, plan)?;
         std::fs::create_dir_all(&self.ctx.script_dir)?;
         std::fs::create_dir_all(self.ctx.run_dir.join("logs"))?;
@@ -454,7 +490,11 @@ impl SlurmJobs {
     }
 
     /// How the replicas of `plan` would be started; writes their scripts, starts nothing.
-    pub fn dry_run(&mut self, plan: &ServicePlan, recipe: &Recipe) -> Result<Vec<Submission>, SlurmError> {
+    pub fn dry_run(
+        &mut self,
+        plan: &ServicePlan,
+        recipe: &Recipe,
+    ) -> Result<Vec<Submission>, SlurmError> {
         let scripts = self.prepare(plan, recipe)?;
         Ok(scripts
             .into_iter()
@@ -505,7 +545,8 @@ impl SlurmJobs {
     pub fn start(&mut self, plan: &ServicePlan, recipe: &Recipe) -> Result<(), SlurmError> {
         let service = find_service(recipe, plan)?;
         let container = render::container_of(service, &recipe.platform);
-        let missing = render::missing_variables(plan, container, &|v| std::env::var_os(v).is_some());
+        let missing =
+            render::missing_variables(plan, container, &|v| std::env::var_os(v).is_some());
         if !missing.is_empty() {
             return Err(SlurmError::MissingVariables {
                 service: plan.name.clone(),
@@ -532,12 +573,16 @@ impl SlurmJobs {
                 record: None,
                 node: None,
                 healthy: false,
-                check: Check::from_plan(&plan.health.check, plan.health.path.as_deref(), &plan.kind),
+                check: Check::from_plan(
+                    &plan.health.check,
+                    plan.health.path.as_deref(),
+                    &plan.kind,
+                ),
                 health_timeout,
                 health_interval,
                 registered_at: None,
                 step: None,
-                step_pgid: None,
+                driver_pid: None,
                 cancelled: false,
             };
             match &self.ctx.mode {
@@ -548,17 +593,14 @@ impl SlurmJobs {
                         .run_dir
                         .join("logs")
                         .join(format!("{}.{id}.log", s.name));
-                    let marker = self
-                        .ctx
-                        .script_dir
-                        .join(format!("{}.{id}.exit", s.name));
+                    let marker = self.ctx.script_dir.join(format!("{}.{id}.exit", s.name));
                     self.tracker.watch(&id, Some(marker));
                     job.job_id = Some(id);
                 }
                 Mode::Allocation(_) => {
                     job.log = self.step_log(&s.name);
                     let child = spawn_driver(&s.path, &job.log)?;
-                    job.step_pgid = Some(child.id() as i32);
+                    job.driver_pid = Some(child.id() as i32);
                     job.step = Some(child);
                     job.status = Some(running_step());
                 }
@@ -681,7 +723,7 @@ impl SlurmJobs {
                         } else {
                             "start-up (before registering)".into()
                         },
-                        status: status.clone(),
+                        status: Box::new(status.clone()),
                         last_lines: job.last_lines(15),
                     });
                 }
@@ -740,7 +782,7 @@ impl SlurmJobs {
                 name: job.name.clone(),
                 job_id: job.id_text(),
                 phase: phase.into(),
-                status: status.clone(),
+                status: Box::new(status.clone()),
                 last_lines: job.last_lines(15),
             })
         })
@@ -749,18 +791,21 @@ impl SlurmJobs {
     /// Cancel every job and step this set started (scancel; SIGTERM to local step drivers) and
     /// forget their discovery records. Returns at once; see [`SlurmJobs::stop`] to wait.
     pub fn cancel_all(&mut self) {
+        // Jobs are cancelled by Slurm; steps by their drivers.
         let ids: Vec<String> = self
             .jobs
             .iter()
-            .filter(|j| !j.cancelled)
+            .filter(|j| !j.cancelled && j.driver_pid.is_none())
             .filter_map(|j| j.job_id.clone())
             .collect();
         for job in &mut self.jobs {
             if job.cancelled {
                 continue;
             }
-            if let Some(pgid) = job.step_pgid {
-                signal_group(pgid, libc::SIGTERM);
+            if let Some(pid) = job.driver_pid {
+                // The driver alone: it cancels its step, so the service gets SIGTERM and
+                // Slurm's KillWait to finish (srun itself would kill it at once).
+                signal_process(pid, libc::SIGTERM);
             }
             job.cancelled = true;
         }
@@ -808,7 +853,7 @@ impl SlurmJobs {
         };
         for job in &mut self.jobs {
             if let Some(mut child) = job.step.take() {
-                if let Some(pgid) = job.step_pgid {
+                if let Some(pgid) = job.driver_pid {
                     signal_group(pgid, libc::SIGKILL);
                 }
                 let _ = child.kill();
@@ -909,7 +954,11 @@ fn spawn_driver(script: &Path, log: &Path) -> Result<Child, SlurmError> {
 
 /// Render and write the scripts of a trial's services and say how each would start, without
 /// starting anything (`aibench run --dry-run`).
-pub fn dry_run(ctx: SlurmContext, trial: &TrialPlan, recipe: &Recipe) -> Result<Vec<Submission>, SlurmError> {
+pub fn dry_run(
+    ctx: SlurmContext,
+    trial: &TrialPlan,
+    recipe: &Recipe,
+) -> Result<Vec<Submission>, SlurmError> {
     let mut jobs = SlurmJobs::new(ctx);
     let mut out = Vec::new();
     for plan in &trial.services {
@@ -922,6 +971,11 @@ pub fn dry_run(ctx: SlurmContext, trial: &TrialPlan, recipe: &Recipe) -> Result<
 /// record is not a Slurm one.
 pub fn cancel_record(cli: &SlurmCli, record: &ServiceRecord) -> Result<bool, SlurmError> {
     match (&record.platform[..], &record.job_id) {
+        // A step gets SIGTERM (plain scancel would kill it at once); a job is cancelled.
+        ("slurm", Some(id)) if id.contains('.') => {
+            cli.signal(std::slice::from_ref(id), "TERM")?;
+            Ok(true)
+        }
         ("slurm", Some(id)) => {
             cli.scancel(std::slice::from_ref(id))?;
             Ok(true)

@@ -43,7 +43,10 @@ impl ScriptTemplate {
     /// The template for `service`: `<dir>/<service>.sbatch.tmpl`, else `<dir>/aibench.sbatch.tmpl`,
     /// for each folder in `dirs` in order, else the built-in one.
     pub fn find(dirs: &[PathBuf], service: &str) -> Result<Self, RenderError> {
-        for name in [format!("{service}.sbatch.tmpl"), "aibench.sbatch.tmpl".into()] {
+        for name in [
+            format!("{service}.sbatch.tmpl"),
+            "aibench.sbatch.tmpl".into(),
+        ] {
             for dir in dirs {
                 let path = dir.join(&name);
                 if path.is_file() {
@@ -84,11 +87,14 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// Ray for vLLM (or a command with `distributed` settings) on more than one node.
     pub fn of(service: &Service) -> Layout {
-        match (service.kind, service.resources.nodes) {
-            (_, 0 | 1) => Layout::Single,
-            (ServiceKind::Vllm, _) => Layout::Ray,
-            _ => Layout::Nodes,
+        if service.resources.nodes <= 1 {
+            Layout::Single
+        } else if service.kind == ServiceKind::Vllm || service.distributed.is_some() {
+            Layout::Ray
+        } else {
+            Layout::Nodes
         }
     }
 }
@@ -149,6 +155,14 @@ const RUNTIME_VARS: [&str; 8] = [
     "AIBENCH_HEAD_ADDRESS",
 ];
 
+/// Further variables the script sets for the service (besides Slurm's own `SLURM_*`).
+const JOB_VARS: [&str; 4] = [
+    "AIBENCH_NODES",
+    "AIBENCH_GPUS",
+    "AIBENCH_JOB_ID",
+    "AIBENCH_LOG",
+];
+
 /// The container a service runs in: its own, else the platform's.
 pub fn container_of<'a>(service: &'a Service, platform: &'a Platform) -> Option<&'a Container> {
     service
@@ -158,17 +172,21 @@ pub fn container_of<'a>(service: &'a Service, platform: &'a Platform) -> Option<
         .filter(|c| c.runtime != ContainerRuntime::None)
 }
 
-/// Named ports of the service (name, fixed port or none), the Ray port included for [`Layout::Ray`].
+/// Named ports of the service (name, fixed port or none: a free one), the Ray port included for
+/// [`Layout::Ray`]. Port 0 means a free one.
 fn named_ports(input: &ScriptInput) -> Vec<(String, Option<u16>)> {
     let mut ports: Vec<(String, Option<u16>)> = input
         .plan
         .named_ports
         .iter()
-        .map(|(n, p)| (n.clone(), if input.replica == 1 { *p } else { None }))
+        .map(|(n, p)| (n.clone(), p.filter(|_| input.replica == 1)))
         .collect();
     if Layout::of(input.service) == Layout::Ray && !ports.iter().any(|(n, _)| n == "ray") {
         let port = input.service.distributed.as_ref().map(|d| d.ray_port);
         ports.push(("ray".into(), port));
+    }
+    for (_, p) in &mut ports {
+        *p = p.filter(|&p| p != 0);
     }
     ports
 }
@@ -228,10 +246,13 @@ pub fn render(input: &ScriptInput) -> Result<Script, RenderError> {
         ("run_id", input.run_id.to_string()),
         ("layout", layout_text),
         ("template", input.template.source.clone()),
-        ("variables", variables_block(input, layout, nodes, &ports)),
+        ("variables", variables_block(input, nodes, &ports)),
         ("prepare", prepare_block(input.platform)),
         ("environment", environment_block(input, container)),
-        ("container", container_block(input, layout, container, &ports)),
+        (
+            "container",
+            container_block(input, layout, container, &ports),
+        ),
         ("command", command_block(input.plan)),
         (
             "serve",
@@ -241,9 +262,8 @@ pub fn render(input: &ScriptInput) -> Result<Script, RenderError> {
             },
         ),
     ];
-    let text = fill(&input.template.text, &values).map_err(|m| {
-        fail(format!("{m} in {}", input.template.source))
-    })?;
+    let text = fill(&input.template.text, &values)
+        .map_err(|m| fail(format!("{m} in {}", input.template.source)))?;
     Ok(Script {
         name: input.name.clone(),
         service: input.plan.name.clone(),
@@ -363,18 +383,19 @@ fn sbatch_block(input: &ScriptInput, nodes: u32) -> String {
     lines.join("\n")
 }
 
-fn variables_block(
-    input: &ScriptInput,
-    layout: Layout,
-    nodes: u32,
-    ports: &[(String, Option<u16>)],
-) -> String {
+fn variables_block(input: &ScriptInput, nodes: u32, ports: &[(String, Option<u16>)]) -> String {
     let plan = input.plan;
     let exported = [
-        ("AIBENCH_RUN_DIR", input.run_dir.to_string_lossy().into_owned()),
+        (
+            "AIBENCH_RUN_DIR",
+            input.run_dir.to_string_lossy().into_owned(),
+        ),
         ("AIBENCH_SERVICE", input.name.clone()),
         ("AIBENCH_EXE", input.exe.to_string_lossy().into_owned()),
-        ("AIBENCH_SCRIPT", input.script_path.to_string_lossy().into_owned()),
+        (
+            "AIBENCH_SCRIPT",
+            input.script_path.to_string_lossy().into_owned(),
+        ),
         ("AIBENCH_NODES", nodes.to_string()),
         ("AIBENCH_GPUS", input.service.resources.gpus.to_string()),
     ];
@@ -401,6 +422,10 @@ fn variables_block(
         "export AIBENCH_LOG=\"${AIBENCH_LOG:-${AIBENCH_RUN_DIR}/logs/${AIBENCH_SERVICE}.${SLURM_JOB_ID}.log}\""
             .into(),
     );
+    if let Placement::Step { job_id, .. } = &input.placement {
+        lines.push(format!("AIBENCH_ALLOCATION={}", literal(job_id)));
+        lines.push(format!("AIBENCH_STEP_NAME={}", literal(&input.job_name)));
+    }
     match plan.port {
         Some(p) if p != 0 && input.replica == 1 => lines.push(format!("AIBENCH_FIXED_PORT={p}")),
         _ => {}
@@ -414,7 +439,11 @@ fn variables_block(
         }
     }
     // The static part of the discovery record; the job adds where it runs.
-    let opt = |v: &Option<String>| v.as_deref().map(json_string).unwrap_or_else(|| "null".into());
+    let opt = |v: &Option<String>| {
+        v.as_deref()
+            .map(json_string)
+            .unwrap_or_else(|| "null".into())
+    };
     let record = [
         format!("\"name\": {}", json_string(&input.name)),
         format!("\"service\": {}", json_string(&plan.name)),
@@ -435,7 +464,11 @@ fn variables_block(
     ];
     lines.push(format!("AIBENCH_RECORD={}", literal(&record.join(", "))));
     let mut srun: Vec<String> = Vec::new();
-    if let Placement::Step { job_id, nodes: list } = &input.placement {
+    if let Placement::Step {
+        job_id,
+        nodes: list,
+    } = &input.placement
+    {
         srun.push(format!("--jobid={job_id}"));
         srun.push("--overlap".into());
         srun.push(format!("--job-name={}", input.job_name));
@@ -455,10 +488,12 @@ fn variables_block(
     if nodes > 1 {
         srun.push("--label".into());
     }
-    let _ = layout;
     lines.push(format!(
         "AIBENCH_SRUN_ARGS=({})",
-        srun.iter().map(|a| literal(a)).collect::<Vec<_>>().join(" ")
+        srun.iter()
+            .map(|a| literal(a))
+            .collect::<Vec<_>>()
+            .join(" ")
     ));
     lines.join("\n")
 }
@@ -483,7 +518,11 @@ fn prepare_block(platform: &Platform) -> String {
 
 /// The names of every variable a command may see: runtime ones, named ports, the service's and
 /// the container's environment.
-fn env_names(input: &ScriptInput, container: Option<&Container>, ports: &[(String, Option<u16>)]) -> Vec<String> {
+fn env_names(
+    input: &ScriptInput,
+    container: Option<&Container>,
+    ports: &[(String, Option<u16>)],
+) -> Vec<String> {
     let mut names: Vec<String> = RUNTIME_VARS.iter().map(|s| s.to_string()).collect();
     for (n, _) in ports {
         names.push(format!("AIBENCH_PORT_{}", n.to_ascii_uppercase()));
@@ -620,7 +659,10 @@ fn command_block(plan: &ServicePlan) -> String {
         lines.push(format!("  aibench_container {} || return", words.join(" ")));
     }
     if plan.shell {
-        lines.push(format!("  aibench_container sh -c {}", template(&plan.argv.join(" "))));
+        lines.push(format!(
+            "  aibench_container sh -c {}",
+            template(&plan.argv.join(" "))
+        ));
     } else {
         let words: Vec<String> = plan.argv.iter().map(|s| word(s)).collect();
         lines.push(format!("  aibench_container {}", words.join(" ")));
@@ -630,7 +672,11 @@ fn command_block(plan: &ServicePlan) -> String {
 
 /// Variables the service's command and environment reference that neither aibench nor the
 /// environment of this process provides (the job gets this environment through `--export=ALL`).
-pub fn missing_variables(plan: &ServicePlan, container: Option<&Container>, env: &dyn Fn(&str) -> bool) -> Vec<String> {
+pub fn missing_variables(
+    plan: &ServicePlan,
+    container: Option<&Container>,
+    env: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
     let mut texts: Vec<&str> = plan.argv.iter().map(String::as_str).collect();
     texts.extend(plan.env.iter().map(|(_, v)| v.as_str()));
     for step in &plan.setup {
@@ -645,7 +691,9 @@ pub fn missing_variables(plan: &ServicePlan, container: Option<&Container>, env:
         for (name, has_default) in crate::shell::references(t) {
             let provided = has_default
                 || RUNTIME_VARS.contains(&name.as_str())
-                || name.starts_with("AIBENCH_")
+                || JOB_VARS.contains(&name.as_str())
+                || name.starts_with("AIBENCH_PORT_")
+                || name.starts_with("SLURM")
                 || own.contains(&name.as_str())
                 || env(&name);
             if !provided && !missing.contains(&name) {

@@ -223,7 +223,11 @@ pub fn parse_scontrol_fields(line: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for token in line.split_whitespace() {
         match token.split_once('=') {
-            Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '/') => {
+            Some((k, v))
+                if !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '/') =>
+            {
                 out.push((k.to_string(), v.to_string()))
             }
             _ => {
@@ -240,7 +244,12 @@ pub fn parse_scontrol_fields(line: &str) -> Vec<(String, String)> {
 /// The status of one job from a line of `scontrol show job -o`.
 pub fn parse_scontrol_line(line: &str) -> Option<(String, JobStatus)> {
     let fields = parse_scontrol_fields(line);
-    let get = |k: &str| fields.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
     let id = get("JobId")?.to_string();
     let mut status = JobStatus::new(JobState::parse(get("JobState")?), "scontrol");
     status.reason = get("Reason").and_then(meaningful_reason);
@@ -261,7 +270,11 @@ pub fn parse_sacct_line(line: &str) -> Option<(String, JobStatus)> {
         return None;
     }
     let mut status = JobStatus::new(JobState::parse(state_text), "sacct");
-    status.exit_code = parts.next().map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+    status.exit_code = parts
+        .next()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from);
     status.nodes = parts.next().and_then(meaningful_reason);
     Some((id, status))
 }
@@ -305,7 +318,10 @@ mod tests {
         assert_eq!(id, "7");
         assert_eq!(s.state, JobState::Failed);
         assert_eq!(s.exit_code.as_deref(), Some("3:0"));
-        assert_eq!(s.describe(), "FAILED (exit code 3, NonZeroExitCode, on node1)");
+        assert_eq!(
+            s.describe(),
+            "FAILED (exit code 3, NonZeroExitCode, on node1)"
+        );
         let fields = parse_scontrol_fields(line);
         assert!(fields.contains(&("Command".into(), "/tmp/a b/x.sbatch".into())));
         let (_, s) = parse_scontrol_line(

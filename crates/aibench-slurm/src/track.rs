@@ -155,8 +155,11 @@ impl Tracker {
                     // known and vanished without a trace is reported as such.
                     if let Some(t) = self.jobs.get_mut(&id) {
                         if t.status.is_some() {
-                            let mut s = JobStatus::new(JobState::Other("VANISHED".into()), "squeue");
-                            s.reason = Some("Slurm no longer knows the job and it left no exit marker".into());
+                            let mut s =
+                                JobStatus::new(JobState::Other("VANISHED".into()), "squeue");
+                            s.reason = Some(
+                                "Slurm no longer knows the job and it left no exit marker".into(),
+                            );
                             t.status = Some(s);
                             t.settled = true;
                         }
@@ -198,18 +201,105 @@ pub fn read_marker(path: &std::path::Path) -> Option<JobStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Stand-ins for Slurm's commands: each prints `<name>.out` from `dir` and exits with the
+    /// code in `<name>.rc` (default 1, printing "Invalid job id specified").
+    fn fake_slurm(dir: &std::path::Path, answers: &[(&str, i32, &str)]) -> SlurmCli {
+        for name in ["squeue", "scontrol", "sacct"] {
+            let (rc, out) = answers
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, rc, out)| (*rc, *out))
+                .unwrap_or((1, ""));
+            let script = format!(
+                "#!/bin/sh\nprintf '%s' '{out}'\n[ {rc} = 0 ] || echo 'slurm_load_jobs error: Invalid job id specified' >&2\nexit {rc}\n"
+            );
+            let p = dir.join(name);
+            std::fs::write(&p, script).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        SlurmCli::with_bin_dir(dir)
+    }
+
+    #[test]
+    fn a_job_gone_from_squeue_gets_its_state_from_the_completion_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = fake_slurm(dir.path(), &[("sacct", 0, "41|TIMEOUT|0:15|node2\n")]);
+        let mut t = Tracker::new(cli, Duration::from_secs(1));
+        t.watch("41", None);
+        t.refresh();
+        let s = t.status("41").unwrap();
+        assert_eq!((&s.state, s.source), (&JobState::Timeout, "sacct"));
+    }
+
+    #[test]
+    fn a_job_slurm_forgot_gets_its_state_from_its_exit_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = fake_slurm(dir.path(), &[]);
+        let marker = dir.path().join("llm.42.exit");
+        std::fs::write(
+            &marker,
+            r#"{"job_id": "42", "exit_code": 3, "stopped_by": "", "at": 1.0}"#,
+        )
+        .unwrap();
+        let mut t = Tracker::new(cli, Duration::from_secs(1));
+        t.watch("42", Some(marker));
+        t.refresh();
+        let s = t.status("42").unwrap();
+        assert_eq!((&s.state, s.source), (&JobState::Failed, "exit marker"));
+    }
+
+    #[test]
+    fn squeue_answers_in_one_call_and_scontrol_adds_the_exit_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = fake_slurm(
+            dir.path(),
+            &[
+                (
+                    "squeue",
+                    0,
+                    "7|PENDING||Resources\n8|FAILED|node1|NonZeroExitCode\n",
+                ),
+                (
+                    "scontrol",
+                    0,
+                    "JobId=8 JobState=FAILED Reason=NonZeroExitCode ExitCode=3:0 NodeList=node1\n",
+                ),
+            ],
+        );
+        let mut t = Tracker::new(cli, Duration::from_secs(3600));
+        t.watch("7", None);
+        t.watch("8", None);
+        assert!(t.refresh_if_due());
+        assert!(!t.refresh_if_due(), "asked again within the interval");
+        assert_eq!(t.status("7").unwrap().describe(), "pending: Resources");
+        assert_eq!(t.status("8").unwrap().exit_code.as_deref(), Some("3:0"));
+    }
 
     #[test]
     fn markers_tell_how_a_job_ended() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.exit");
-        std::fs::write(&p, r#"{"job_id": "5", "exit_code": 3, "stopped_by": "", "at": 1.0}"#).unwrap();
+        std::fs::write(
+            &p,
+            r#"{"job_id": "5", "exit_code": 3, "stopped_by": "", "at": 1.0}"#,
+        )
+        .unwrap();
         assert_eq!(read_marker(&p).unwrap().state, JobState::Failed);
-        std::fs::write(&p, r#"{"job_id": "5", "exit_code": 143, "stopped_by": "TERM", "at": 1.0}"#).unwrap();
+        std::fs::write(
+            &p,
+            r#"{"job_id": "5", "exit_code": 143, "stopped_by": "TERM", "at": 1.0}"#,
+        )
+        .unwrap();
         let s = read_marker(&p).unwrap();
         assert_eq!(s.state, JobState::Cancelled);
         assert!(s.reason.unwrap().contains("SIGTERM"));
-        std::fs::write(&p, r#"{"job_id": "5", "exit_code": 0, "stopped_by": "", "at": 1.0}"#).unwrap();
+        std::fs::write(
+            &p,
+            r#"{"job_id": "5", "exit_code": 0, "stopped_by": "", "at": 1.0}"#,
+        )
+        .unwrap();
         assert_eq!(read_marker(&p).unwrap().state, JobState::Completed);
         assert!(read_marker(&dir.path().join("none")).is_none());
     }

@@ -169,9 +169,11 @@ fn wait_for_end(jobs: &mut SlurmJobs) -> SlurmError {
 async fn get(addr: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
@@ -195,22 +197,49 @@ fn sim_job_registers_passes_health_and_is_cancelled_like_aibench_down() {
     assert_eq!(record.job_id.as_deref(), Some(job_id.as_str()));
     assert_eq!(record.kind, "sim");
     assert!(record.url.as_deref().unwrap().starts_with("http://"));
-    let in_run = Registry::at(run.root().join("services")).get("llm").unwrap();
+    let in_run = Registry::at(run.root().join("services"))
+        .get("llm")
+        .unwrap();
     assert_eq!(in_run, record);
     let in_user = Registry::at(run.registry.path()).get("llm").unwrap();
     assert_eq!(in_user, record);
     // What the user saw: the job running, where it registered, and when it became healthy.
-    assert!(events.iter().any(|e| matches!(e, SlurmEvent::State { state: JobState::Running, .. })), "{events:?}");
-    assert!(events.iter().any(|e| matches!(e, SlurmEvent::Registered { node, .. } if node.starts_with("node"))), "{events:?}");
-    assert!(events.iter().any(|e| matches!(e, SlurmEvent::Healthy { .. })), "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            SlurmEvent::State {
+                state: JobState::Running,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SlurmEvent::Registered { node, .. } if node.starts_with("node"))),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SlurmEvent::Healthy { .. })),
+        "{events:?}"
+    );
     // The server answers where the record says.
-    let models = rt().block_on(get(&format!("{}:{}", record.host, record.port), "/v1/models"));
+    let models = rt().block_on(get(
+        &format!("{}:{}", record.host, record.port),
+        "/v1/models",
+    ));
     assert!(models.contains("sim-7b"), "{models}");
     assert_eq!(jobs.check("the test").map(|e| e.to_string()), None);
 
     // `aibench down`: the record alone is enough to cancel the job.
     let cli = SlurmCli::default();
-    assert_eq!(record_status(&cli, &in_user).unwrap().state, JobState::Running);
+    assert_eq!(
+        record_status(&cli, &in_user).unwrap().state,
+        JobState::Running
+    );
     assert!(cancel_record(&cli, &in_user).unwrap());
     let ended = loop {
         match record_status(&cli, &in_user) {
@@ -220,7 +249,9 @@ fn sim_job_registers_passes_health_and_is_cancelled_like_aibench_down() {
     };
     assert_eq!(ended.state, JobState::Cancelled);
     jobs.stop(Duration::from_secs(30));
-    assert!(Registry::at(run.root().join("services")).get("llm").is_none());
+    assert!(Registry::at(run.root().join("services"))
+        .get("llm")
+        .is_none());
     assert!(Registry::at(run.registry.path()).get("llm").is_none());
     run.assert_no_jobs_left();
 }
@@ -239,14 +270,18 @@ services:
     kind: command
     resources: { nodes: 2 }
     health: { check: http, path: /health }
-    command: >-
-      if [ "$AIBENCH_NODE_RANK" = 0 ]; then
-        exec "$AIBENCH_EXE" sim --host "$HOST" --port "$PORT";
-      else
-        until (exec 3<>"/dev/tcp/$AIBENCH_HEAD_ADDRESS/$PORT") 2>/dev/null; do sleep 1; done;
-        echo "rank $AIBENCH_NODE_RANK on $SLURMD_NODENAME reached $AIBENCH_HEAD_ADDRESS:$PORT" > "$AIBENCH_RUN_DIR/worker.txt";
-        exec sleep 100000;
-      fi
+    # bash for /dev/tcp; each rank sees its rank, the head's address and the service's port.
+    command:
+      - bash
+      - -c
+      - >-
+        if [ "$AIBENCH_NODE_RANK" = 0 ]; then
+          exec "$AIBENCH_EXE" sim --host "$HOST" --port "$PORT";
+        else
+          until (exec 3<>"/dev/tcp/$AIBENCH_HEAD_ADDRESS/$PORT") 2>/dev/null; do sleep 1; done;
+          echo "rank $AIBENCH_NODE_RANK on $SLURMD_NODENAME reached $AIBENCH_HEAD_ADDRESS:$PORT" > "$AIBENCH_RUN_DIR/worker.txt";
+          exec sleep 100000;
+        fi
 "#;
     let (recipe, plan) = load(yaml);
     let mut jobs = SlurmJobs::new(run.ctx());
@@ -287,7 +322,9 @@ services:
     let (recipe, plan) = load(yaml);
     let mut jobs = SlurmJobs::new(run.ctx());
     jobs.start(&plan, &recipe).unwrap();
-    let err = rt().block_on(jobs.wait_ready(|| false, |_| {})).unwrap_err();
+    let err = rt()
+        .block_on(jobs.wait_ready(|| false, |_| {}))
+        .unwrap_err();
     let message = err.to_string();
     match &err {
         SlurmError::JobEnded {
@@ -296,15 +333,22 @@ services:
             assert_eq!(status.state, JobState::Failed, "{message}");
             assert_eq!(status.exit_code.as_deref(), Some("3:0"), "{message}");
             assert!(
-                last_lines.iter().any(|l| l.contains("cannot open the model")),
+                last_lines
+                    .iter()
+                    .any(|l| l.contains("cannot open the model")),
                 "{message}"
             );
         }
         other => panic!("expected the job's end, got {other}"),
     }
     assert!(message.contains("FAILED (exit code 3"), "{message}");
+    let id = jobs.jobs()[0].job_id.clone().unwrap();
     jobs.stop(Duration::from_secs(30));
     run.assert_no_jobs_left();
+    // Once Slurm forgets the job, the completion log still knows how it ended (`sacct -c`).
+    let from_log = SlurmCli::default().sacct(std::slice::from_ref(&id));
+    assert_eq!(from_log.len(), 1, "{from_log:?}");
+    assert_eq!(from_log[0].1.state, JobState::Failed);
 }
 
 #[test]
@@ -320,7 +364,9 @@ fn job_cancelled_from_outside_reports_cancelled() {
     assert!(Command::new("scancel").arg(&id).status().unwrap().success());
     let err = wait_for_end(&mut jobs);
     match &err {
-        SlurmError::JobEnded { status, .. } => assert_eq!(status.state, JobState::Cancelled, "{err}"),
+        SlurmError::JobEnded { status, .. } => {
+            assert_eq!(status.state, JobState::Cancelled, "{err}")
+        }
         other => panic!("expected the job's end, got {other}"),
     }
     assert!(err.to_string().contains("CANCELLED"), "{err}");
@@ -363,15 +409,13 @@ fn apptainer_wrapper_runs_the_service_with_its_environment() {
     let log = run.root().join("apptainer.log");
     // The secret reaches the job through the environment only.
     std::env::set_var("AIBENCH_TEST_SECRET", "s3cret-value-42");
-    let platform = format!(
-        r#"  container:
+    let platform = r#"  container:
     runtime: apptainer
     image: /images/sim.sif
     binds: [/tmp]
-    env: {{ SIM_GREETING: hello }}
-"#
-    );
-    let mut yaml = sim_recipe("00:10:00", &platform);
+    env: { SIM_GREETING: hello }
+"#;
+    let mut yaml = sim_recipe("00:10:00", platform);
     yaml = yaml.replace(
         "slurm: { time: \"00:10:00\" }",
         &format!(
@@ -387,7 +431,10 @@ fn apptainer_wrapper_runs_the_service_with_its_environment() {
     rt().block_on(jobs.wait_ready(|| false, |_| {}))
         .unwrap_or_else(|e| panic!("{e}"));
     let script = std::fs::read_to_string(&jobs.jobs()[0].script).unwrap();
-    assert!(!script.contains("s3cret-value-42"), "a secret was written into the script");
+    assert!(
+        !script.contains("s3cret-value-42"),
+        "a secret was written into the script"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains(&format!(
@@ -396,8 +443,17 @@ fn apptainer_wrapper_runs_the_service_with_its_environment() {
         )),
         "{text}"
     );
-    for name in ["API_SECRET", "SIM_GREETING", "PORT", "HOST", "AIBENCH_SERVICE"] {
-        assert!(text.contains(&format!("env APPTAINERENV_{name}\n")), "{name} missing:\n{text}");
+    for name in [
+        "API_SECRET",
+        "SIM_GREETING",
+        "PORT",
+        "HOST",
+        "AIBENCH_SERVICE",
+    ] {
+        assert!(
+            text.contains(&format!("env APPTAINERENV_{name}\n")),
+            "{name} missing:\n{text}"
+        );
     }
     assert!(text.contains("image /images/sim.sif"), "{text}");
     jobs.stop(Duration::from_secs(30));
@@ -441,10 +497,130 @@ fn inside_an_allocation_services_are_steps_and_no_job_is_submitted() {
     assert_eq!(run.active_jobs(), before, "a job was submitted");
     assert!(cli.steps_named(&alloc, &job.job_name).contains(&step));
     let name = job.job_name.clone();
+    let data_dir = std::env::temp_dir().join(format!("aibench-{step}-llm-0"));
+    assert!(data_dir.is_dir(), "{}", data_dir.display());
     jobs.stop(Duration::from_secs(30));
+    // The step got SIGTERM, not SIGKILL: its rank stopped the service and cleaned up.
+    assert!(!data_dir.exists(), "{}", data_dir.display());
     while !cli.steps_named(&alloc, &name).is_empty() {
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert!(Command::new("scancel").arg(&alloc).status().unwrap().success());
+    assert!(Command::new("scancel")
+        .arg(&alloc)
+        .status()
+        .unwrap()
+        .success());
+    run.assert_no_jobs_left();
+}
+
+#[test]
+fn vllm_over_ray_waits_for_every_node_then_serves() {
+    let Some(_turn) = slurm() else { return };
+    let run = Run::new("ray");
+    // Stand-ins for `ray` and `vllm` (tests/data): the script's head/worker protocol is real,
+    // the cluster and the server are not.
+    let standin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let state = run.root().join("ray");
+    let yaml = format!(
+        r#"
+name: slurm-ray
+platform:
+  kind: slurm
+  slurm:
+    time: "00:10:00"
+    setup: ["export PATH={}:$$PATH RAY_STANDIN_DIR={}"]
+services:
+  - name: llm
+    kind: vllm
+    model: facebook/opt-125m
+    resources: {{ nodes: 2 }}
+    distributed: {{ tensor_parallel_size: 1, pipeline_parallel_size: 2, ray_port: 0 }}
+"#,
+        standin.display(),
+        state.display()
+    );
+    let (recipe, plan) = load(&yaml);
+    let mut jobs = SlurmJobs::new(run.ctx());
+    jobs.start(&plan, &recipe).unwrap();
+    rt().block_on(jobs.wait_ready(|| false, |_| {}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let record = jobs.records().pop().unwrap();
+    assert!(record.ports.contains_key("ray"), "{record:?}");
+    // The worker joined the head before the server started, with the parallel sizes asked for.
+    assert!(state.join("node_head").exists() && state.join("node_rank1").exists());
+    let calls = std::fs::read_to_string(state.join("calls.log")).unwrap();
+    let ray = format!("{}:{}", record.host, record.ports["ray"]);
+    assert!(calls.contains("ray start --head --block"), "{calls}");
+    assert!(
+        calls.contains(&format!(
+            "ray start --block --disable-usage-stats --address={ray}"
+        )),
+        "{calls}"
+    );
+    let vllm = std::fs::read_to_string(state.join("vllm.log")).unwrap();
+    assert!(
+        vllm.contains("--pipeline-parallel-size 2 --distributed-executor-backend ray"),
+        "{vllm}"
+    );
+    assert!(vllm.contains(&format!("RAY_ADDRESS={ray}")), "{vllm}");
+    let models = rt().block_on(get(
+        &format!("{}:{}", record.host, record.port),
+        "/v1/models",
+    ));
+    assert!(models.contains("facebook/opt-125m"), "{models}");
+    jobs.stop(Duration::from_secs(30));
+    run.assert_no_jobs_left();
+}
+
+#[test]
+fn a_pending_job_shows_why_and_an_interrupt_cancels_it() {
+    let Some(_turn) = slurm() else { return };
+    let run = Run::new("pending");
+    // Both nodes taken, so the service's job waits.
+    let out = Command::new("salloc")
+        .args(["-N", "2", "--no-shell", "--time=00:10:00", "-J"])
+        .arg(format!("{}-holder", run.prefix))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (recipe, plan) = load(&sim_recipe("00:10:00", ""));
+    let mut jobs = SlurmJobs::new(run.ctx());
+    jobs.start(&plan, &recipe).unwrap();
+    let interrupted = std::cell::Cell::new(false);
+    let mut seen = Vec::new();
+    let err = rt()
+        .block_on(jobs.wait_ready(
+            || interrupted.get(),
+            |e| {
+                if let SlurmEvent::State { description, .. } = &e {
+                    // What the user reads while the job waits: Ctrl-C after seeing it.
+                    if description == "pending: Resources" {
+                        interrupted.set(true);
+                    }
+                    seen.push(description.clone());
+                }
+            },
+        ))
+        .unwrap_err();
+    assert!(matches!(err, SlurmError::Interrupted { .. }), "{err}");
+    assert!(seen.iter().any(|d| d == "pending: Resources"), "{seen:?}");
+    jobs.stop(Duration::from_secs(30));
+    let left: Vec<String> = run
+        .active_jobs()
+        .into_iter()
+        .filter(|(_, name)| !name.ends_with("-holder"))
+        .map(|(id, _)| id)
+        .collect();
+    assert!(left.is_empty(), "still queued: {left:?}");
+    let holder: Vec<String> = run.active_jobs().into_iter().map(|(id, _)| id).collect();
+    assert!(Command::new("scancel")
+        .args(&holder)
+        .status()
+        .unwrap()
+        .success());
     run.assert_no_jobs_left();
 }

@@ -37,7 +37,10 @@ fn rendered(yaml: &str, placement: Placement) -> String {
         run_id: "demo",
         recipe_name: &recipe.name,
         exe: Path::new("/opt/aibench/bin/aibench"),
-        script_path: PathBuf::from(format!("/scratch/u100/results/demo/slurm/{}.sbatch", sp.name)),
+        script_path: PathBuf::from(format!(
+            "/scratch/u100/results/demo/slurm/{}.sbatch",
+            sp.name
+        )),
         placement,
         template: &template,
     };
@@ -197,4 +200,146 @@ services:
     );
     assert_bash_syntax(&text);
     check("podman-nodes-allocation.sbatch", &text);
+}
+
+fn sim_recipe() -> (aibench_recipe::Recipe, aibench_plan::Plan) {
+    recipe(
+        r#"
+name: quickstart
+platform:
+  kind: slurm
+  slurm: { time: 00:10:00 }
+services:
+  - name: llm
+    kind: sim
+    replicas: 2
+"#,
+    )
+}
+
+#[test]
+fn dry_run_writes_every_script_and_says_how_it_would_submit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recipe, plan) = sim_recipe();
+    let ctx = aibench_slurm::SlurmContext::new(dir.path(), "demo", "quickstart", "/opt/aibench");
+    let subs = aibench_slurm::dry_run(ctx, &plan.trials[0], &recipe).unwrap();
+    let names: Vec<&str> = subs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["llm", "llm-2"]);
+    for s in &subs {
+        assert!(s.script.is_file());
+        assert_eq!(
+            s.command[1..],
+            ["--parsable".to_string(), s.script.display().to_string()]
+        );
+        assert!(s.command_line().starts_with("sbatch --parsable "));
+        let text = std::fs::read_to_string(&s.script).unwrap();
+        assert!(text.contains(&format!("#SBATCH --job-name=aibench-demo-{}", s.name)));
+    }
+}
+
+#[test]
+fn dry_run_inside_an_allocation_places_replicas_on_server_nodes_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recipe, plan) = sim_recipe();
+    let mut ctx =
+        aibench_slurm::SlurmContext::new(dir.path(), "demo", "quickstart", "/opt/aibench");
+    ctx.mode = aibench_slurm::Mode::Allocation(aibench_slurm::Allocation::new(
+        "77",
+        vec!["n1".into(), "n2".into(), "n3".into()],
+    ));
+    let subs = aibench_slurm::dry_run(ctx, &plan.trials[0], &recipe).unwrap();
+    assert_eq!(
+        subs[0].command,
+        ["bash".to_string(), subs[0].script.display().to_string()]
+    );
+    assert!(subs[0].command_line().starts_with("AIBENCH_LOG="));
+    let nodes: Vec<String> = subs
+        .iter()
+        .map(|s| {
+            let text = std::fs::read_to_string(&s.script).unwrap();
+            assert!(text.contains("--jobid=77 --overlap"));
+            text.split("--nodelist=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(nodes, ["n1", "n2"]);
+}
+
+#[test]
+fn a_template_next_to_the_recipe_replaces_the_builtin_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("llm.sbatch.tmpl"),
+        "#!/bin/bash\n{{sbatch}}\n# mine: {{name}} {{ layout }}\n{{command}}\n",
+    )
+    .unwrap();
+    let t = ScriptTemplate::find(&[dir.path().to_path_buf()], "llm").unwrap();
+    assert!(t.source.ends_with("llm.sbatch.tmpl"));
+    assert_eq!(
+        ScriptTemplate::find(&[dir.path().to_path_buf()], "db").unwrap(),
+        ScriptTemplate::builtin()
+    );
+    let (recipe, plan) = sim_recipe();
+    let mut ctx = aibench_slurm::SlurmContext::new(
+        dir.path().join("run"),
+        "demo",
+        "quickstart",
+        "/opt/aibench",
+    );
+    ctx.template_dirs = vec![dir.path().to_path_buf()];
+    let subs = aibench_slurm::dry_run(ctx.clone(), &plan.trials[0], &recipe).unwrap();
+    let text = std::fs::read_to_string(&subs[0].script).unwrap();
+    assert!(text.contains("# mine: llm on one node\n"), "{text}");
+    assert!(
+        text.contains("aibench_container \"${AIBENCH_EXE}\" sim"),
+        "{text}"
+    );
+
+    std::fs::write(
+        dir.path().join("aibench.sbatch.tmpl"),
+        "{{sbatch}} {{nope}}",
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join("llm.sbatch.tmpl")).unwrap();
+    let err = aibench_slurm::dry_run(ctx, &plan.trials[0], &recipe)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown placeholder `{{nope}}`"), "{err}");
+    assert!(err.contains("aibench.sbatch.tmpl"), "{err}");
+}
+
+#[test]
+fn a_secret_missing_from_the_environment_stops_the_submission() {
+    let env = |name: &str| (name == "AIBENCH_TEST_UNSET_TOKEN").then(|| "x".to_string());
+    let loaded = aibench_recipe::load_str(
+        "recipe.yaml",
+        r#"
+name: secret
+platform: { kind: slurm, slurm: { time: 00:10:00 } }
+services:
+  - name: llm
+    kind: sim
+    env: { TOKEN: "${AIBENCH_TEST_UNSET_TOKEN}", OTHER: "${AIBENCH_TEST_UNSET_OTHER:-fine}" }
+"#,
+        &env,
+    )
+    .unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let plan = aibench_plan::plan(&loaded);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = aibench_slurm::SlurmContext::new(dir.path(), "demo", "secret", "/opt/aibench");
+    let mut jobs = aibench_slurm::SlurmJobs::new(ctx);
+    let err = jobs
+        .start(&plan.trials[0].services[0], &loaded.recipe)
+        .unwrap_err();
+    assert!(
+        matches!(&err, aibench_slurm::SlurmError::MissingVariables { names, .. } if names == &["AIBENCH_TEST_UNSET_TOKEN".to_string()]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--export=ALL"), "{err}");
+    assert!(jobs.jobs().is_empty());
 }

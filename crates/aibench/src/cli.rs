@@ -51,6 +51,8 @@ pub enum Command {
     Compare(cmd::compare::CompareArgs),
     /// List the runs in the catalog, filtered by recipe, date, status or service
     Runs(cmd::runs::RunsArgs),
+    /// Query a run's Prometheus (PromQL, instant or range) and print CSV or JSON
+    Export(cmd::export::ExportArgs),
     /// Check recipes and report every problem at once, with file:line:col
     Validate(cmd::validate::ValidateArgs),
     /// Expand a recipe into its trials and show what would run where

@@ -12,17 +12,19 @@ use crate::target::{Filter, Target, TargetKind};
 
 /// What we ask an HTTP endpoint for: the classic text format, which every client library
 /// serves; OpenMetrics is read too when that is what comes back.
-const ACCEPT: &str = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
+const ACCEPT: &str =
+    "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
 
 /// The outcome of one successful scrape.
 #[derive(Debug, Default)]
 pub struct Scraped {
     /// The kept samples.
     pub samples: Vec<Sample>,
-    /// Lines that could not be read (the rest of the body still counts).
-    pub bad_lines: usize,
-    /// The first unreadable line, for the report.
-    pub first_bad_line: Option<String>,
+    /// Parts that failed while the rest still counts: exposition lines that could not be
+    /// read, PostgreSQL queries that were refused.
+    pub partial_failures: usize,
+    /// The first of them, for the report.
+    pub first_partial_failure: Option<String>,
 }
 
 /// A target's collector, with whatever connection it keeps between scrapes.
@@ -70,7 +72,11 @@ impl Collector {
     }
 }
 
-async fn scrape_http(target: &Target, filter: Filter, timeout: Duration) -> Result<Scraped, String> {
+async fn scrape_http(
+    target: &Target,
+    filter: Filter,
+    timeout: Duration,
+) -> Result<Scraped, String> {
     let mut call = Call::get(&target.host, target.port, target.http_path(), timeout);
     call.accept = Some(ACCEPT);
     let response = call.send().await.map_err(|e| e.to_string())?;
@@ -83,7 +89,12 @@ async fn scrape_http(target: &Target, filter: Filter, timeout: Duration) -> Resu
         } else {
             String::new()
         };
-        return Err(format!("HTTP {} from {}{}", response.status, target.http_path(), hint));
+        return Err(format!(
+            "HTTP {} from {}{}",
+            response.status,
+            target.http_path(),
+            hint
+        ));
     }
     let body = String::from_utf8_lossy(&response.body);
     let format = Format::detect(response.content_type.as_deref(), &body);
@@ -97,8 +108,8 @@ pub fn select(exposition: expo::Exposition, filter: Filter) -> Scraped {
         .iter()
         .map(|s| filter.keeps(exposition.family_name(s)))
         .collect();
-    let bad_lines = exposition.errors.len();
-    let first_bad_line = exposition.errors.first().map(|e| e.to_string());
+    let partial_failures = exposition.errors.len();
+    let first_partial_failure = exposition.errors.first().map(|e| e.to_string());
     let samples = exposition
         .samples
         .into_iter()
@@ -107,14 +118,20 @@ pub fn select(exposition: expo::Exposition, filter: Filter) -> Scraped {
         .collect();
     Scraped {
         samples,
-        bad_lines,
-        first_bad_line,
+        partial_failures,
+        first_partial_failure,
     }
 }
 
 /// A metric name made of `[a-zA-Z0-9_]` from any text.
 pub(crate) fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

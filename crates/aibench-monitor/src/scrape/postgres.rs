@@ -149,8 +149,8 @@ impl Postgres {
         samples.retain(|s| filter.keeps(&s.name));
         Ok(Scraped {
             samples,
-            bad_lines: usize::from(first_error.is_some()),
-            first_bad_line: first_error,
+            partial_failures: usize::from(first_error.is_some()),
+            first_partial_failure: first_error,
         })
     }
 }
@@ -270,7 +270,12 @@ impl Conn {
                         version_num = version_number(&String::from_utf8_lossy(value));
                     }
                 }
-                b'E' => return Err(format!("PostgreSQL refused the connection: {}", error_text(&payload))),
+                b'E' => {
+                    return Err(format!(
+                        "PostgreSQL refused the connection: {}",
+                        error_text(&payload)
+                    ))
+                }
                 b'Z' => break,
                 // BackendKeyData, notices, negotiation of minor versions.
                 _ => {}
@@ -460,7 +465,12 @@ mod tests {
     #[test]
     fn rows_become_samples() {
         let rows = Rows {
-            columns: vec!["datname".into(), "datid".into(), "xact_commit".into(), "stats_reset".into()],
+            columns: vec![
+                "datname".into(),
+                "datid".into(),
+                "xact_commit".into(),
+                "stats_reset".into(),
+            ],
             rows: vec![vec![
                 Some("postgres".into()),
                 Some("5".into()),
@@ -471,7 +481,10 @@ mod tests {
         let s = to_samples(&QUERIES[0], &rows);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].name, "pg_stat_database_xact_commit");
-        assert_eq!(s[0].labels, vec![("datname".to_string(), "postgres".to_string())]);
+        assert_eq!(
+            s[0].labels,
+            vec![("datname".to_string(), "postgres".to_string())]
+        );
         assert_eq!(s[0].value, 12.0);
     }
 }

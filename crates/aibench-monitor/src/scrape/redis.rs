@@ -58,7 +58,11 @@ impl Redis {
                 .map_err(|e| format!("could not connect to {}: {e}", target.address()))?;
             let _ = stream.set_nodelay(true);
             let mut conn = BufStream::new(stream);
-            if let Some(password) = target.credentials.as_ref().and_then(|c| c.password.as_deref()) {
+            if let Some(password) = target
+                .credentials
+                .as_ref()
+                .and_then(|c| c.password.as_deref())
+            {
                 let mut args = vec!["AUTH"];
                 if let Some(user) = target.credentials.as_ref().and_then(|c| c.user.as_deref()) {
                     args.push(user);
@@ -109,10 +113,7 @@ async fn send(conn: &mut BufStream<TcpStream>, args: &[&str]) -> Result<(), Stri
 
 async fn read_reply(conn: &mut BufStream<TcpStream>) -> Result<Reply, String> {
     let mut line = String::new();
-    let n = conn
-        .read_line(&mut line)
-        .await
-        .map_err(|e| e.to_string())?;
+    let n = conn.read_line(&mut line).await.map_err(|e| e.to_string())?;
     if n == 0 {
         return Err("the server closed the connection".into());
     }
@@ -122,7 +123,9 @@ async fn read_reply(conn: &mut BufStream<TcpStream>) -> Result<Reply, String> {
         "+" => Ok(Reply::Simple),
         "-" => Ok(Reply::Error(rest.to_string())),
         "$" => {
-            let len: i64 = rest.parse().map_err(|_| format!("bad bulk length `{rest}`"))?;
+            let len: i64 = rest
+                .parse()
+                .map_err(|_| format!("bad bulk length `{rest}`"))?;
             if len < 0 {
                 return Ok(Reply::Other);
             }
@@ -131,9 +134,7 @@ async fn read_reply(conn: &mut BufStream<TcpStream>) -> Result<Reply, String> {
                 return Err(format!("reply of {len} bytes is too large"));
             }
             let mut buf = vec![0u8; len + 2];
-            conn.read_exact(&mut buf)
-                .await
-                .map_err(|e| e.to_string())?;
+            conn.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
             buf.truncate(len);
             Ok(Reply::Bulk(String::from_utf8_lossy(&buf).into_owned()))
         }
@@ -167,7 +168,11 @@ pub fn parse_info(text: &str) -> Vec<Sample> {
         } else if let Some(err) = key.strip_prefix("errorstat_") {
             ("errorstat".to_string(), "error", err.to_string())
         } else if let Some(cmd) = key.strip_prefix("latency_percentiles_usec_") {
-            ("latency_percentiles_usec".to_string(), "cmd", cmd.to_string())
+            (
+                "latency_percentiles_usec".to_string(),
+                "cmd",
+                cmd.to_string(),
+            )
         } else {
             (sanitize(key), "", String::new())
         };
@@ -183,7 +188,11 @@ pub fn parse_info(text: &str) -> Vec<Sample> {
             } else {
                 vec![(label.to_string(), subject.clone())]
             };
-            out.push(Sample::new(format!("redis_{group}_{}", sanitize(k)), labels, v));
+            out.push(Sample::new(
+                format!("redis_{group}_{}", sanitize(k)),
+                labels,
+                v,
+            ));
         }
     }
     out
@@ -200,10 +209,17 @@ mod tests {
             # Errorstats\r\nerrorstat_ERR:count=1\r\n# Latencystats\r\nlatency_percentiles_usec_get:p50=1.003,p99=2.007,p99.9=2.007\r\n\
             # Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=5000\r\n";
         let s = parse_info(text);
-        let find = |n: &str| s.iter().find(|x| x.name == n).map(|x| (x.labels.clone(), x.value));
+        let find = |n: &str| {
+            s.iter()
+                .find(|x| x.name == n)
+                .map(|x| (x.labels.clone(), x.value))
+        };
         assert_eq!(find("redis_up"), Some((vec![], 1.0)));
         assert_eq!(find("redis_connected_clients"), Some((vec![], 3.0)));
-        assert_eq!(find("redis_mem_fragmentation_ratio").map(|x| x.1), Some(5.12));
+        assert_eq!(
+            find("redis_mem_fragmentation_ratio").map(|x| x.1),
+            Some(5.12)
+        );
         assert!(find("redis_redis_version").is_none());
         assert_eq!(
             find("redis_commands_calls"),
@@ -213,7 +229,10 @@ mod tests {
             find("redis_errorstat_count"),
             Some((vec![("error".into(), "ERR".into())], 1.0))
         );
-        assert_eq!(find("redis_latency_percentiles_usec_p99_9").map(|x| x.1), Some(2.007));
+        assert_eq!(
+            find("redis_latency_percentiles_usec_p99_9").map(|x| x.1),
+            Some(2.007)
+        );
         assert_eq!(
             find("redis_db_keys"),
             Some((vec![("db".into(), "db0".into())], 3.0))

@@ -2,6 +2,9 @@
 //! servers (the simulator, Prometheus, Pushgateway, Redis, PostgreSQL). A test whose server is
 //! not installed says so and passes.
 
+mod gpu_grafana;
 mod parser;
+mod prometheus;
 mod scrape_sim;
+mod stores;
 mod util;

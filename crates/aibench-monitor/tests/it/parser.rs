@@ -37,7 +37,8 @@ fn check_histograms(e: &Exposition) -> usize {
         if f.kind != MetricType::Histogram {
             continue;
         }
-        let mut others: Vec<&(String, String)> = s.labels.iter().filter(|(k, _)| k != "le").collect();
+        let mut others: Vec<&(String, String)> =
+            s.labels.iter().filter(|(k, _)| k != "le").collect();
         others.sort();
         let key = (f.name.clone(), format!("{others:?}"));
         if s.name.ends_with("_bucket") {
@@ -66,17 +67,37 @@ fn vllm_v1_exposition() {
     let m = [("model_name", "Qwen/Qwen2.5-0.5B-Instruct")];
     assert_eq!(value(&e, "vllm:num_requests_running", &m), 37.0);
     assert_eq!(value(&e, "vllm:num_requests_waiting", &m), 5.0);
-    assert_eq!(value(&e, "vllm:kv_cache_usage_perc", &m), 0.4182795698924731);
-    assert_eq!(value(&e, "vllm:gpu_cache_usage_perc", &m), 0.4182795698924731);
-    assert_eq!(value(&e, "vllm:request_success_total", &[("finished_reason", "length")]), 1144.0);
     assert_eq!(
-        value(&e, "vllm:time_to_first_token_seconds_bucket", &[("le", "+Inf")]),
+        value(&e, "vllm:kv_cache_usage_perc", &m),
+        0.4182795698924731
+    );
+    assert_eq!(
+        value(&e, "vllm:gpu_cache_usage_perc", &m),
+        0.4182795698924731
+    );
+    assert_eq!(
+        value(
+            &e,
+            "vllm:request_success_total",
+            &[("finished_reason", "length")]
+        ),
+        1144.0
+    );
+    assert_eq!(
+        value(
+            &e,
+            "vllm:time_to_first_token_seconds_bucket",
+            &[("le", "+Inf")]
+        ),
         1158.0
     );
     let info = e.find("vllm:cache_config_info", &[]).unwrap();
     assert_eq!(info.labels.len(), 15);
     let lora = e.find("vllm:lora_requests_info", &[]).unwrap();
-    assert_eq!(lora.labels[1], ("running_lora_adapters".into(), String::new()));
+    assert_eq!(
+        lora.labels[1],
+        ("running_lora_adapters".into(), String::new())
+    );
     assert!(check_histograms(&e) >= 10);
     let summary = e.find("http_request_size_bytes_count", &[]).unwrap();
     assert_eq!(e.family_of(summary).unwrap().kind, MetricType::Summary);
@@ -99,7 +120,11 @@ fn vllm_v1_exposition() {
     ] {
         assert!(names.contains(want), "{want} dropped");
     }
-    for unwanted in ["python_gc_objects_collected_total", "vllm:cache_config_info", "http_requests_total"] {
+    for unwanted in [
+        "python_gc_objects_collected_total",
+        "vllm:cache_config_info",
+        "http_requests_total",
+    ] {
         assert!(!names.contains(unwanted), "{unwanted} kept");
     }
     assert!(kept.len() < total);
@@ -126,7 +151,9 @@ fn aibench_sim_exposition() {
 fn prometheus_and_pushgateway_expositions() {
     for file in ["prometheus-2.42.txt", "pushgateway-1.5.txt"] {
         let e = parse_clean(file);
-        let gc = e.find("go_gc_duration_seconds", &[("quantile", "0.5")]).unwrap();
+        let gc = e
+            .find("go_gc_duration_seconds", &[("quantile", "0.5")])
+            .unwrap();
         assert_eq!(e.family_of(gc).unwrap().kind, MetricType::Summary);
         let count = e.find("go_gc_duration_seconds_count", &[]).unwrap();
         assert_eq!(e.family_name(count), "go_gc_duration_seconds");
@@ -154,21 +181,34 @@ fn openmetrics_exposition() {
     assert_eq!(e.family_name(e.find("build_info", &[]).unwrap()), "build");
     let gsum = e.find("queue_depth_distribution_gsum", &[]).unwrap();
     assert_eq!(e.family_name(gsum), "queue_depth_distribution");
-    let q = e.find("rpc_duration_seconds", &[("quantile", "0.99")]).unwrap();
+    let q = e
+        .find("rpc_duration_seconds", &[("quantile", "0.99")])
+        .unwrap();
     assert!(q.value.is_nan());
     assert_eq!(q.timestamp, Some(1_732_531_917.5));
     let bucket = e
         .find("vllm:time_to_first_token_seconds_bucket", &[("le", "0.02")])
         .unwrap();
     assert_eq!(bucket.value, 165.0);
-    let unit = e.families.iter().find(|f| f.name == "vllm:time_to_first_token_seconds").unwrap();
+    let unit = e
+        .families
+        .iter()
+        .find(|f| f.name == "vllm:time_to_first_token_seconds")
+        .unwrap();
     assert_eq!(unit.unit.as_deref(), Some("seconds"));
     let odd = e.find("cache_free_bytes", &[]).unwrap();
     assert_eq!(odd.value, f64::NEG_INFINITY);
     assert_eq!(odd.labels[0].1, "C:\\cache");
     assert_eq!(odd.labels[1].1, "line one\nline \"two\"");
-    let help = e.families.iter().find(|f| f.name == "cache_free_bytes").unwrap();
-    assert_eq!(help.help.as_deref(), Some("Bytes free, \"quoted\" and \\ escaped."));
+    let help = e
+        .families
+        .iter()
+        .find(|f| f.name == "cache_free_bytes")
+        .unwrap();
+    assert_eq!(
+        help.help.as_deref(),
+        Some("Bytes free, \"quoted\" and \\ escaped.")
+    );
     // The vLLM filter works on OpenMetrics counter names too.
     let kept = select(e, TargetKind::Vllm.default_filter()).samples;
     assert!(kept.iter().any(|s| s.name == "vllm:prompt_tokens_total"));

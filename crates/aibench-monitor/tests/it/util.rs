@@ -39,10 +39,12 @@ pub fn missing(program: &str, package: &str) -> bool {
     true
 }
 
-/// A child process killed (and reaped) when dropped, even when the test fails.
+/// A child process stopped (and reaped) when dropped, even when the test fails: first with
+/// its polite signal, then with SIGKILL.
 pub struct ChildGuard {
     pub child: Child,
-    pub name: String,
+    /// Sent first (PostgreSQL shuts down cleanly on SIGINT); SIGKILL when None.
+    pub stop_signal: Option<i32>,
 }
 
 impl ChildGuard {
@@ -57,13 +59,24 @@ impl ChildGuard {
             .unwrap_or_else(|e| panic!("could not start {name}: {e}"));
         ChildGuard {
             child,
-            name: name.to_string(),
+            stop_signal: None,
         }
     }
 }
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        if let (Some(sig), Ok(pid)) = (self.stop_signal, i32::try_from(self.child.id())) {
+            // SAFETY: signalling our own, not yet reaped, child.
+            unsafe { libc::kill(pid, sig) };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -84,7 +97,10 @@ pub async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 pub async fn wait_port(port: u16) {
     let start = Instant::now();
     loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return;
         }
         if start.elapsed() > PATIENCE {
@@ -109,7 +125,9 @@ impl Sim {
     pub async fn start_on(addr: SocketAddr) -> Sim {
         let config = SimConfig::from_args(["--decode-base", "1ms", "--shutdown-grace", "10ms"])
             .expect("valid flags");
-        let server = SimServer::bind(config, addr).await.expect("bind the simulator");
+        let server = SimServer::bind(config, addr)
+            .await
+            .expect("bind the simulator");
         let addr = server.local_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async move {

@@ -437,6 +437,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             json: args.json,
             workloads: args.workloads,
             use_running: true,
+            dry_run: false,
+            server_nodes: None,
+            client_nodes: None,
         });
     }
     if !args.workloads.is_empty() {

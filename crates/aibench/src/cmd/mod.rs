@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod compare;
 pub mod completions;
+pub mod export;
 pub mod plan;
 pub mod report;
 pub mod runs;

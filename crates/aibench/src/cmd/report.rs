@@ -43,6 +43,18 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let paths = aibench_report::write_reports(dir)?;
+        // Keep the catalog of the results root in step, when there is one.
+        if let Some(root) = dir
+            .parent()
+            .filter(|r| aibench_report::catalog_path(r).is_file())
+        {
+            if let Err(e) = aibench_report::catalog_add(root, dir) {
+                eprintln!(
+                    "warning: the catalog in {} was not updated: {e:#}",
+                    root.display()
+                );
+            }
+        }
         if args.json {
             let json = std::fs::read_to_string(&paths.json)?;
             let v: serde_json::Value = serde_json::from_str(&json)?;
@@ -96,12 +108,19 @@ pub fn findings(r: &aibench_report::Report) -> String {
             )),
         }
         if let Some(p) = &s.plateau {
-            out.push_str(&format!(
-                "    plateau           {:.2} req/s from {}{}\n",
-                p.max_requests_per_s,
-                show(p.from_x),
-                if p.reached { "" } else { " (not reached)" }
-            ));
+            if p.reached {
+                out.push_str(&format!(
+                    "    plateau           {:.2} req/s from {}\n",
+                    p.max_requests_per_s,
+                    show(p.from_x)
+                ));
+            } else {
+                out.push_str(&format!(
+                    "    plateau           not reached (peak {:.2} req/s at {})\n",
+                    p.max_requests_per_s,
+                    show(p.from_x)
+                ));
+            }
         }
     }
     for v in &r.bottlenecks {

@@ -195,6 +195,14 @@ pub async fn state_of(r: &ServiceRecord) -> String {
     if r.alive() == Some(false) {
         return "gone".into();
     }
+    if r.platform == "slurm" {
+        let cli = aibench_slurm::SlurmCli::from_env();
+        if let Some(status) = aibench_slurm::record_status(&cli, r) {
+            if status.state.is_finished() {
+                return format!("gone ({})", status.describe());
+            }
+        }
+    }
     let check = Check::from_plan(&r.health, r.health_path.as_deref(), &r.kind);
     let addr = format!("{}:{}", r.host, r.port)
         .parse()
@@ -281,10 +289,15 @@ pub fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
         }
     }
     for r in &chosen {
-        let was_alive = r.alive() == Some(true);
-        if was_alive {
-            aibench_platform::local::stop_record(r, Duration::from_secs(args.grace));
-        }
+        let was_alive = if r.platform == "slurm" {
+            aibench_slurm::cancel_record(&aibench_slurm::SlurmCli::from_env(), r).unwrap_or(false)
+        } else {
+            let alive = r.alive() == Some(true);
+            if alive {
+                aibench_platform::local::stop_record(r, Duration::from_secs(args.grace));
+            }
+            alive
+        };
         registry.remove(&r.name)?;
         println!(
             "{} {}",

@@ -35,6 +35,16 @@ pub enum Event {
     ServicesStopped {
         count: usize,
     },
+    JobSubmitted {
+        name: String,
+        job_id: String,
+        script: String,
+    },
+    JobState {
+        name: String,
+        job_id: String,
+        description: String,
+    },
     ServiceCrashed {
         name: String,
         message: String,
@@ -233,6 +243,16 @@ impl Events {
                 "  started {name} at {address}{}",
                 pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
             )),
+            Event::JobSubmitted {
+                name,
+                job_id,
+                script,
+            } => self.say(&format!("  submitted {name} as job {job_id} ({script})")),
+            Event::JobState {
+                name,
+                job_id,
+                description,
+            } => self.say(&format!("  {name} (job {job_id}): {description}")),
             Event::ServiceHealthy { name, after_s } => {
                 self.say(&format!("  {name} is ready after {after_s:.1}s"))
             }

@@ -6,6 +6,7 @@
 //! SIGTERM, and a panic (the service set stops them when dropped). Services die with aibench
 //! even when it is killed outright, through the parent-death signal.
 
+pub mod deployed;
 pub mod events;
 pub mod report;
 pub mod rundir;
@@ -24,6 +25,7 @@ use aibench_recipe::Loaded;
 use tokio::sync::mpsc;
 
 use crate::exit;
+use deployed::Deployed;
 use events::{Event, Events, Mode, ProgressEvent, WorkloadResult};
 use report::Row;
 use rundir::{Host, RunDir, RunInfo, TrialInfo};
@@ -67,6 +69,16 @@ pub struct RunArgs {
     /// deploying them (this is what `aibench bench RECIPE` does).
     #[arg(long)]
     pub use_running: bool,
+    /// Write every script (Slurm) or show every command (local) and how it would start,
+    /// without starting anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Inside a Slurm allocation: the nodes services run on (a Slurm host list, e.g. `node[1-2]`).
+    #[arg(long, value_name = "NODES")]
+    pub server_nodes: Option<String>,
+    /// Inside a Slurm allocation: the nodes reserved for load clients.
+    #[arg(long, value_name = "NODES")]
+    pub client_nodes: Option<String>,
 }
 
 /// Process groups of running services, for the second Ctrl-C which exits at once.
@@ -87,6 +99,11 @@ fn set_groups(set: Option<&ServiceSet>) {
 }
 
 fn kill_groups_now() {
+    if let Ok(h) = deployed::SLURM_CANCEL.lock() {
+        if let Some(h) = h.as_ref() {
+            h.cancel_all();
+        }
+    }
     if let Ok(g) = GROUPS.lock() {
         for pgid in g.iter() {
             aibench_platform::local::signal_group(*pgid, libc::SIGKILL);
@@ -195,10 +212,6 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    if loaded.recipe.platform.kind == aibench_recipe::PlatformKind::Slurm {
-        eprintln!("error: `platform.kind: slurm` cannot run yet; run the recipe with `platform.kind: local`, or see `aibench plan` for what would be submitted");
-        return Ok(exit::INTERNAL.into());
-    }
     let plan = aibench_plan::plan(&loaded);
     let base_dir = recipe_path
         .parent()
@@ -279,9 +292,43 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         recipe_name: loaded.recipe.name.clone(),
         user_registry: Some(aibench_platform::Registry::user()),
     };
+    let slurm_ctx = if loaded.recipe.platform.kind == aibench_recipe::PlatformKind::Slurm
+        && running.is_none()
+    {
+        let cli = aibench_slurm::SlurmCli::from_env();
+        if !cli.available() && !args.dry_run {
+            eprintln!("error: `platform.kind: slurm`, but Slurm's commands (sbatch, squeue) are not on PATH; run on a login node, load the Slurm module, or use `--dry-run` to see the scripts");
+            return Ok(exit::INTERNAL.into());
+        }
+        let mut s = aibench_slurm::SlurmContext::new(
+            &dir.root,
+            &info.run_id,
+            &loaded.recipe.name,
+            std::env::current_exe()?,
+        );
+        s.template_dirs = vec![if base_dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base_dir.clone()
+        }];
+        s.user_registry = Some(aibench_platform::Registry::user());
+        s.mode = aibench_slurm::Mode::detect(
+            &s.cli,
+            args.server_nodes.as_deref(),
+            args.client_nodes.as_deref(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Some(s)
+    } else {
+        None
+    };
+    if args.dry_run {
+        events.finish();
+        return dry_run(&plan, &loaded, slurm_ctx.as_ref(), &dir);
+    }
     let single = loaded.recipe.workloads.len() == 1;
     let mut rows: Vec<Row> = Vec::new();
-    let mut services: Option<ServiceSet> = None;
+    let mut services: Option<Deployed> = None;
     let mut failure: Option<Failure> = None;
 
     for (i, trial) in plan.trials.iter().enumerate() {
@@ -310,13 +357,24 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         // Deploy (or keep) the services.
         if running.is_none() && (trial.restart_services || services.is_none()) {
             if let Some(mut old) = services.take() {
-                let n = old.services.len();
+                let n = old.count();
                 old.stop(Duration::from_secs(10));
                 events.emit(Event::ServicesStopped { count: n });
             }
-            match deploy(&ctx, trial, &mut events, &cancel).await {
+            let deployed = match &slurm_ctx {
+                Some(sctx) => {
+                    deploy_slurm(sctx, trial, recipe, &mut events, &cancel, &mut info).await
+                }
+                None => deploy(&ctx, trial, &mut events, &cancel)
+                    .await
+                    .map(Deployed::Local),
+            };
+            match deployed {
                 Ok(set) => {
-                    set_groups(Some(&set));
+                    if let Deployed::Local(s) = &set {
+                        set_groups(Some(s));
+                    }
+                    dir.write_json("run.json", &info)?;
                     services = Some(set);
                 }
                 Err(e) => {
@@ -409,7 +467,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             phase: "teardown".into(),
             trial: None,
         });
-        let n = set.services.len();
+        let n = set.count();
         set.stop(Duration::from_secs(10));
         set_groups(None);
         events.emit(Event::ServicesStopped { count: n });
@@ -588,6 +646,129 @@ async fn deploy(
     Ok(set)
 }
 
+/// `--dry-run`: the scripts and commands of every trial that (re)starts services.
+fn dry_run(
+    plan: &Plan,
+    loaded: &Loaded,
+    sctx: Option<&aibench_slurm::SlurmContext>,
+    dir: &RunDir,
+) -> anyhow::Result<ExitCode> {
+    for (i, trial) in plan.trials.iter().enumerate() {
+        if !trial.restart_services {
+            continue;
+        }
+        println!(
+            "trial {} ({}):",
+            trial.id,
+            if sctx.is_some() { "slurm" } else { "local" }
+        );
+        match sctx {
+            Some(s) => {
+                let mut s = s.clone();
+                s.script_dir = dir.root.join("slurm").join(&trial.id);
+                let subs = aibench_slurm::dry_run(s, trial, &loaded.trials[i].recipe)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                for sub in subs {
+                    println!("  {}: {}", sub.name, sub.command_line());
+                    println!("    script: {}", sub.script.display());
+                }
+            }
+            None => {
+                for sp in &trial.services {
+                    println!("  {}: {}", sp.name, sp.argv.join(" "));
+                }
+            }
+        }
+    }
+    println!(
+        "nothing was started; scripts are under {}",
+        dir.root.display()
+    );
+    Ok(exit::SUCCESS.into())
+}
+
+async fn deploy_slurm(
+    sctx: &aibench_slurm::SlurmContext,
+    trial: &aibench_plan::TrialPlan,
+    recipe: &aibench_recipe::Recipe,
+    events: &mut Events,
+    cancel: &Cancel,
+    info: &mut RunInfo,
+) -> Result<Deployed, PlatformError> {
+    let mut jobs = aibench_slurm::SlurmJobs::new(sctx.clone());
+    if let Ok(mut h) = deployed::SLURM_CANCEL.lock() {
+        *h = Some(jobs.cancel_handle());
+    }
+    events.emit(Event::Phase {
+        phase: "submit".into(),
+        trial: Some(trial.id.clone()),
+    });
+    for sp in &trial.services {
+        let before = jobs.jobs().len();
+        jobs.start(sp, recipe).map_err(PlatformError::from)?;
+        for j in &jobs.jobs()[before..] {
+            match &sctx.mode {
+                aibench_slurm::Mode::Allocation(a) => events.emit(Event::JobState {
+                    name: j.name.clone(),
+                    job_id: a.job_id.clone(),
+                    description: "starting as a step of this allocation (srun)".into(),
+                }),
+                aibench_slurm::Mode::Submit => events.emit(Event::JobSubmitted {
+                    name: j.name.clone(),
+                    job_id: j.id_text(),
+                    script: j.script.display().to_string(),
+                }),
+            }
+        }
+    }
+    info.job_ids = jobs.job_ids();
+    events.emit(Event::Phase {
+        phase: "health".into(),
+        trial: Some(trial.id.clone()),
+    });
+    let c = cancel.clone();
+    let result = jobs
+        .wait_ready(
+            move || c.is_cancelled(),
+            |e| match e {
+                aibench_slurm::SlurmEvent::State {
+                    name,
+                    job_id,
+                    description,
+                    ..
+                } => events.emit(Event::JobState {
+                    name,
+                    job_id,
+                    description,
+                }),
+                aibench_slurm::SlurmEvent::Registered {
+                    name,
+                    job_id,
+                    node,
+                    address,
+                    log,
+                } => events.emit(Event::ServiceStarted {
+                    name,
+                    pid: None,
+                    address: format!("{address} on {node} (job {job_id})"),
+                    log,
+                }),
+                aibench_slurm::SlurmEvent::Healthy { name, after_s, .. } => {
+                    events.emit(Event::ServiceHealthy { name, after_s })
+                }
+            },
+        )
+        .await;
+    info.job_ids = jobs.job_ids();
+    match result {
+        Ok(()) => Ok(Deployed::Slurm(Box::new(jobs))),
+        Err(e) => {
+            jobs.stop(Duration::from_secs(10));
+            Err(PlatformError::from(e))
+        }
+    }
+}
+
 /// The address of each service (its first replica), by service name.
 pub fn service_urls(
     records: &[aibench_platform::ServiceRecord],
@@ -634,7 +815,7 @@ async fn measure(
     single: bool,
     base_dir: &Path,
     urls: &std::collections::HashMap<String, String>,
-    mut set: Option<&mut ServiceSet>,
+    mut set: Option<&mut Deployed>,
     cancel: &Cancel,
     events: &mut Events,
 ) -> anyhow::Result<(Vec<Row>, Option<String>)> {

@@ -2,4 +2,6 @@
 
 mod harness;
 mod recipe;
+mod report;
 mod run;
+mod slurm;
