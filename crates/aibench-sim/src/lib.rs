@@ -93,4 +93,6 @@ mod server;
 mod stream;
 
 pub use config::{Capacity, ConfigError, DurationError, SimConfig, SimDuration};
+#[cfg(unix)]
+pub use server::raise_open_file_limit;
 pub use server::SimServer;

@@ -144,3 +144,31 @@ async fn serve_connection(app: Arc<App>, stream: TcpStream, mut stop: watch::Rec
         }
     }
 }
+
+/// Raise this process's soft limit on open files to its hard limit, so that thousands of
+/// concurrent connections fit (many systems start processes at 1024). Returns the soft limit
+/// in force afterwards; when raising fails the old limit stays.
+#[cfg(unix)]
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads only the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    // `rlim_t` is not 64 bits on every platform.
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::from(limit.rlim_cur))
+}

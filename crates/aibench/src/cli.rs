@@ -37,6 +37,9 @@ pub enum Command {
     Run(crate::run::RunArgs),
     /// Drive load at a running server (like vllm bench serve or oha), or at a recipe's running services
     Bench(cmd::bench::BenchArgs),
+    /// One shard of a workload's load (started by `aibench run` for multi-process clients)
+    #[command(hide = true)]
+    Client(cmd::client::ClientArgs),
     /// Start a recipe's services and leave them running
     Up(cmd::services::UpArgs),
     /// List running services and check their health

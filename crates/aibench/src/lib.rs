@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Client(args) => cmd::client::run(args),
         Command::Up(args) => cmd::services::up(args),
         Command::Services(args) => cmd::services::services(args),
         Command::Down(args) => cmd::services::down(args),

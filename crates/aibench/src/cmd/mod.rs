@@ -2,6 +2,7 @@
 //! returns the exit code.
 
 pub mod bench;
+pub mod client;
 pub mod compare;
 pub mod completions;
 pub mod export;

@@ -53,6 +53,8 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(exit::INVALID_INPUT));
     }
+    // A thousand concurrent streams need more than the common default of 1024 open files.
+    let _ = aibench_sim::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -10,6 +10,7 @@ pub mod deployed;
 pub mod events;
 pub mod report;
 pub mod rundir;
+pub mod shards;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
@@ -215,8 +216,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = aibench_plan::plan(&loaded);
     let base_dir = recipe_path
         .parent()
+        .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
-        .unwrap_or_default();
+        .unwrap_or_else(|| PathBuf::from("."));
 
     let mut events = Events::new(Mode::pick(args.quiet));
     let started_at = rundir::now_epoch();
@@ -326,6 +328,22 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         events.finish();
         return dry_run(&plan, &loaded, slurm_ctx.as_ref(), &dir);
     }
+    let clients = ClientContext {
+        exe: std::env::current_exe()?,
+        run_id: info.run_id.clone(),
+        slurm: slurm_ctx.as_ref().map(|s| {
+            let alloc = match &s.mode {
+                aibench_slurm::Mode::Allocation(a) => {
+                    Some((a.job_id.clone(), a.client_nodes.clone()))
+                }
+                aibench_slurm::Mode::Submit => None,
+            };
+            (
+                loaded.recipe.platform.slurm.clone().unwrap_or_default(),
+                alloc,
+            )
+        }),
+    };
     let single = loaded.recipe.workloads.len() == 1;
     let mut rows: Vec<Row> = Vec::new();
     let mut services: Option<Deployed> = None;
@@ -422,6 +440,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             &base_dir,
             &urls,
             services.as_mut(),
+            &clients,
             &cancel,
             &mut events,
         )
@@ -488,8 +507,26 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     info.finished_at = Some(rundir::now_epoch());
     dir.write_json("run.json", &info)?;
     report::write_csv(&dir.root.join("summary.csv"), &rows)?;
-    let report_path = dir.root.join("report.md");
-    report::write_markdown(&report_path, &info, &rows, loaded.recipe.slo.is_some())?;
+    // The full report (analysis, plots, HTML); the plain table if the analysis fails, so a
+    // report is always there.
+    let report_path = match aibench_report::write_reports(&dir.root) {
+        Ok(paths) => paths.html,
+        Err(e) => {
+            events.problem(&format!(
+                "warning: the full report could not be written ({e:#}); writing the plain table"
+            ));
+            let md = dir.root.join("report.md");
+            report::write_markdown(&md, &info, &rows, loaded.recipe.slo.is_some())?;
+            md
+        }
+    };
+    let results_root = dir.root.parent().unwrap_or(Path::new("."));
+    if let Err(e) = aibench_report::catalog_add(results_root, &dir.root) {
+        events.problem(&format!(
+            "warning: the run was not added to the catalog {}: {e:#}",
+            aibench_report::catalog_path(results_root).display()
+        ));
+    }
     let code = match status.as_str() {
         "completed" if slo_failed => exit::FAILED,
         "completed" => exit::SUCCESS,
@@ -644,6 +681,14 @@ async fn deploy(
         }
     }
     Ok(set)
+}
+
+/// What multi-process load clients need to start.
+pub struct ClientContext {
+    pub exe: PathBuf,
+    pub run_id: String,
+    /// On Slurm: the recipe's settings, and inside an allocation its id and the client nodes.
+    pub slurm: Option<(aibench_recipe::Slurm, Option<(String, Vec<String>)>)>,
 }
 
 /// `--dry-run`: the scripts and commands of every trial that (re)starts services.
@@ -816,6 +861,7 @@ async fn measure(
     base_dir: &Path,
     urls: &std::collections::HashMap<String, String>,
     mut set: Option<&mut Deployed>,
+    clients: &ClientContext,
     cancel: &Cancel,
     events: &mut Events,
 ) -> anyhow::Result<(Vec<Row>, Option<String>)> {
@@ -871,10 +917,42 @@ async fn measure(
             ..Default::default()
         };
         let name = w.name.clone();
-        tasks.spawn(async move {
-            let out = aibench_load::run(&spec, &target, &dataset, options).await;
-            (name, wdir, out)
-        });
+        let processes = w.clients.nodes * w.clients.processes;
+        if processes > 1 {
+            let job = shards::ShardJob {
+                exe: clients.exe.clone(),
+                run_dir: dir.root.clone(),
+                base_dir: base_dir.to_path_buf(),
+                trial: trial.id.clone(),
+                workload: w.name.clone(),
+                url: url.clone(),
+                nodes: w.clients.nodes,
+                processes: w.clients.processes,
+                out: wdir.clone(),
+                slurm: clients
+                    .slurm
+                    .as_ref()
+                    .map(|(settings, allocation)| shards::SlurmClients {
+                        settings: settings.clone(),
+                        allocation: allocation.clone(),
+                        job_name: format!("aibench-{}-client-{}", clients.run_id, w.name),
+                    }),
+            };
+            events.say(&format!(
+                "  {}: {processes} client processes, starting together",
+                w.name
+            ));
+            let c = cancel.clone();
+            tasks.spawn(async move { (name, wdir, shards::run(job, c).await) });
+        } else {
+            tasks.spawn(async move {
+                let out = aibench_load::run(&spec, &target, &dataset, options)
+                    .await
+                    .map(|o| o.summary)
+                    .map_err(anyhow::Error::from);
+                (name, wdir, out)
+            });
+        }
     }
     drop(ptx);
 
@@ -923,8 +1001,7 @@ async fn measure(
 
     let mut rows = Vec::new();
     for (name, wdir, out) in results {
-        let outcome = out.map_err(|e| anyhow::anyhow!("workload `{name}`: {e}"))?;
-        let mut summary = outcome.summary;
+        let mut summary = out.map_err(|e| anyhow::anyhow!("workload `{name}`: {e:#}"))?;
         if crash.is_some() || cancel.is_cancelled() {
             summary.interrupted = true;
         }

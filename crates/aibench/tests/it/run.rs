@@ -473,3 +473,61 @@ fn services_die_with_aibench_even_on_sigkill() {
     let _ = child.wait();
     assert_no_process_left(&m);
 }
+
+#[test]
+fn two_client_processes_merge_exactly() {
+    use aibench_results::{read_records, Accumulator, AccumulatorConfig};
+    let env = Env::new();
+    let m = marker("shards");
+    let text = sim_recipe(&m, "3s", "").replace(
+        "load: { pattern: closed-loop, users: 2 }",
+        "load: { pattern: open-loop, arrival: poisson, rate: 40/s }\n    clients: { processes: 2 }",
+    );
+    let recipe = env.recipe("sh.yaml", &text);
+    let run = env.cmd(&["run", recipe.to_str().unwrap()]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("2 client processes"), "{}", run.stderr);
+    let dir = env.run_dirs().pop().unwrap();
+    let trial = dir.join("trials/01");
+    let merged: aibench_results::Summary =
+        serde_json::from_slice(&std::fs::read(trial.join("summary.json")).unwrap()).unwrap();
+    // One accumulator fed every record of both shards must give the same summary.
+    let mut single = Accumulator::new(AccumulatorConfig::default());
+    let mut per_shard = Vec::new();
+    for shard in 0..2 {
+        let path = trial.join(format!("shards/{shard}/requests.jsonl"));
+        let mut n = 0;
+        for rec in read_records(&path).unwrap() {
+            single.add(&rec.unwrap());
+            n += 1;
+        }
+        per_shard.push(n);
+    }
+    assert!(
+        per_shard.iter().all(|n| *n > 20),
+        "both shards sent requests: {per_shard:?}"
+    );
+    let one = single.summary();
+    assert_eq!(merged.counts, one.counts);
+    // Percentiles, counts and extremes are exact; means differ only by floating-point
+    // summation order.
+    let (a, b) = (
+        serde_json::to_value(&merged.latency).unwrap(),
+        serde_json::to_value(&one.latency).unwrap(),
+    );
+    for (metric, stats) in a.as_object().unwrap() {
+        for (field, v) in stats.as_object().unwrap() {
+            let (x, y) = (v.as_f64().unwrap(), b[metric][field].as_f64().unwrap());
+            if field.starts_with("mean") || field.starts_with("stddev") {
+                assert!(
+                    (x - y).abs() <= 1e-9 * y.abs().max(1.0),
+                    "{metric}.{field}: {x} vs {y}"
+                );
+            } else {
+                assert_eq!(x, y, "{metric}.{field} merges exactly");
+            }
+        }
+    }
+    assert_eq!(merged.tokens, one.tokens);
+    assert_no_process_left(&m);
+}

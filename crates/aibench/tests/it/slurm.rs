@@ -168,3 +168,42 @@ fn dry_run_writes_scripts_and_submits_nothing() {
         assert!(!squeue_names().contains(&name));
     }
 }
+
+#[test]
+fn two_client_nodes_inside_an_allocation_merge() {
+    if !slurm_here() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("slurmclients{}", std::process::id());
+    let text = recipe(&name, "2").replace(
+        "    stop: { duration: 2s }",
+        "    stop: { duration: 3s }\n    clients: { nodes: 2, processes: 1 }",
+    );
+    std::fs::write(dir.path().join("r.yaml"), text).unwrap();
+    let out = Command::new("salloc")
+        .args(["-N", "2", "-J", &name])
+        .arg(bin())
+        .args(["run", "r.yaml"])
+        .current_dir(dir.path())
+        .env("AIBENCH_HOME", dir.path().join("home"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("2 client processes"), "{stderr}");
+    let rd = only_run_dir(dir.path());
+    let trial = rd.join("trials/01_users=2");
+    for shard in 0..2 {
+        assert!(
+            trial
+                .join(format!("shards/{shard}/accumulator.json"))
+                .exists(),
+            "shard {shard} wrote its results"
+        );
+    }
+    let s = read_json(&trial.join("summary.json"));
+    assert!(s["counts"]["successes"].as_u64().unwrap() > 0, "{s}");
+    assert!(!squeue_names().contains(&name));
+}
