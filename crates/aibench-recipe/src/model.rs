@@ -34,6 +34,9 @@ pub struct Recipe {
     /// Service-level objectives: what counts as good enough.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<Slo>,
+    /// When `aibench compare` calls a change a regression (its flags override these).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<Regression>,
     /// What to watch while the load runs.
     #[serde(default)]
     pub monitor: Monitor,
@@ -994,6 +997,27 @@ pub struct Slo {
     /// ... the share of requests meeting every per-request threshold is at least this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_goodput: Option<Percent>,
+}
+
+/// Thresholds for `aibench compare`: a change beyond any of them is a regression (exit code 1).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Regression {
+    /// Largest allowed rise of p99 latencies (default `10%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_p99: Option<Percent>,
+    /// Largest allowed fall of throughput (default `10%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<Percent>,
+    /// Largest allowed fall of the success rate, in percentage points (default `1%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<Percent>,
+    /// Any error class absent from the baseline is a regression (default `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_errors: Option<bool>,
+    /// Latency changes smaller than this are noise, whatever their percentage (default `2ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_latency_delta: Option<Duration>,
 }
 
 /// What to watch while the load runs.

@@ -31,7 +31,7 @@ impl Ctx<'_> {
 }
 
 /// Names of the top-level sections a sweep key may start with.
-pub const SECTIONS: [&str; 5] = ["platform", "slo", "monitor", "output", "seed"];
+pub const SECTIONS: [&str; 6] = ["platform", "slo", "monitor", "output", "seed", "regression"];
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
