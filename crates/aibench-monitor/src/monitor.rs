@@ -592,7 +592,10 @@ impl TargetJob {
             if let Err(e) = self.csv.flush() {
                 write_error = Some(e.to_string());
             }
-            unreadable = (scraped.partial_failures as u64, scraped.first_partial_failure.clone());
+            unreadable = (
+                scraped.partial_failures as u64,
+                scraped.first_partial_failure.clone(),
+            );
         }
         if let Some(live) = &self.live {
             live.observe_scrape(&self.target.name, ok);

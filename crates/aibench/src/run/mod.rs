@@ -683,12 +683,15 @@ async fn deploy(
     Ok(set)
 }
 
+/// An allocation's id and the nodes reserved for load clients.
+pub type Allocation = (String, Vec<String>);
+
 /// What multi-process load clients need to start.
 pub struct ClientContext {
     pub exe: PathBuf,
     pub run_id: String,
     /// On Slurm: the recipe's settings, and inside an allocation its id and the client nodes.
-    pub slurm: Option<(aibench_recipe::Slurm, Option<(String, Vec<String>)>)>,
+    pub slurm: Option<(aibench_recipe::Slurm, Option<Allocation>)>,
 }
 
 /// `--dry-run`: the scripts and commands of every trial that (re)starts services.
