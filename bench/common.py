@@ -289,10 +289,10 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.interval, self.extra = pid, interval, extra
         self.samples = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self):
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             t = time.monotonic()
             cpu, rss = tree_cpu_s(self.pid), tree_rss_bytes(self.pid)
             extra = None
@@ -303,10 +303,10 @@ class Sampler(threading.Thread):
                     extra = None
             if rss > 0:
                 self.samples.append((t, cpu, rss, extra))
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self.join()
 
     def peak_rss(self):

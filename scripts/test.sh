@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg_cmd in "curl:curl" "chromium:chromium"; do
+for pkg_cmd in "curl:curl" "chromium:chromium" "prometheus:prometheus" \
+  "prometheus-pushgateway:prometheus-pushgateway" "redis-server:redis-server" \
+  "postgresql:pg_ctlcluster"; do
   pkg=${pkg_cmd%%:*}; cmd=${pkg_cmd##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

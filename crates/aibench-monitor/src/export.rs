@@ -82,8 +82,13 @@ pub fn run_span(run_dir: &Path) -> Option<RunSpan> {
 /// Run the export and return the text to print.
 pub async fn export(req: &ExportRequest) -> Result<String, ExportError> {
     let now = epoch_seconds(SystemTime::now());
-    let (span, run_dir) = if req.source.starts_with("http://") || req.source.starts_with("https://")
-    {
+    if req.source.starts_with("https://") {
+        return Err(ExportError::Input(format!(
+            "`{}`: https is not supported; use the plain http:// address (or a local tunnel)",
+            req.source
+        )));
+    }
+    let (span, run_dir) = if req.source.starts_with("http://") {
         (None, None)
     } else {
         let dir = PathBuf::from(&req.source);

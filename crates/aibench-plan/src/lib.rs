@@ -155,6 +155,11 @@ pub fn plan_service(_recipe: &Recipe, s: &Service) -> ServicePlan {
         named_ports: {
             let mut ports: Vec<(String, Option<u16>)> =
                 s.ports.iter().map(|(k, v)| (k.clone(), Some(*v))).collect();
+            if let Some(p) = s.metrics.as_ref().and_then(|m| m.port) {
+                if !ports.iter().any(|(k, _)| k == "metrics") {
+                    ports.push(("metrics".to_string(), Some(p)));
+                }
+            }
             for required in &d.named_ports {
                 if !ports.iter().any(|(k, _)| k == required) {
                     ports.push((required.to_string(), None));

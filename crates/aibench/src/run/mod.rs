@@ -8,6 +8,7 @@
 
 pub mod deployed;
 pub mod events;
+pub mod monitoring;
 pub mod report;
 pub mod rundir;
 pub mod shards;
@@ -184,9 +185,11 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // With --use-running, the services come from the registry (`aibench up`).
+    let mut running_records: Vec<aibench_platform::ServiceRecord> = Vec::new();
     let running: Option<std::collections::HashMap<String, String>> = if args.use_running {
         let registry = aibench_platform::Registry::user();
         let mut urls = std::collections::HashMap::new();
+        let mut all = Vec::new();
         let needed: std::collections::BTreeSet<&str> = loaded
             .recipe
             .workloads
@@ -208,7 +211,9 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
                 return Ok(exit::INVALID_INPUT.into());
             }
             urls.extend(service_urls(&records));
+            all.extend(records);
         }
+        running_records = all;
         Some(urls)
     } else {
         None
@@ -344,6 +349,13 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             )
         }),
     };
+    let mut warnings = Vec::new();
+    let monitoring =
+        monitoring::RunMonitoring::start(&loaded.recipe, &dir.root, &info.run_id, &mut warnings)
+            .await;
+    for message in warnings.drain(..) {
+        events.emit(Event::Warning { message });
+    }
     let single = loaded.recipe.workloads.len() == 1;
     let mut rows: Vec<Row> = Vec::new();
     let mut services: Option<Deployed> = None;
@@ -427,6 +439,15 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             phase: "measure".into(),
             trial: Some(trial.id.clone()),
         });
+        let records = match services.as_ref() {
+            Some(set) => set.records(),
+            None => running_records.clone(),
+        };
+        let trial_monitor =
+            monitoring.start_trial(recipe, &dir.trial_dir(&trial.id), &records, &mut warnings);
+        for message in warnings.drain(..) {
+            events.emit(Event::Warning { message });
+        }
         let urls = match (&running, services.as_ref()) {
             (Some(urls), _) => urls.clone(),
             (None, Some(set)) => service_urls(&set.records()),
@@ -441,10 +462,21 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             &urls,
             services.as_mut(),
             &clients,
+            &monitoring.live,
             &cancel,
             &mut events,
         )
         .await;
+        if let Some(handle) = trial_monitor {
+            for message in monitoring::RunMonitoring::finish_trial(handle).await {
+                events.emit(Event::Warning {
+                    message: format!("monitoring: {message}"),
+                });
+            }
+        }
+        if trial.restart_services || i + 1 == plan.trials.len() {
+            monitoring.forget_services(&records);
+        }
         match outcome {
             Ok((trial_rows, crash)) => {
                 let status = if crash.is_some() {
@@ -491,6 +523,8 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         set_groups(None);
         events.emit(Event::ServicesStopped { count: n });
     }
+
+    monitoring.stop().await;
 
     // Collect and report.
     let slo_failed = rows.iter().any(|r| !r.slo_failures.is_empty());
@@ -865,6 +899,7 @@ async fn measure(
     urls: &std::collections::HashMap<String, String>,
     mut set: Option<&mut Deployed>,
     clients: &ClientContext,
+    live: &aibench_monitor::LiveMetrics,
     cancel: &Cancel,
     events: &mut Events,
 ) -> anyhow::Result<(Vec<Row>, Option<String>)> {
@@ -965,6 +1000,7 @@ async fn measure(
     loop {
         tokio::select! {
             Some((name, p)) = prx.recv() => {
+                live.observe_progress(&name, &p);
                 events.emit(Event::Progress(ProgressEvent {
                     trial: trial.id.clone(),
                     workload: name.clone(),

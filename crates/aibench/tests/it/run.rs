@@ -193,6 +193,22 @@ fn quickstart_end_to_end() {
     );
     assert!(dir.join("recipe.yaml").exists() && dir.join("resolved.yaml").exists());
     assert!(dir.join("logs/llm.log").exists());
+    let metrics = dir.join("trials/01_users=1/metrics");
+    let scraped = std::fs::read_to_string(metrics.join("llm.csv")).unwrap();
+    assert!(
+        scraped.contains("vllm:num_requests_running"),
+        "the simulator's vLLM metrics are scraped"
+    );
+    assert!(scraped.contains("vllm:kv_cache_usage_perc"));
+    assert!(
+        std::fs::read_to_string(metrics.join("host.csv"))
+            .unwrap()
+            .lines()
+            .count()
+            > 2,
+        "host samples"
+    );
+    assert!(dir.join("report.html").exists() && dir.join("report.json").exists());
     assert_no_process_left("sim-7b");
 }
 
@@ -529,5 +545,36 @@ fn two_client_processes_merge_exactly() {
         }
     }
     assert_eq!(merged.tokens, one.tokens);
+    assert_no_process_left(&m);
+}
+
+#[test]
+fn a_failing_scrape_target_does_not_stop_the_run() {
+    let env = Env::new();
+    let m = marker("scrape");
+    // The metrics port has nothing behind it: every scrape fails, the run goes on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = sim_recipe(&m, "3s", "monitor: { interval: 500ms }\n").replace(
+        "    model: ",
+        &format!("    metrics: {{ path: /metrics, port: {dead} }}\n    model: "),
+    );
+    let recipe = env.recipe("scrape.yaml", &text);
+    let run = env.cmd(&["run", recipe.to_str().unwrap()]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("monitoring:"),
+        "the failing scrapes are reported: {}",
+        run.stderr
+    );
+    let dir = env.run_dirs().pop().unwrap();
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        report.to_lowercase().contains("scrape"),
+        "the report says so:\n{report}"
+    );
     assert_no_process_left(&m);
 }
