@@ -956,7 +956,8 @@ async fn measure(
         };
         let name = w.name.clone();
         let processes = w.clients.nodes * w.clients.processes;
-        if processes > 1 {
+        // On Slurm the load clients are jobs (or steps) of their own, like the services.
+        if processes > 1 || clients.slurm.is_some() {
             let job = shards::ShardJob {
                 exe: clients.exe.clone(),
                 run_dir: dir.root.clone(),
@@ -977,8 +978,14 @@ async fn measure(
                     }),
             };
             events.say(&format!(
-                "  {}: {processes} client processes, starting together",
-                w.name
+                "  {}: {processes} client process{}{}, starting together",
+                w.name,
+                if processes == 1 { "" } else { "es" },
+                if clients.slurm.is_some() {
+                    " on Slurm"
+                } else {
+                    ""
+                }
             ));
             let c = cancel.clone();
             tasks.spawn(async move { (name, wdir, shards::run(job, c).await) });

@@ -188,6 +188,7 @@ pub async fn run(j: ShardJob, cancel: Cancel) -> anyhow::Result<Summary> {
                     std::fs::write(&path, script)?;
                     let out = tokio::process::Command::new("sbatch")
                         .arg("--parsable")
+                        .arg("--export=ALL")
                         .arg(&path)
                         .output()
                         .await?;

@@ -5,6 +5,13 @@ use std::process::Command;
 
 use crate::harness::{bin, Cmd};
 
+/// The pretend cluster has two one-CPU nodes: tests that use it take turns.
+static CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn take_cluster() -> std::sync::MutexGuard<'static, ()> {
+    CLUSTER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn slurm_here() -> bool {
     let ok = Command::new("sinfo")
         .arg("-h")
@@ -64,6 +71,7 @@ fn only_run_dir(root: &Path) -> std::path::PathBuf {
 
 #[test]
 fn quickstart_on_slurm_end_to_end() {
+    let _cluster = take_cluster();
     if !slurm_here() {
         return;
     }
@@ -99,6 +107,12 @@ fn quickstart_on_slurm_end_to_end() {
         "the script is kept with the results"
     );
     assert!(
+        run.stderr.contains("client process on Slurm"),
+        "the load client is a job too: {}",
+        run.stderr
+    );
+    assert!(rd.join("slurm/client-01_users=1-chat.sbatch").exists());
+    assert!(
         !squeue_names().contains(&name),
         "no job of the test is left:\n{}",
         squeue_names()
@@ -107,6 +121,7 @@ fn quickstart_on_slurm_end_to_end() {
 
 #[test]
 fn inside_an_allocation_services_are_steps() {
+    let _cluster = take_cluster();
     if !slurm_here() {
         return;
     }
@@ -145,6 +160,7 @@ fn inside_an_allocation_services_are_steps() {
 
 #[test]
 fn dry_run_writes_scripts_and_submits_nothing() {
+    let _cluster = take_cluster();
     let dir = tempfile::tempdir().unwrap();
     let name = format!("slurmdry{}", std::process::id());
     let text = recipe(&name, "1, 2").replace(
@@ -171,6 +187,7 @@ fn dry_run_writes_scripts_and_submits_nothing() {
 
 #[test]
 fn two_client_nodes_inside_an_allocation_merge() {
+    let _cluster = take_cluster();
     if !slurm_here() {
         return;
     }
@@ -192,7 +209,7 @@ fn two_client_nodes_inside_an_allocation_merge() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("2 client processes"), "{stderr}");
+    assert!(stderr.contains("2 client processes on Slurm"), "{stderr}");
     let rd = only_run_dir(dir.path());
     let trial = rd.join("trials/01_users=2");
     for shard in 0..2 {
