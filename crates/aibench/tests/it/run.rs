@@ -578,3 +578,68 @@ fn a_failing_scrape_target_does_not_stop_the_run() {
     );
     assert_no_process_left(&m);
 }
+
+#[test]
+fn prometheus_scrapes_a_run_and_export_returns_the_series() {
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: the `prometheus` program is not installed (Debian package prometheus)");
+        return;
+    }
+    let env = Env::new();
+    let m = marker("prom");
+    let text = sim_recipe(&m, "6s", "monitor: { interval: 1s, prometheus: true }\n");
+    let recipe = env.recipe("prom.yaml", &text);
+    let run = env.cmd(&["run", recipe.to_str().unwrap()]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let dir = env.run_dirs().pop().unwrap();
+    assert!(dir.join("prometheus/prometheus.yml").exists());
+    assert!(
+        dir.join("grafana/provisioning/datasources").exists(),
+        "Grafana provisioning is written"
+    );
+    let rd = dir.to_str().unwrap();
+    // The simulator's vLLM metrics, scraped by Prometheus during the run.
+    let sim = env
+        .cmd(&[
+            "export",
+            "--run",
+            rd,
+            "--query",
+            "vllm:num_requests_running",
+            "--range",
+            "start..end",
+            "--format",
+            "json",
+        ])
+        .run();
+    assert_eq!(sim.code, 0, "{}", sim.stderr);
+    assert!(
+        sim.stdout.contains("vllm:num_requests_running"),
+        "{}",
+        sim.stdout
+    );
+    // aibench's own live endpoint, scraped during the run.
+    let live = env
+        .cmd(&[
+            "export",
+            "--run",
+            rd,
+            "--query",
+            "{__name__=~\"aibench_.*\"}",
+            "--format",
+            "csv",
+        ])
+        .run();
+    assert_eq!(live.code, 0, "{}", live.stderr);
+    assert!(
+        live.stdout.lines().count() > 1,
+        "aibench's own metrics were scraped: {}",
+        live.stdout
+    );
+    assert_no_process_left(&m);
+    assert_no_process_left(dir.join("prometheus").to_str().unwrap());
+}
