@@ -86,6 +86,28 @@ def build_tokenizer(vllm, out_dir):
     return out_dir
 
 
+def build_floor(name, out_dir):
+    """Compile bench/floor/NAME.c (a minimal C reference) into OUT_DIR; None without a C compiler."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        print(f"note: no C compiler (apt-get install gcc): the C reference {name} is skipped",
+              file=sys.stderr)
+        return None
+    out = os.path.join(out_dir, name)
+    subprocess.run([cc, "-O2", "-o", out, os.path.join(BENCH_DIR, "floor", f"{name}.c")], check=True)
+    return out
+
+
+def floor_stream(binary, url, conc, requests, prompt_words=32, max_tokens=100, extra=None):
+    """Run the minimal C streaming client; returns (result, rusage, sampler)."""
+    host, port = url.rsplit("//", 1)[1].split(":")
+    argv = [binary, host, port, str(conc), str(requests), str(prompt_words), str(max_tokens)]
+    rc, out, err, ru, sampler = run_measured(argv, extra=extra)
+    if rc != 0:
+        raise RuntimeError(f"{os.path.basename(binary)} failed ({rc}): {err[-2000:]}")
+    return json.loads(out), ru, sampler
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

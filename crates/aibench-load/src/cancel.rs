@@ -1,6 +1,10 @@
 //! A cloneable cancellation handle.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::sync::watch;
 
@@ -9,6 +13,8 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub struct Cancel {
     tx: Arc<watch::Sender<bool>>,
+    /// Set before the watch changes: a check that costs one load, for [`AbortWatch`].
+    set: Arc<AtomicBool>,
 }
 
 impl Default for Cancel {
@@ -21,11 +27,13 @@ impl Cancel {
     pub fn new() -> Cancel {
         Cancel {
             tx: Arc::new(watch::Sender::new(false)),
+            set: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// Signal cancellation (idempotent).
     pub fn cancel(&self) {
+        self.set.store(true, Ordering::SeqCst);
         self.tx.send_replace(true);
     }
 
@@ -38,6 +46,46 @@ impl Cancel {
         let mut rx = self.tx.subscribe();
         // The sender lives in `self`, so the channel cannot close while we wait.
         let _ = rx.wait_for(|c| *c).await;
+    }
+}
+
+/// Waits for a [`Cancel`] across many requests of one task, polled through `&mut`.
+///
+/// `Cancel::cancelled` subscribes to the signal and registers a waker each time it is created,
+/// and each poll of it takes the signal's locks. A request polls its cancel branch at every
+/// wake-up (once per streamed chunk), so this registers once, when first polled, and afterwards
+/// only loads a flag: the waker registered then belongs to the same task, which is all a wake-up
+/// needs. Poll it from one task only.
+pub(crate) struct AbortWatch<'a> {
+    cancel: &'a Cancel,
+    wait: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+    armed: bool,
+}
+
+impl<'a> AbortWatch<'a> {
+    pub fn new(cancel: &'a Cancel) -> AbortWatch<'a> {
+        AbortWatch {
+            cancel,
+            wait: Box::pin(cancel.cancelled()),
+            armed: false,
+        }
+    }
+}
+
+impl Future for AbortWatch<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.cancel.set.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        if !self.armed {
+            if self.wait.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            self.armed = true;
+        }
+        Poll::Pending
     }
 }
 
@@ -55,5 +103,30 @@ mod tests {
         waiter.await.unwrap();
         assert!(c.is_cancelled());
         c.cancelled().await;
+    }
+
+    #[tokio::test]
+    async fn abort_watch_wakes_its_task_and_stays_ready() {
+        let c = Cancel::new();
+        let d = c.clone();
+        let waiter = tokio::spawn(async move {
+            let mut w = AbortWatch::new(&d);
+            // Polled many times while pending, as a request's select does.
+            for _ in 0..3 {
+                assert!(futures_poll_once(&mut w).await.is_pending());
+            }
+            (&mut w).await;
+            (&mut w).await;
+        });
+        tokio::task::yield_now().await;
+        c.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .unwrap();
+    }
+
+    async fn futures_poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
     }
 }

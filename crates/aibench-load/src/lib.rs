@@ -18,6 +18,7 @@ mod engine;
 mod error;
 pub mod pacing;
 pub mod protocol;
+mod records;
 mod spec;
 
 pub use arrival::Schedule;
