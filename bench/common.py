@@ -250,6 +250,92 @@ def histogram_quantile(buckets, q):
 
 
 # ---------------------------------------------------------------------------------------------
+# The wire: what the server actually sent, and when
+
+
+class WireCapture:
+    """tcpdump on the loopback interface, data segments to and from one port: the times at which
+    requests reached the server and tokens left it, independent of any client's clock."""
+
+    def __init__(self, port, path):
+        tcpdump = shutil.which("tcpdump") or "/usr/sbin/tcpdump"
+        if not os.access(tcpdump, os.X_OK):
+            raise Missing("tcpdump not found (apt-get install tcpdump)")
+        self.port, self.path = port, path
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [tcpdump, "-i", "lo", "-nn", "-s", "0", "-U", "-w", path,
+             f"tcp port {port} and (tcp[tcpflags] & tcp-push != 0)"],
+            stdout=subprocess.DEVNULL, stderr=self.err)
+        deadline = time.time() + 10
+        while True:
+            self.err.seek(0)
+            if b"listening on" in self.err.read():
+                break
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                self.err.seek(0)
+                raise Missing(f"tcpdump could not capture: {self.err.read().decode(errors='replace')[-300:]}")
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            time.sleep(0.2)
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def timings(self):
+        """Per request, as the wire saw it: TTFT (ms, request segment to first content event)
+        and the gaps between content events (ms; 0 for events sharing a segment). Events
+        with no choices (usage) and [DONE] are not content."""
+        header = re.compile(rb"^(\d+\.\d+) IP 127\.0\.0\.1\.(\d+) > 127\.0\.0\.1\.(\d+):")
+        text = subprocess.run(["tcpdump", "-r", self.path, "-tt", "-nn", "-A"], capture_output=True).stdout
+        port = str(self.port).encode()
+        ttfts, gaps = [], []
+        sent, last = {}, {}
+
+        def segment(t, src, dst, payload):
+            if dst == port and b"POST " in payload:
+                sent[src] = t
+                last[src] = None
+            elif src == port and dst in sent:
+                for ev in payload.split(b"data: ")[1:]:
+                    if not ev.startswith(b"{") or b'"choices":[]' in ev:
+                        continue
+                    prev = last.get(dst)
+                    if prev is None:
+                        ttfts.append((t - sent[dst]) * 1e3)
+                    else:
+                        gaps.append((t - prev) * 1e3)
+                    last[dst] = t
+
+        cur, buf = None, []
+        for line in text.split(b"\n"):
+            m = header.match(line)
+            if m:
+                if cur:
+                    segment(*cur, b"\n".join(buf))
+                cur, buf = (float(m.group(1)), m.group(2), m.group(3)), []
+            elif cur:
+                buf.append(line)
+        if cur:
+            segment(*cur, b"\n".join(buf))
+        return ttfts, gaps
+
+
+def pctl(values, q):
+    """The q-quantile of `values` (nearest rank), None when empty."""
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, math.ceil(q * len(v)) - 1))]
+
+
+# ---------------------------------------------------------------------------------------------
 # Processes: CPU time and memory of a whole tree
 
 

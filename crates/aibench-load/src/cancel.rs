@@ -56,27 +56,28 @@ impl Cancel {
 /// wake-up (once per streamed chunk), so this registers once, when first polled, and afterwards
 /// only loads a flag: the waker registered then belongs to the same task, which is all a wake-up
 /// needs. Poll it from one task only.
-pub(crate) struct AbortWatch<'a> {
-    cancel: &'a Cancel,
-    wait: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+pub(crate) struct AbortWatch {
+    set: Arc<AtomicBool>,
+    wait: Pin<Box<dyn Future<Output = ()> + Send>>,
     armed: bool,
 }
 
-impl<'a> AbortWatch<'a> {
-    pub fn new(cancel: &'a Cancel) -> AbortWatch<'a> {
+impl AbortWatch {
+    pub fn new(cancel: &Cancel) -> AbortWatch {
+        let c = cancel.clone();
         AbortWatch {
-            cancel,
-            wait: Box::pin(cancel.cancelled()),
+            set: Arc::clone(&cancel.set),
+            wait: Box::pin(async move { c.cancelled().await }),
             armed: false,
         }
     }
 }
 
-impl Future for AbortWatch<'_> {
+impl Future for AbortWatch {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.cancel.set.load(Ordering::Acquire) {
+        if self.set.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
         if !self.armed {

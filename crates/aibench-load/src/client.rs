@@ -36,12 +36,12 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub fn now_us(&self) -> u64 {
-        u64::try_from(
-            Instant::now()
-                .saturating_duration_since(self.start)
-                .as_micros(),
-        )
-        .unwrap_or(u64::MAX)
+        // Whole seconds and the microseconds within: no 128-bit division (`as_micros`) on a
+        // path taken for every chunk.
+        let d = Instant::now().saturating_duration_since(self.start);
+        d.as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(d.subsec_micros()))
     }
 
     pub fn instant(&self, us: u64) -> Instant {
@@ -97,24 +97,61 @@ enum Failure {
     Failed(ErrorClass, String),
 }
 
+/// What ends a request early: the run's abort (an interrupted run's grace period is over) and
+/// the request's timeout. A task keeps one for all its requests, so that neither is registered
+/// anew for each: the abort is armed once, and moving the timer's deadline later is an atomic
+/// store, where entering a timer takes the timer wheel's lock and, while the runtime is busy, a
+/// system call to wake its driver. The timer enters the wheel here, so a closed-loop run makes
+/// its users' `Limits` before its clock starts and their first requests leave without that cost.
+pub(crate) struct Limits {
+    abort: AbortWatch,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Limits {
+    pub fn new(cancel: &crate::cancel::Cancel, timeout: Duration) -> Limits {
+        let mut timer = Box::pin(tokio::time::sleep(timeout));
+        timer.as_mut().reset(tokio::time::Instant::now() + timeout);
+        Limits {
+            abort: AbortWatch::new(cancel),
+            timer,
+        }
+    }
+}
+
 /// Send one request over `slot` (connecting if needed) and fill `rec` with what happened.
-/// On return `slot` holds the connection if it can be used again. `abort` fires when an
-/// interrupted run's grace period is over.
+/// On return `slot` holds the connection if it can be used again.
 pub(crate) async fn execute(
     slot: &mut Option<Conn>,
     ex: &Exchange<'_>,
     rec: &mut RequestRecord,
-    abort: &mut AbortWatch<'_>,
+    limits: &mut Limits,
 ) {
     let mut state = ResponseState::new(ex.endpoint.body_kind);
-    let deadline = tokio::time::Instant::now() + ex.timeout;
+    let Limits { abort, timer } = limits;
+    timer
+        .as_mut()
+        .reset(tokio::time::Instant::now() + ex.timeout);
+    // The timer is polled once per request, which registers this task's waker with it; after
+    // that a look at its state is enough (a poll would register the waker again at every
+    // wake-up, once per streamed chunk).
+    let mut timer_armed = false;
+    let expired = std::future::poll_fn(|cx| {
+        if !timer_armed {
+            timer_armed = true;
+            return timer.as_mut().poll(cx);
+        }
+        if timer.is_elapsed() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    });
     let result = tokio::select! {
         biased;
         () = abort => Err((ErrorClass::Cancelled, "run stopped and the grace period ran out".to_string())),
-        r = tokio::time::timeout_at(deadline, attempt(slot, ex, rec, &mut state)) => match r {
-            Ok(r) => r,
-            Err(_) => Err((ErrorClass::Timeout, format!("no complete response within {:?}", ex.timeout))),
-        },
+        r = attempt(slot, ex, rec, &mut state) => r,
+        () = expired => Err((ErrorClass::Timeout, format!("no complete response within {:?}", ex.timeout))),
     };
     let now = ex.clock.now_us();
     rec.done_us = Some(now);
@@ -265,12 +302,18 @@ async fn exchange(
             };
             return Err(failure(class, format!("HTTP {status}: {}", text.trim())));
         }
+        // Only streamed bodies time their pieces.
+        let timed = matches!(
+            ex.endpoint.body_kind,
+            BodyKind::OpenAiSse | BodyKind::OllamaNdjson
+        );
+        let now = || if timed { ex.clock.now_us() } else { 0 };
         while let Some(frame) = body.frame().await {
             moved.fetch_add(1, Ordering::Relaxed);
             match frame {
                 Ok(f) => {
                     if let Ok(data) = f.into_data() {
-                        state.on_frame(&data, ex.clock.now_us());
+                        state.on_frame(&data, now());
                         if let Some((class, msg)) = &state.failure {
                             return Err(Failure::Failed(*class, msg.clone()));
                         }
@@ -279,27 +322,34 @@ async fn exchange(
                 Err(e) => return Err(classify(&e, "reading body")),
             }
         }
-        state.on_end(ex.clock.now_us());
+        state.on_end(now());
         if let Some((class, msg)) = &state.failure {
             return Err(Failure::Failed(*class, msg.clone()));
         }
         Ok(true)
     };
     let mut work = pin!(work);
+    // The very first round starts with the exchange: the connection is idle until it has a
+    // request to write.
+    let mut started = false;
     std::future::poll_fn(|cx| {
         for _ in 0..MAX_ROUNDS {
-            if let Some(d) = driver.as_mut() {
-                if d.as_mut().poll(cx).is_ready() {
-                    // The connection ended; dropping it wakes the request with an error if it
-                    // is still waiting on it.
-                    *driver = None;
+            let drove = started;
+            if started {
+                if let Some(d) = driver.as_mut() {
+                    if d.as_mut().poll(cx).is_ready() {
+                        // The connection ended; dropping it wakes the request with an error if
+                        // it is still waiting on it.
+                        *driver = None;
+                    }
                 }
             }
+            started = true;
             let before = moved.load(Ordering::Relaxed);
             if let Poll::Ready(out) = work.as_mut().poll(cx) {
                 return Poll::Ready(out);
             }
-            if moved.load(Ordering::Relaxed) == before {
+            if drove && moved.load(Ordering::Relaxed) == before {
                 return Poll::Pending;
             }
         }

@@ -22,8 +22,8 @@ use rand_distr::{Distribution, Exp};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::arrival::Schedule;
-use crate::cancel::{AbortWatch, Cancel};
-use crate::client::{execute, Clock, Conn, Exchange};
+use crate::cancel::Cancel;
+use crate::client::{execute, Clock, Conn, Exchange, Limits};
 use crate::dataset::Dataset;
 use crate::error::LoadError;
 use crate::pacing;
@@ -381,6 +381,15 @@ pub async fn run(
         spec.timeout.min(Duration::from_secs(10)),
     )
     .await;
+    // Closed-loop users' timers enter the timer wheel now, not in the first burst of requests
+    // (see `Limits`).
+    let abort = Cancel::new();
+    let mut user_limits: Vec<Limits> = match &spec.pattern {
+        Pattern::ClosedLoop { .. } => (0..prewarm_n)
+            .map(|_| Limits::new(&abort, spec.timeout))
+            .collect(),
+        Pattern::OpenLoop { .. } => Vec::new(),
+    };
 
     let (tx, rx) = mpsc::unbounded_channel();
     let (clock, started_at) = start_clock(options.start_at);
@@ -392,7 +401,7 @@ pub async fn run(
         shard: shard.index,
         tx,
         stop: StopSignal::default(),
-        abort: Cancel::new(),
+        abort,
         gate: Mutex::new(Gate::new(spec, gate_requests)),
         in_flight: AtomicU64::new(0),
         idle: Notify::new(),
@@ -441,7 +450,7 @@ pub async fn run(
                     seed: spec.seed,
                     conn: conns.pop(),
                 };
-                handles.push(tokio::spawn(user.run()));
+                handles.push(tokio::spawn(user.run(user_limits.pop())));
             }
             tokio::spawn(async move {
                 for h in handles {
@@ -677,7 +686,8 @@ const HELD_FOR: Duration = Duration::from_millis(20);
 struct Held<'a> {
     ctx: &'a Ctx,
     recs: Vec<RequestRecord>,
-    since: Option<Instant>,
+    /// When the oldest record held was done (µs on the run's clock).
+    since_us: Option<u64>,
 }
 
 impl<'a> Held<'a> {
@@ -685,24 +695,27 @@ impl<'a> Held<'a> {
         Held {
             ctx,
             recs: Vec::new(),
-            since: None,
+            since_us: None,
         }
     }
 
     fn push(&mut self, rec: RequestRecord) {
-        let quick = match (rec.sent_us, rec.done_us) {
-            (Some(s), Some(d)) => d.saturating_sub(s) < micros(HELD_FOR),
-            _ => false,
+        let (quick, done_us) = match (rec.sent_us, rec.done_us) {
+            (Some(s), Some(d)) => (d.saturating_sub(s) < micros(HELD_FOR), d),
+            _ => (false, 0),
         };
         self.recs.push(rec);
-        let since = *self.since.get_or_insert_with(Instant::now);
-        if !quick || self.recs.len() >= HELD_BATCH || since.elapsed() >= HELD_FOR {
+        let since_us = *self.since_us.get_or_insert(done_us);
+        if !quick
+            || self.recs.len() >= HELD_BATCH
+            || done_us.saturating_sub(since_us) >= micros(HELD_FOR)
+        {
             self.hand_over();
         }
     }
 
     fn hand_over(&mut self) {
-        self.since = None;
+        self.since_us = None;
         let msg = match self.recs.len() {
             0 => return,
             1 => Msg::Record(self.recs.pop().expect("one record")),
@@ -734,7 +747,8 @@ struct User {
 }
 
 impl User {
-    async fn run(mut self) {
+    /// `limits` made ahead of time, if any (see `Limits`).
+    async fn run(mut self, limits: Option<Limits>) {
         let ctx = Arc::clone(&self.ctx);
         let mut rng =
             SmallRng::seed_from_u64(self.seed ^ self.index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -742,7 +756,7 @@ impl User {
             return;
         }
         let mut failures_in_a_row = 0u32;
-        let mut abort = AbortWatch::new(&ctx.abort);
+        let mut limits = limits.unwrap_or_else(|| Limits::new(&ctx.abort, ctx.timeout));
         let mut held = Held::new(&ctx);
         for j in 0u64.. {
             if ctx.stop.is_set() {
@@ -756,7 +770,7 @@ impl User {
             let mut rec = ctx.new_record(id, phase, now_us);
             rec.worker = Some(self.index as u32);
             ctx.begin();
-            execute(&mut self.conn, &ctx.exchange(id), &mut rec, &mut abort).await;
+            execute(&mut self.conn, &ctx.exchange(id), &mut rec, &mut limits).await;
             let failed = rec.error.is_some();
             ctx.account(&rec);
             held.push(rec);
@@ -769,8 +783,12 @@ impl User {
                 failures_in_a_row = 0;
                 sample_think(&self.think, &mut rng)
             };
-            if !wait.is_zero() && !self.pause_until(ctx.clock.now_us() + micros(wait)).await {
-                return;
+            if !wait.is_zero() {
+                // Nothing waits in `held` while the user thinks.
+                held.hand_over();
+                if !self.pause_until(ctx.clock.now_us() + micros(wait)).await {
+                    return;
+                }
             }
         }
     }
@@ -884,7 +902,7 @@ async fn open_request(ctx: Arc<Ctx>, id: u64, phase: Phase, intended_us: u64, sl
         &mut conn,
         &ctx.exchange(id),
         &mut rec,
-        &mut AbortWatch::new(&ctx.abort),
+        &mut Limits::new(&ctx.abort, ctx.timeout),
     )
     .await;
     if let Some(c) = conn {

@@ -5,6 +5,7 @@
 //! drivers only parse what arrives ([`response::ResponseState`]).
 
 pub mod lines;
+mod quick;
 pub(crate) mod response;
 pub mod sse;
 

@@ -7,6 +7,7 @@ use aibench_results::ErrorClass;
 use serde::Deserialize;
 
 use super::lines::LineSplitter;
+use super::quick;
 use super::sse::{SseEvent, SseParser};
 use super::BodyKind;
 
@@ -186,6 +187,12 @@ impl ResponseState {
             return;
         }
         if trimmed.is_empty() {
+            return;
+        }
+        if let Some(q) = quick::scan(trimmed) {
+            self.content(q.chars, now_us);
+            self.usage_input = q.prompt_tokens.or(self.usage_input);
+            self.usage_output = q.completion_tokens.or(self.usage_output);
             return;
         }
         match serde_json::from_slice::<OaChunk<'_>>(trimmed) {
