@@ -372,9 +372,18 @@ pub fn prepare(target: &Target, dataset: &Dataset) -> Result<Vec<Prepared>, Load
                     )
                 }
             };
+            // A generic HTTP request carries the prompt only if its body template places it; a
+            // plain GET has no input tokens to count.
+            let input_tokens = match &target.protocol {
+                Protocol::Http { body_template, .. } => body_template
+                    .as_deref()
+                    .filter(|t| t.contains("{{prompt}}"))
+                    .and(p.input_tokens),
+                _ => p.input_tokens,
+            };
             Ok(Prepared {
                 body,
-                input_tokens: p.input_tokens,
+                input_tokens,
                 max_tokens: p.output_tokens,
             })
         })
@@ -433,6 +442,22 @@ mod tests {
         let v: Value =
             serde_json::from_slice(&prepare(&t, &one_prompt()).unwrap()[0].body).unwrap();
         assert_eq!(v, json!({"q": "say \"hi\"", "n": 5}));
+        assert_eq!(prepare(&t, &one_prompt()).unwrap()[0].input_tokens, Some(2));
+    }
+
+    #[test]
+    fn http_without_the_prompt_counts_no_input_tokens() {
+        for template in [None, Some(r#"{"n":{{max_tokens}}}"#.to_string())] {
+            let t = Target::new(
+                "http://127.0.0.1:1/x",
+                Protocol::Http {
+                    method: Method::GET,
+                    body_template: template,
+                },
+            );
+            let p = prepare(&t, &one_prompt()).unwrap();
+            assert_eq!(p[0].input_tokens, None);
+        }
     }
 
     #[tokio::test]
