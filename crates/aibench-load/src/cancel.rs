@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::watch;
 
@@ -54,12 +54,14 @@ impl Cancel {
 /// `Cancel::cancelled` subscribes to the signal and registers a waker each time it is created,
 /// and each poll of it takes the signal's locks. A request polls its cancel branch at every
 /// wake-up (once per streamed chunk), so this registers once, when first polled, and afterwards
-/// only loads a flag: the waker registered then belongs to the same task, which is all a wake-up
-/// needs. Poll it from one task only.
+/// only loads a flag while it is polled with the same waker (the same task); polled with another
+/// (a request started on the open-loop scheduler's thread, then handed to the runtime), it
+/// registers again.
 pub(crate) struct AbortWatch {
     set: Arc<AtomicBool>,
     wait: Pin<Box<dyn Future<Output = ()> + Send>>,
-    armed: bool,
+    /// The waker registered with `wait`.
+    armed: Option<Waker>,
 }
 
 impl AbortWatch {
@@ -68,7 +70,7 @@ impl AbortWatch {
         AbortWatch {
             set: Arc::clone(&cancel.set),
             wait: Box::pin(async move { c.cancelled().await }),
-            armed: false,
+            armed: None,
         }
     }
 }
@@ -80,11 +82,11 @@ impl Future for AbortWatch {
         if self.set.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
-        if !self.armed {
+        if !self.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             if self.wait.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());
             }
-            self.armed = true;
+            self.armed = Some(cx.waker().clone());
         }
         Poll::Pending
     }

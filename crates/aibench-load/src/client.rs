@@ -8,7 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::Poll;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use aibench_results::{ErrorClass, RequestRecord};
@@ -134,11 +134,15 @@ pub(crate) async fn execute(
         .reset(tokio::time::Instant::now() + ex.timeout);
     // The timer is polled once per request, which registers this task's waker with it; after
     // that a look at its state is enough (a poll would register the waker again at every
-    // wake-up, once per streamed chunk).
-    let mut timer_armed = false;
+    // wake-up, once per streamed chunk) as long as the waker is the same. An open-loop request
+    // is first polled on the scheduler's thread, then by its task: that registers again.
+    let mut timer_waker: Option<Waker> = None;
     let expired = std::future::poll_fn(|cx| {
-        if !timer_armed {
-            timer_armed = true;
+        if !timer_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            timer_waker = Some(cx.waker().clone());
             return timer.as_mut().poll(cx);
         }
         if timer.is_elapsed() {

@@ -479,6 +479,7 @@ pub async fn run(
                 .name("aibench-scheduler".into())
                 .spawn(move || {
                     pacing::tighten_timer_slack();
+                    pacing::request_short_slice(pacing::SHORT_SLICE);
                     let reason = scheduler.run();
                     let _ = done_tx.send(reason);
                 })
@@ -824,6 +825,10 @@ fn sample_think(think: &ThinkTime, rng: &mut SmallRng) -> Duration {
     }
 }
 
+/// The open-loop scheduler starts each request on its own thread (see [`OpenLoop::run`]) unless
+/// it is at least this late and getting later.
+const LATE: Duration = Duration::from_millis(1);
+
 /// The open-loop scheduler, on its own thread.
 struct OpenLoop {
     ctx: Arc<Ctx>,
@@ -846,6 +851,9 @@ impl OpenLoop {
     /// Returns why scheduling ended (None when the gate ended it).
     fn run(self) -> Option<StopReason> {
         let ctx = &self.ctx;
+        // Requests started on this thread register their sockets and timers with the runtime.
+        let _runtime = self.handle.enter();
+        let mut last_late_us = 0u64;
         for (k, offset) in Schedule::new(&self.arrival, self.seed).enumerate() {
             let id = k as u64;
             let t_us = micros(offset);
@@ -873,8 +881,27 @@ impl OpenLoop {
                 },
             };
             ctx.begin();
-            self.handle
-                .spawn(open_request(Arc::clone(ctx), id, phase, t_us, slot));
+            let request = open_request(Arc::clone(ctx), id, phase, t_us, slot);
+            let late_us = ctx.clock.now_us().saturating_sub(t_us);
+            let falling_behind = late_us >= micros(LATE) && late_us > last_late_us;
+            last_late_us = late_us;
+            if !falling_behind {
+                // Start the request here: it takes a pooled connection and writes the request
+                // to the socket before this thread looks at the next arrival; the runtime takes
+                // over once it waits for the response. Handing it over first would put a
+                // worker's wake-up (another thread scheduled by the OS) between the deadline
+                // and the send.
+                let mut request = Box::pin(request);
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                if std::future::Future::poll(request.as_mut(), &mut cx).is_pending() {
+                    self.handle.spawn(request);
+                }
+            } else {
+                // Falling behind (late, and later than the last arrival): this thread alone
+                // may not keep up with the rate, so the workers start requests in parallel.
+                // (Catching up after a stall, sending here is quicker.)
+                self.handle.spawn(request);
+            }
         }
         Some(StopReason::ScheduleEnd)
     }

@@ -49,6 +49,44 @@ pub fn tighten_timer_slack() {
     }
 }
 
+/// The slice [`request_short_slice`] asks for: the shortest Linux grants (0.1 ms).
+pub const SHORT_SLICE: Duration = Duration::from_micros(100);
+
+/// Ask for a short scheduler slice for this thread. Linux's EEVDF scheduler (6.6 and later)
+/// gives a thread with a short slice (`sched_runtime` under the normal policy: no privilege
+/// needed, and the same share of the CPU) an earlier virtual deadline, so that when it wakes on
+/// a busy machine it preempts the running thread sooner instead of waiting out that thread's
+/// slice. Measured on a 2-core VM with the simulator on the same cores (open loop, Poisson at
+/// 2000/s, 10 s runs, three of each interleaved): the scheduler thread's wake-up lateness p99
+/// was 3.2 / 2.2 / 6.1 ms with the default slice and 2.8 / 1.7 / 3.1 ms with 0.1 ms.
+/// Returns whether the kernel took the request; older kernels and other systems ignore it.
+pub fn request_short_slice(slice: Duration) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: sched_attr is a plain C struct of integers, for which all-zero is valid.
+        let mut attr: libc::sched_attr = unsafe { std::mem::zeroed() };
+        attr.size = std::mem::size_of::<libc::sched_attr>() as u32;
+        attr.sched_policy = libc::SCHED_OTHER as u32;
+        attr.sched_runtime = u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX);
+        // SAFETY: `attr` is fully initialized and declares its own size; pid 0 is this thread,
+        // and the call only reads `attr` and changes this thread's scheduling attributes.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_sched_setattr,
+                0,
+                &attr as *const libc::sched_attr,
+                0,
+            )
+        };
+        rc == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = slice;
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -502,6 +502,63 @@ async fn cancel_keeps_completed_requests_and_marks_the_summary() {
     assert!(out.summary.interrupted);
 }
 
+/// Open-loop requests start on the scheduler's thread and are then handed to the runtime: the
+/// request's timeout and the run's abort must still wake the task that finishes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_requests_time_out_and_abort_after_the_hand_over() {
+    let server = serve(Behavior::Hang).await;
+    let open = |requests| LoadSpec {
+        pattern: Pattern::OpenLoop {
+            arrival: Arrival::Constant { rate: 20.0 },
+            max_in_flight: None,
+            on_cap: CapPolicy::Drop,
+        },
+        stop: Stop {
+            requests: Some(requests),
+            ..Stop::default()
+        },
+        ..LoadSpec::default()
+    };
+    let mut spec = open(3);
+    spec.timeout = Duration::from_millis(300);
+    let (out, records) = run_recorded(&spec, &openai(server.url()), &dataset(4)).await;
+    assert_eq!(
+        out.summary.counts.errors_by_class.get(&ErrorClass::Timeout),
+        Some(&3),
+        "{:?}",
+        out.summary.counts
+    );
+    for r in &records {
+        assert!(r.sent_us.is_some(), "{r:?}");
+        let waited = r.done_us.unwrap() - r.sent_us.unwrap();
+        assert!(waited >= 300_000, "timed out after {waited} us");
+    }
+
+    let mut spec = open(1_000_000);
+    spec.timeout = Duration::from_secs(600);
+    spec.grace = Duration::from_millis(100);
+    let cancel = Cancel::new();
+    let c2 = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c2.cancel();
+    });
+    let options = RunOptions {
+        cancel: Some(cancel),
+        ..RunOptions::default()
+    };
+    let out = run(&spec, &openai(server.url()), &dataset(4), options)
+        .await
+        .unwrap();
+    assert!(out.summary.interrupted);
+    assert!(out.sent >= 1);
+    assert_eq!(
+        out.summary.counts.cancelled, out.sent,
+        "{:?}",
+        out.summary.counts
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_budget_stops_the_run() {
     let server = serve(Behavior::Status(503)).await;
