@@ -541,6 +541,28 @@ def table(headers, rows):
     return "\n".join(lines)
 
 
+def cpu_times():
+    """The machine's CPU time counters (/proc/stat's first line), for `cpu_shares`."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+
+
+def cpu_shares(before, after):
+    """Between two `cpu_times`: the shares (%) of busy, idle and stolen time. Steal is time the
+    hypervisor ran something else while this virtual machine had work: during it nothing here
+    runs, so nothing wakes on time."""
+    if not before or not after:
+        return None
+    d = [b - a for a, b in zip(before, after)]
+    total = sum(d[:8]) or 1
+    idle = d[3] + d[4]
+    return {"busy": 100 * (total - idle - d[7]) / total, "idle": 100 * idle / total,
+            "steal": 100 * d[7] / total}
+
+
 def machine_line():
     l1, l5, _ = os.getloadavg()
     return f"{os.cpu_count()} CPUs, load average {l1:.2f} (1 min) {l5:.2f} (5 min)"

@@ -8,6 +8,12 @@
 //! - [`run`]: runs it and returns the [`aibench_results::Accumulator`] with its summary; every
 //!   request can be written to `requests.jsonl`.
 //!
+//! Timing: an open loop's scheduler is a thread of its own that sleeps to each absolute
+//! deadline ([`pacing`]) and starts the request right there, writing it to a pooled connection
+//! before the runtime takes over the response; it hands requests to the runtime's workers only
+//! when it falls behind. Closed-loop users are tasks. Every chunk is timestamped in the same
+//! wake-up that reads it off the connection.
+//!
 //! Nothing here prints: progress goes out as [`Progress`] events on a channel.
 
 mod arrival;
