@@ -7,21 +7,22 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aibench_results::{ErrorClass, RequestRecord};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper::Request;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::cancel::AbortWatch;
 use crate::protocol::response::{truncate, ResponseState};
 use crate::protocol::{BodyKind, Endpoint, Prepared};
+use crate::stamped::Stamped;
 
 /// An error body is read up to this size for its message (and to keep the connection usable).
 const MAX_ERROR_BODY: usize = 8 << 10;
@@ -47,15 +48,34 @@ impl Clock {
     pub fn instant(&self, us: u64) -> Instant {
         self.start + Duration::from_micros(us)
     }
+
+    /// When data the kernel stamped at `arrived_unix_ns` (see [`crate::stamped`]) arrived, on
+    /// this clock: now, less the data's age. The age is taken on the realtime clock the kernel
+    /// stamps with, read alongside, so that a realtime clock stepped or slewed during the run
+    /// cannot shift it. `None` when there is no stamp, or one that makes no sense.
+    fn arrival_us(&self, arrived_unix_ns: u64, now_us: u64) -> Option<u64> {
+        if arrived_unix_ns == 0 {
+            return None;
+        }
+        let real_now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+        let real_now_ns = u64::try_from(real_now.as_nanos()).ok()?;
+        let age_us = real_now_ns.checked_sub(arrived_unix_ns)? / 1_000;
+        (age_us < MAX_STAMP_AGE_US).then(|| now_us.saturating_sub(age_us))
+    }
 }
 
-type Driver = Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
+/// An arrival stamp older than this (10 s) is taken for a stale or broken one.
+const MAX_STAMP_AGE_US: u64 = 10_000_000;
+
+type Driver = Pin<Box<Connection<Stamped, Full<Bytes>>>>;
 
 /// One kept-alive HTTP/1.1 connection.
 pub(crate) struct Conn {
     sender: SendRequest<Full<Bytes>>,
     /// None once the connection has ended.
     driver: Option<Driver>,
+    /// The kernel's arrival time of the last data read (see [`crate::stamped`]).
+    arrivals: Arc<AtomicU64>,
 }
 
 impl Conn {
@@ -66,13 +86,16 @@ impl Conn {
         stream
             .set_nodelay(true)
             .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let stream = Stamped::new(stream);
+        let arrivals = stream.arrivals();
         let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(stream)
             .await
             .map_err(|e| format!("HTTP handshake with {addr}: {e}"))?;
         Ok(Conn {
             sender,
             driver: Some(Box::pin(conn)),
+            arrivals,
         })
     }
 
@@ -251,7 +274,26 @@ async fn exchange(
     rec: &mut RequestRecord,
     state: &mut ResponseState,
 ) -> Result<bool, Failure> {
-    let Conn { sender, driver } = conn;
+    let Conn {
+        sender,
+        driver,
+        arrivals,
+    } = conn;
+    // A piece of the response is timed when the kernel received it, if it says (see
+    // `crate::stamped`), else when it is read here; never before the request left or before
+    // the piece ahead of it.
+    // (Atomics only because the future must be Send; they never leave this task.)
+    let floor_us = AtomicU64::new(0);
+    let received = || {
+        let now = ex.clock.now_us();
+        let at = ex
+            .clock
+            .arrival_us(arrivals.load(Ordering::Relaxed), now)
+            .unwrap_or(now)
+            .max(floor_us.load(Ordering::Relaxed));
+        floor_us.store(at, Ordering::Relaxed);
+        at
+    };
     // Bumped whenever the exchange hands something to the connection or takes something from it.
     // (An atomic only because the future must be Send; it never leaves this task.)
     let moved = AtomicU32::new(0);
@@ -264,7 +306,9 @@ async fn exchange(
         *req.method_mut() = ex.endpoint.method.clone();
         *req.uri_mut() = ex.endpoint.path.clone();
         *req.headers_mut() = ex.endpoint.headers.clone();
-        rec.sent_us = Some(ex.clock.now_us());
+        let sent = ex.clock.now_us();
+        rec.sent_us = Some(sent);
+        floor_us.store(sent, Ordering::Relaxed);
         let sending = sender.try_send_request(req);
         moved.fetch_add(1, Ordering::Relaxed);
         let resp = match sending.await {
@@ -277,7 +321,7 @@ async fn exchange(
                 });
             }
         };
-        rec.first_byte_us = Some(ex.clock.now_us());
+        rec.first_byte_us = Some(received());
         let status = resp.status().as_u16();
         rec.status = Some(status);
         let mut body = resp.into_body();
@@ -311,7 +355,7 @@ async fn exchange(
             ex.endpoint.body_kind,
             BodyKind::OpenAiSse | BodyKind::OllamaNdjson
         );
-        let now = || if timed { ex.clock.now_us() } else { 0 };
+        let now = || if timed { received() } else { 0 };
         while let Some(frame) = body.frame().await {
             moved.fetch_add(1, Ordering::Relaxed);
             match frame {
@@ -415,7 +459,7 @@ pub async fn discover_model(
         let mut conn = Conn::connect(endpoint.addr)
             .await
             .map_err(LoadError::InvalidTarget)?;
-        let Conn { sender, driver } = &mut conn;
+        let Conn { sender, driver, .. } = &mut conn;
         let mut driver = driver.take().expect("fresh connection");
         let work = async {
             let mut req = Request::new(Full::new(Bytes::new()));

@@ -11,8 +11,8 @@
 //! Timing: an open loop's scheduler is a thread of its own that sleeps to each absolute
 //! deadline ([`pacing`]) and starts the request right there, writing it to a pooled connection
 //! before the runtime takes over the response; it hands requests to the runtime's workers only
-//! when it falls behind. Closed-loop users are tasks. Every chunk is timestamped in the same
-//! wake-up that reads it off the connection.
+//! when it falls behind. Closed-loop users are tasks. Every chunk is timed when the kernel
+//! received it (`SO_TIMESTAMPNS`, see `stamped`), or else in the wake-up that reads it.
 //!
 //! Nothing here prints: progress goes out as [`Progress`] events on a channel.
 
@@ -26,6 +26,7 @@ pub mod pacing;
 pub mod protocol;
 mod records;
 mod spec;
+mod stamped;
 
 pub use arrival::Schedule;
 pub use cancel::Cancel;
