@@ -79,14 +79,16 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub async fn connect(addr: SocketAddr) -> Result<Conn, String> {
+    /// Connect to `addr`. With `stamp`, the kernel's receive stamps are read (streamed
+    /// responses time their chunks by them); a plain request/response does not need them.
+    pub async fn connect(addr: SocketAddr, stamp: bool) -> Result<Conn, String> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect to {addr}: {e}"))?;
         stream
             .set_nodelay(true)
             .map_err(|e| format!("TCP_NODELAY: {e}"))?;
-        let stream = Stamped::new(stream);
+        let stream = Stamped::new(stream, stamp);
         let arrivals = stream.arrivals();
         let (sender, conn) = http1::Builder::new()
             .handshake(stream)
@@ -215,18 +217,21 @@ async fn attempt(
             Some(c) if c.usable() => (c, true),
             _ => {
                 let limit = CONNECT_TIMEOUT.min(ex.timeout);
-                let conn = tokio::time::timeout(limit, Conn::connect(ex.endpoint.addr))
-                    .await
-                    .map_err(|_| {
-                        (
-                            ErrorClass::Connect,
-                            format!(
-                                "connect to {}: no answer within {limit:?}",
-                                ex.endpoint.addr
-                            ),
-                        )
-                    })?
-                    .map_err(|m| (ErrorClass::Connect, m))?;
+                let conn = tokio::time::timeout(
+                    limit,
+                    Conn::connect(ex.endpoint.addr, ex.endpoint.body_kind.is_streamed()),
+                )
+                .await
+                .map_err(|_| {
+                    (
+                        ErrorClass::Connect,
+                        format!(
+                            "connect to {}: no answer within {limit:?}",
+                            ex.endpoint.addr
+                        ),
+                    )
+                })?
+                .map_err(|m| (ErrorClass::Connect, m))?;
                 (conn, false)
             }
         };
@@ -351,10 +356,7 @@ async fn exchange(
             return Err(failure(class, format!("HTTP {status}: {}", text.trim())));
         }
         // Only streamed bodies time their pieces.
-        let timed = matches!(
-            ex.endpoint.body_kind,
-            BodyKind::OpenAiSse | BodyKind::OllamaNdjson
-        );
+        let timed = ex.endpoint.body_kind.is_streamed();
         let now = || if timed { received() } else { 0 };
         while let Some(frame) = body.frame().await {
             moved.fetch_add(1, Ordering::Relaxed);
@@ -456,7 +458,7 @@ pub async fn discover_model(
     endpoint.headers.remove(hyper::header::CONTENT_TYPE);
     endpoint.body_kind = BodyKind::OpenAiJson;
     let fetch = async {
-        let mut conn = Conn::connect(endpoint.addr)
+        let mut conn = Conn::connect(endpoint.addr, false)
             .await
             .map_err(LoadError::InvalidTarget)?;
         let Conn { sender, driver, .. } = &mut conn;

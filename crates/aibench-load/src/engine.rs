@@ -377,6 +377,7 @@ pub async fn run(
     };
     let mut conns = prewarm(
         endpoint.addr,
+        endpoint.body_kind.is_streamed(),
         prewarm_n,
         spec.timeout.min(Duration::from_secs(10)),
     )
@@ -574,9 +575,9 @@ fn start_clock(start_at: Option<SystemTime>) -> (Clock, SystemTime) {
 
 /// Open `n` connections at once; the ones that fail are simply not there (the requests will
 /// connect, and record the failure if it persists).
-async fn prewarm(addr: std::net::SocketAddr, n: usize, limit: Duration) -> Vec<Conn> {
+async fn prewarm(addr: std::net::SocketAddr, stamp: bool, n: usize, limit: Duration) -> Vec<Conn> {
     let tasks: Vec<_> = (0..n)
-        .map(|_| tokio::spawn(tokio::time::timeout(limit, Conn::connect(addr))))
+        .map(|_| tokio::spawn(tokio::time::timeout(limit, Conn::connect(addr, stamp))))
         .collect();
     let mut conns = Vec::with_capacity(n);
     for t in tasks {

@@ -29,9 +29,9 @@ pub(crate) struct Stamped {
 }
 
 impl Stamped {
-    /// Wrap `io`, asking the kernel to timestamp what it receives.
-    pub fn new(io: TcpStream) -> Stamped {
-        let stamping = enable(&io);
+    /// Wrap `io`; with `stamp`, ask the kernel to timestamp what it receives.
+    pub fn new(io: TcpStream, stamp: bool) -> Stamped {
+        let stamping = stamp && enable(&io);
         Stamped {
             io,
             stamping,
@@ -255,7 +255,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let mut stream = Stamped::new(client.unwrap());
+        let mut stream = Stamped::new(client.unwrap(), true);
         if !stream.stamping {
             eprintln!("the kernel does not stamp received data here: nothing to check");
             return;

@@ -126,6 +126,13 @@ pub(crate) enum BodyKind {
     Raw,
 }
 
+impl BodyKind {
+    /// Streamed a piece at a time (each piece timed).
+    pub fn is_streamed(self) -> bool {
+        matches!(self, BodyKind::OpenAiSse | BodyKind::OllamaNdjson)
+    }
+}
+
 /// A target resolved for sending: socket address, request line and headers, ready to clone.
 #[derive(Clone)]
 pub(crate) struct Endpoint {
