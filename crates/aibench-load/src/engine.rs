@@ -8,13 +8,14 @@
 //! - one collector task feeds the accumulator, the error budget, the progress events and the
 //!   record writer (whose own thread does the encoding and the I/O).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aibench_results::{
-    Accumulator, AccumulatorConfig, ErrorClass, Phase, RequestRecord, StopReason, Summary,
+    Accumulator, AccumulatorConfig, ErrorClass, Phase, RecordWriter, RequestRecord, StopReason,
+    Summary,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -28,7 +29,6 @@ use crate::dataset::Dataset;
 use crate::error::LoadError;
 use crate::pacing;
 use crate::protocol::{prepare, Endpoint, Prepared, Target};
-use crate::records::BatchWriter;
 use crate::spec::{Arrival, CapPolicy, ErrorRate, LoadSpec, Pattern, Shard, Stop, ThinkTime};
 
 /// Interval between progress snapshots.
@@ -349,7 +349,7 @@ pub async fn run(
     let prepared = prepare(target, dataset)?;
     let writer = match &options.records {
         Some(path) => Some(
-            BatchWriter::create(path).map_err(|source| LoadError::Records {
+            RecordWriter::create(path).map_err(|source| LoadError::Records {
                 path: path.clone(),
                 source,
             })?,
@@ -541,7 +541,7 @@ pub async fn run(
     accumulator.set_stop_reason(stop_reason);
     let records_written = match writer {
         Some(w) => {
-            let path = w.path().to_path_buf();
+            let path = w.path().map(Path::to_path_buf).unwrap_or_default();
             w.close()
                 .map_err(|source| LoadError::Records { path, source })?
         }
@@ -593,9 +593,9 @@ async fn collect(
     mut rx: mpsc::UnboundedReceiver<Msg>,
     ctx: Arc<Ctx>,
     mut acc: Accumulator,
-    writer: Option<BatchWriter>,
+    writer: Option<RecordWriter>,
     events: Option<mpsc::Sender<Progress>>,
-) -> (Accumulator, Option<BatchWriter>) {
+) -> (Accumulator, Option<RecordWriter>) {
     let (mut succeeded, mut errors, mut dropped) = (0u64, 0u64, 0u64);
     let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -606,7 +606,7 @@ async fn collect(
     let hand_over = |batch: &mut Vec<RequestRecord>| {
         if let Some(w) = &writer {
             if !batch.is_empty() {
-                w.write(std::mem::replace(batch, Vec::with_capacity(WRITE_BATCH)));
+                w.write_batch(std::mem::replace(batch, Vec::with_capacity(WRITE_BATCH)));
             }
         }
     };

@@ -24,7 +24,6 @@ mod engine;
 mod error;
 pub mod pacing;
 pub mod protocol;
-mod records;
 mod spec;
 mod stamped;
 

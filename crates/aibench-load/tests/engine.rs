@@ -174,6 +174,17 @@ async fn chat_ollama_and_non_streaming() {
     }
 }
 
+/// A cancel signal that fires after `delay`.
+fn cancel_after(delay: Duration) -> Cancel {
+    let cancel = Cancel::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        c.cancel();
+    });
+    cancel
+}
+
 async fn error_class_of(target: Target, timeout: Duration) -> (RunOutcome, Vec<RequestRecord>) {
     let mut spec = closed(1, 3);
     spec.timeout = timeout;
@@ -452,12 +463,7 @@ async fn cancel_keeps_completed_requests_and_marks_the_summary() {
         ..Stop::default()
     };
     spec.grace = Duration::from_secs(10);
-    let cancel = Cancel::new();
-    let c2 = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        c2.cancel();
-    });
+    let cancel = cancel_after(Duration::from_millis(500));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("requests.jsonl");
     let options = RunOptions {
@@ -485,12 +491,7 @@ async fn cancel_keeps_completed_requests_and_marks_the_summary() {
     // cancelled, not lost.
     let server = serve(Behavior::Hang).await;
     spec.grace = Duration::from_millis(200);
-    let cancel = Cancel::new();
-    let c2 = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        c2.cancel();
-    });
+    let cancel = cancel_after(Duration::from_millis(200));
     let options = RunOptions {
         cancel: Some(cancel),
         ..RunOptions::default()
@@ -537,12 +538,7 @@ async fn open_loop_requests_time_out_and_abort_after_the_hand_over() {
     let mut spec = open(1_000_000);
     spec.timeout = Duration::from_secs(600);
     spec.grace = Duration::from_millis(100);
-    let cancel = Cancel::new();
-    let c2 = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        c2.cancel();
-    });
+    let cancel = cancel_after(Duration::from_millis(300));
     let options = RunOptions {
         cancel: Some(cancel),
         ..RunOptions::default()

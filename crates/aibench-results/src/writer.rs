@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::record::RequestRecord;
 
 enum Msg {
-    Record(Box<RequestRecord>),
+    Records(Vec<RequestRecord>),
     Flush(mpsc::SyncSender<io::Result<()>>),
 }
 
@@ -64,10 +64,21 @@ impl RecordWriter {
 
     /// Queue one record; returns at once.
     pub fn write(&self, record: RequestRecord) {
+        self.write_batch(vec![record]);
+    }
+
+    /// Queue a batch of records; returns at once. One hand-over per batch rather than per
+    /// record matters on a busy client: a writer thread woken for every request costs a futex
+    /// call and a context switch each, and when the client has one core the woken thread
+    /// preempts the sender every time (a third of the client's CPU at 30,000 requests/s).
+    pub fn write_batch(&self, batch: Vec<RequestRecord>) {
+        if batch.is_empty() {
+            return;
+        }
         if let Some(tx) = &self.tx {
             // A send fails only when the thread has stopped on an I/O error, which `close`
             // reports.
-            let _ = tx.send(Msg::Record(Box::new(record)));
+            let _ = tx.send(Msg::Records(batch));
         }
     }
 
@@ -129,19 +140,20 @@ fn writer_loop<W: Write>(mut out: BufWriter<W>, rx: mpsc::Receiver<Msg>) -> io::
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         match msg {
-            Msg::Record(r) => {
+            Msg::Records(batch) => {
                 if failed.is_some() {
                     continue;
                 }
-                let res = serde_json::to_writer(&mut out, &*r)
-                    .map_err(io::Error::from)
-                    .and_then(|()| out.write_all(b"\n"));
-                match res {
-                    Ok(()) => {
-                        written += 1;
-                        dirty = true;
+                for r in &batch {
+                    let res = serde_json::to_writer(&mut out, r)
+                        .map_err(io::Error::from)
+                        .and_then(|()| out.write_all(b"\n"));
+                    if let Err(e) = res {
+                        failed = Some(e);
+                        break;
                     }
-                    Err(e) => failed = Some(e),
+                    written += 1;
+                    dirty = true;
                 }
             }
             Msg::Flush(done) => {
@@ -212,5 +224,44 @@ mod tests {
             w.write(RequestRecord::new(1, Phase::Warmup, 0));
         }
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+    }
+
+    #[test]
+    fn writes_every_batch_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("requests.jsonl");
+        let w = RecordWriter::create(&path).unwrap();
+        for b in 0..10u64 {
+            w.write_batch(
+                (0..100)
+                    .map(|i| RequestRecord::new(b * 100 + i, Phase::Measure, i))
+                    .collect(),
+            );
+        }
+        w.write_batch(Vec::new());
+        assert_eq!(w.close().unwrap(), 1000);
+        let back: Vec<_> = read_records(&path)
+            .unwrap()
+            .collect::<io::Result<_>>()
+            .unwrap();
+        assert_eq!(back.len(), 1000);
+        assert!(back.iter().enumerate().all(|(i, r)| r.id == i as u64));
+    }
+
+    #[test]
+    fn an_io_error_is_reported_at_close() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Err(io::Error::other("disk full"))
+            }
+        }
+        let w = RecordWriter::from_writer(Broken).unwrap();
+        w.write_batch(vec![RequestRecord::new(1, Phase::Measure, 0); 2000]);
+        let err = w.close().unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
     }
 }

@@ -376,66 +376,19 @@ impl<'a> Parser<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::response::OaChunk;
     use super::*;
     use proptest::prelude::*;
-    use std::borrow::Cow;
 
     /// The serde reading of a chunk, as `ResponseState` does it: `None` when it fails or reports
     /// an error.
     fn by_serde(json: &[u8]) -> Option<Chunk> {
-        #[derive(serde::Deserialize)]
-        struct C<'a> {
-            #[serde(default, borrow)]
-            choices: Vec<Ch<'a>>,
-            #[serde(default)]
-            usage: Option<U>,
-            #[serde(default)]
-            error: Option<serde_json::Value>,
-            #[serde(default, borrow)]
-            object: Option<Cow<'a, str>>,
-            #[serde(default, borrow)]
-            #[allow(dead_code)]
-            message: Option<Cow<'a, str>>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Ch<'a> {
-            #[serde(default, borrow)]
-            text: Option<Cow<'a, str>>,
-            #[serde(default, borrow)]
-            delta: Option<D<'a>>,
-            #[serde(default, borrow)]
-            message: Option<D<'a>>,
-        }
-        #[derive(serde::Deserialize)]
-        struct D<'a> {
-            #[serde(default, borrow)]
-            content: Option<Cow<'a, str>>,
-            #[serde(default, borrow)]
-            reasoning_content: Option<Cow<'a, str>>,
-            #[serde(default, borrow)]
-            reasoning: Option<Cow<'a, str>>,
-        }
-        #[derive(serde::Deserialize)]
-        struct U {
-            #[serde(default)]
-            prompt_tokens: Option<u32>,
-            #[serde(default)]
-            completion_tokens: Option<u32>,
-        }
-        let c: C<'_> = serde_json::from_slice(json).ok()?;
+        let c: OaChunk<'_> = serde_json::from_slice(json).ok()?;
         if c.error.is_some() || c.object.as_deref() == Some("error") {
             return None;
         }
-        let len = |s: &Option<Cow<'_, str>>| s.as_deref().map_or(0, |s| s.chars().count() as u64);
-        let mut chars = 0;
-        for ch in &c.choices {
-            chars += len(&ch.text);
-            for d in [&ch.delta, &ch.message].into_iter().flatten() {
-                chars += len(&d.content) + len(&d.reasoning_content) + len(&d.reasoning);
-            }
-        }
         Some(Chunk {
-            chars,
+            chars: c.content_chars(),
             prompt_tokens: c.usage.as_ref().and_then(|u| u.prompt_tokens),
             completion_tokens: c.usage.as_ref().and_then(|u| u.completion_tokens),
         })

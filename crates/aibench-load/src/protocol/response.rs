@@ -224,15 +224,7 @@ impl ResponseState {
             );
             return;
         }
-        let mut chars = 0u64;
-        for c in &chunk.choices {
-            chars += text_len(&c.text);
-            for d in [&c.delta, &c.message].into_iter().flatten() {
-                chars +=
-                    text_len(&d.content) + text_len(&d.reasoning_content) + text_len(&d.reasoning);
-            }
-        }
-        self.content(chars, now_us);
+        self.content(chunk.content_chars(), now_us);
         if let Some(u) = chunk.usage {
             self.usage_input = u.prompt_tokens.or(self.usage_input);
             self.usage_output = u.completion_tokens.or(self.usage_output);
@@ -299,18 +291,34 @@ pub(crate) fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
+/// An OpenAI stream chunk as serde reads it (the `quick` reader's tests check against this).
 #[derive(Deserialize)]
-struct OaChunk<'a> {
+pub(super) struct OaChunk<'a> {
     #[serde(default, borrow)]
     choices: Vec<OaChoice<'a>>,
     #[serde(default)]
-    usage: Option<OaUsage>,
+    pub usage: Option<OaUsage>,
     #[serde(default)]
-    error: Option<serde_json::Value>,
+    pub error: Option<serde_json::Value>,
     #[serde(default, borrow)]
-    object: Option<Cow<'a, str>>,
+    pub object: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     message: Option<Cow<'a, str>>,
+}
+
+impl OaChunk<'_> {
+    /// Characters of content (text, content, reasoning) over all choices.
+    pub fn content_chars(&self) -> u64 {
+        let mut chars = 0u64;
+        for c in &self.choices {
+            chars += text_len(&c.text);
+            for d in [&c.delta, &c.message].into_iter().flatten() {
+                chars +=
+                    text_len(&d.content) + text_len(&d.reasoning_content) + text_len(&d.reasoning);
+            }
+        }
+        chars
+    }
 }
 
 #[derive(Deserialize)]
@@ -334,11 +342,11 @@ struct OaDelta<'a> {
 }
 
 #[derive(Deserialize)]
-struct OaUsage {
+pub(super) struct OaUsage {
     #[serde(default)]
-    prompt_tokens: Option<u32>,
+    pub prompt_tokens: Option<u32>,
     #[serde(default)]
-    completion_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
 }
 
 #[derive(Deserialize)]
