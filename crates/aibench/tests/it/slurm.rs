@@ -56,6 +56,23 @@ fn squeue_names() -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Fails if a job named `name` is still queued. A job that just ended may be listed while Slurm
+/// completes it (state CG), so this looks again for a while; a job left running stays listed.
+fn assert_no_job_named(name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let names = squeue_names();
+        if !names.contains(name) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a job of the test is left:\n{names}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
@@ -112,11 +129,7 @@ fn quickstart_on_slurm_end_to_end() {
         run.stderr
     );
     assert!(rd.join("slurm/client-01_users=1-chat.sbatch").exists());
-    assert!(
-        !squeue_names().contains(&name),
-        "no job of the test is left:\n{}",
-        squeue_names()
-    );
+    assert_no_job_named(&name);
 }
 
 #[test]
@@ -155,7 +168,7 @@ fn inside_an_allocation_services_are_steps() {
         !ids.is_empty() && ids.iter().all(|id| id.contains('.')),
         "steps of the allocation: {ids:?}"
     );
-    assert!(!squeue_names().contains(&name));
+    assert_no_job_named(&name);
 }
 
 #[test]
@@ -181,7 +194,7 @@ fn dry_run_writes_scripts_and_submits_nothing() {
     assert!(script.contains("apptainer exec"), "{script}");
     assert!(script.contains("module load Apptainer"), "{script}");
     if slurm_here() {
-        assert!(!squeue_names().contains(&name));
+        assert_no_job_named(&name);
     }
 }
 
@@ -222,5 +235,5 @@ fn two_client_nodes_inside_an_allocation_merge() {
     }
     let s = read_json(&trial.join("summary.json"));
     assert!(s["counts"]["successes"].as_u64().unwrap() > 0, "{s}");
-    assert!(!squeue_names().contains(&name));
+    assert_no_job_named(&name);
 }
