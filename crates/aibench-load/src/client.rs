@@ -134,6 +134,14 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
+    /// The abort watch and the timer, re-armed for an operation of at most `timeout`.
+    pub fn parts(&mut self, timeout: Duration) -> (&mut AbortWatch, Pin<&mut tokio::time::Sleep>) {
+        self.timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + timeout);
+        (&mut self.abort, self.timer.as_mut())
+    }
+
     pub fn new(cancel: &crate::cancel::Cancel, timeout: Duration) -> Limits {
         let mut timer = Box::pin(tokio::time::sleep(timeout));
         timer.as_mut().reset(tokio::time::Instant::now() + timeout);
@@ -495,4 +503,37 @@ pub async fn discover_model(
     tokio::time::timeout(timeout, fetch).await.map_err(|_| {
         LoadError::InvalidTarget(format!("GET {path}: no answer within {timeout:?}"))
     })?
+}
+
+/// The LLM and plain-HTTP driver: request bodies serialized before the clock, one kept-alive
+/// HTTP/1.1 connection per user.
+pub(crate) struct HttpDriver {
+    pub endpoint: Endpoint,
+    pub prepared: Vec<Prepared>,
+    pub timeout: Duration,
+}
+
+impl crate::driver::Driver for HttpDriver {
+    type Conn = Conn;
+
+    async fn connect(&self) -> Result<Conn, String> {
+        Conn::connect(self.endpoint.addr, self.endpoint.body_kind.is_streamed()).await
+    }
+
+    async fn execute<'a>(
+        &'a self,
+        slot: &'a mut Option<Conn>,
+        id: u64,
+        clock: Clock,
+        rec: &'a mut RequestRecord,
+        limits: &'a mut Limits,
+    ) {
+        let ex = Exchange {
+            endpoint: &self.endpoint,
+            prepared: &self.prepared[(id % self.prepared.len() as u64) as usize],
+            clock,
+            timeout: self.timeout,
+        };
+        execute(slot, &ex, rec, limits).await
+    }
 }

@@ -24,11 +24,12 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::arrival::Schedule;
 use crate::cancel::Cancel;
-use crate::client::{execute, Clock, Conn, Exchange, Limits};
+use crate::client::{Clock, HttpDriver, Limits};
 use crate::dataset::Dataset;
+use crate::driver::Driver;
 use crate::error::LoadError;
 use crate::pacing;
-use crate::protocol::{prepare, Endpoint, Prepared, Target};
+use crate::protocol::{prepare, Endpoint, Target};
 use crate::spec::{Arrival, CapPolicy, ErrorRate, LoadSpec, Pattern, Shard, Stop, ThinkTime};
 
 /// Interval between progress snapshots.
@@ -201,9 +202,8 @@ enum Msg {
 }
 
 /// State shared by the scheduler, the request tasks and the collector.
-struct Ctx {
-    endpoint: Endpoint,
-    prepared: Vec<Prepared>,
+struct Ctx<D: Driver> {
+    driver: D,
     clock: Clock,
     timeout: Duration,
     shard: u32,
@@ -214,7 +214,7 @@ struct Ctx {
     in_flight: AtomicU64,
     idle: Notify,
     sent: AtomicU64,
-    pool: Mutex<Vec<Conn>>,
+    pool: Mutex<Vec<D::Conn>>,
     budget: Mutex<Budget>,
 }
 
@@ -261,20 +261,7 @@ impl Budget {
     }
 }
 
-impl Ctx {
-    fn prepared_for(&self, id: u64) -> &Prepared {
-        &self.prepared[(id % self.prepared.len() as u64) as usize]
-    }
-
-    fn exchange(&self, id: u64) -> Exchange<'_> {
-        Exchange {
-            endpoint: &self.endpoint,
-            prepared: self.prepared_for(id),
-            clock: self.clock,
-            timeout: self.timeout,
-        }
-    }
-
+impl<D: Driver> Ctx<D> {
     fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
     }
@@ -343,10 +330,24 @@ pub async fn run(
             "the dataset has no prompts".into()
         ]));
     }
+    let driver = HttpDriver {
+        endpoint: Endpoint::resolve(target).await?,
+        prepared: prepare(target, dataset)?,
+        timeout: spec.timeout,
+    };
+    run_driver(spec, driver, options).await
+}
+
+/// Run the load described by `spec` through `driver` (see [`crate::driver`]): the one engine
+/// behind every protocol.
+pub(crate) async fn run_driver<D: Driver>(
+    spec: &LoadSpec,
+    driver: D,
+    options: RunOptions,
+) -> Result<RunOutcome, LoadError> {
+    spec.validate(options.shard)?;
     let handle =
         tokio::runtime::Handle::try_current().map_err(|e| LoadError::Runtime(e.to_string()))?;
-    let endpoint = Endpoint::resolve(target).await?;
-    let prepared = prepare(target, dataset)?;
     let writer = match &options.records {
         Some(path) => Some(
             RecordWriter::create(path).map_err(|source| LoadError::Records {
@@ -375,13 +376,14 @@ pub async fn run(
             (shard.share(want as u64) as usize).clamp(1, MAX_PREWARM)
         }
     };
+    let driver = Arc::new(driver);
     let mut conns = prewarm(
-        endpoint.addr,
-        endpoint.body_kind.is_streamed(),
+        &driver,
         prewarm_n,
         spec.timeout.min(Duration::from_secs(10)),
     )
     .await;
+    let driver = Arc::try_unwrap(driver).unwrap_or_else(|_| unreachable!("prewarm is over"));
     // Closed-loop users' timers enter the timer wheel now, not in the first burst of requests
     // (see `Limits`).
     let abort = Cancel::new();
@@ -395,8 +397,7 @@ pub async fn run(
     let (tx, rx) = mpsc::unbounded_channel();
     let (clock, started_at) = start_clock(options.start_at);
     let ctx = Arc::new(Ctx {
-        endpoint,
-        prepared,
+        driver,
         clock,
         timeout: spec.timeout,
         shard: shard.index,
@@ -575,9 +576,12 @@ fn start_clock(start_at: Option<SystemTime>) -> (Clock, SystemTime) {
 
 /// Open `n` connections at once; the ones that fail are simply not there (the requests will
 /// connect, and record the failure if it persists).
-async fn prewarm(addr: std::net::SocketAddr, stamp: bool, n: usize, limit: Duration) -> Vec<Conn> {
+async fn prewarm<D: Driver>(driver: &Arc<D>, n: usize, limit: Duration) -> Vec<D::Conn> {
     let tasks: Vec<_> = (0..n)
-        .map(|_| tokio::spawn(tokio::time::timeout(limit, Conn::connect(addr, stamp))))
+        .map(|_| {
+            let d = Arc::clone(driver);
+            tokio::spawn(async move { tokio::time::timeout(limit, d.connect()).await })
+        })
         .collect();
     let mut conns = Vec::with_capacity(n);
     for t in tasks {
@@ -589,9 +593,9 @@ async fn prewarm(addr: std::net::SocketAddr, stamp: bool, n: usize, limit: Durat
 }
 
 /// The collector: accumulator, error budget, progress, record writer.
-async fn collect(
+async fn collect<D: Driver>(
     mut rx: mpsc::UnboundedReceiver<Msg>,
-    ctx: Arc<Ctx>,
+    ctx: Arc<Ctx<D>>,
     mut acc: Accumulator,
     writer: Option<RecordWriter>,
     events: Option<mpsc::Sender<Progress>>,
@@ -685,15 +689,15 @@ const HELD_FOR: Duration = Duration::from_millis(20);
 /// A closed-loop user's finished records not yet handed to the collector; whatever is left is
 /// handed over when the user stops (so, since the run ends the collector only after every user
 /// has stopped, nothing is lost).
-struct Held<'a> {
-    ctx: &'a Ctx,
+struct Held<'a, D: Driver> {
+    ctx: &'a Ctx<D>,
     recs: Vec<RequestRecord>,
     /// When the oldest record held was done (µs on the run's clock).
     since_us: Option<u64>,
 }
 
-impl<'a> Held<'a> {
-    fn new(ctx: &'a Ctx) -> Held<'a> {
+impl<'a, D: Driver> Held<'a, D> {
+    fn new(ctx: &'a Ctx<D>) -> Held<'a, D> {
         Held {
             ctx,
             recs: Vec::new(),
@@ -730,25 +734,25 @@ impl<'a> Held<'a> {
     }
 }
 
-impl Drop for Held<'_> {
+impl<D: Driver> Drop for Held<'_, D> {
     fn drop(&mut self) {
         self.hand_over();
     }
 }
 
 /// One closed-loop user.
-struct User {
-    ctx: Arc<Ctx>,
+struct User<D: Driver> {
+    ctx: Arc<Ctx<D>>,
     index: u64,
     users: u64,
     start_us: u64,
     think: ThinkTime,
     backoff: Duration,
     seed: u64,
-    conn: Option<Conn>,
+    conn: Option<D::Conn>,
 }
 
-impl User {
+impl<D: Driver> User<D> {
     /// `limits` made ahead of time, if any (see `Limits`).
     async fn run(mut self, limits: Option<Limits>) {
         let ctx = Arc::clone(&self.ctx);
@@ -772,7 +776,9 @@ impl User {
             let mut rec = ctx.new_record(id, phase, now_us);
             rec.worker = Some(self.index as u32);
             ctx.begin();
-            execute(&mut self.conn, &ctx.exchange(id), &mut rec, &mut limits).await;
+            ctx.driver
+                .execute(&mut self.conn, id, ctx.clock, &mut rec, &mut limits)
+                .await;
             let failed = rec.error.is_some();
             ctx.account(&rec);
             held.push(rec);
@@ -831,8 +837,8 @@ fn sample_think(think: &ThinkTime, rng: &mut SmallRng) -> Duration {
 const LATE: Duration = Duration::from_millis(1);
 
 /// The open-loop scheduler, on its own thread.
-struct OpenLoop {
-    ctx: Arc<Ctx>,
+struct OpenLoop<D: Driver> {
+    ctx: Arc<Ctx<D>>,
     arrival: Arrival,
     cap: Option<Arc<Semaphore>>,
     on_cap: CapPolicy,
@@ -848,7 +854,7 @@ enum Slot {
     Queued(Arc<Semaphore>),
 }
 
-impl OpenLoop {
+impl<D: Driver> OpenLoop<D> {
     /// Returns why scheduling ended (None when the gate ended it).
     fn run(self) -> Option<StopReason> {
         let ctx = &self.ctx;
@@ -908,7 +914,13 @@ impl OpenLoop {
     }
 }
 
-async fn open_request(ctx: Arc<Ctx>, id: u64, phase: Phase, intended_us: u64, slot: Slot) {
+async fn open_request<D: Driver>(
+    ctx: Arc<Ctx<D>>,
+    id: u64,
+    phase: Phase,
+    intended_us: u64,
+    slot: Slot,
+) {
     let mut rec = ctx.new_record(id, phase, intended_us);
     let _permit = match slot {
         Slot::Free => None,
@@ -926,13 +938,15 @@ async fn open_request(ctx: Arc<Ctx>, id: u64, phase: Phase, intended_us: u64, sl
         }
     };
     let mut conn = ctx.pool.lock().expect("pool lock").pop();
-    execute(
-        &mut conn,
-        &ctx.exchange(id),
-        &mut rec,
-        &mut Limits::new(&ctx.abort, ctx.timeout),
-    )
-    .await;
+    ctx.driver
+        .execute(
+            &mut conn,
+            id,
+            ctx.clock,
+            &mut rec,
+            &mut Limits::new(&ctx.abort, ctx.timeout),
+        )
+        .await;
     if let Some(c) = conn {
         ctx.pool.lock().expect("pool lock").push(c);
     }

@@ -539,6 +539,9 @@ pub struct Workload {
     /// The request for `protocol: http`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpRequest>,
+    /// Options for `protocol: redis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisOptions>,
     /// Where prompts, keys or queries come from.
     #[serde(default)]
     pub dataset: Dataset,
@@ -694,15 +697,25 @@ pub enum Dataset {
     },
     /// Keys and values for key-value and object stores (Redis, S3).
     KeyValue {
-        /// Distinct keys.
+        /// Distinct keys (objects for S3), written once before the clock starts unless
+        /// `preload: false`.
         #[serde(default = "default_keys")]
         keys: u64,
-        /// Size of each value or object.
+        /// Size of each value or object: a size (`1KiB`) or `{ min, max }` (uniform).
         #[serde(default = "default_value_size")]
-        value_size: Size,
+        value_size: SizeRange,
         /// Share of reads; the rest are writes.
         #[serde(default = "default_read_share")]
         read_share: Percent,
+        /// How operations pick keys: `uniform`, or `zipfian` (a few hot keys, a long tail).
+        #[serde(default)]
+        access: KeyAccess,
+        /// The Zipfian exponent (`access: zipfian`): 0 is uniform, YCSB uses 0.99.
+        #[serde(default = "default_zipf_exponent")]
+        zipf_exponent: f64,
+        /// Write every key before the clock starts, so that reads find their values.
+        #[serde(default = "yes")]
+        preload: bool,
     },
     /// Vectors for vector databases.
     Vectors {
@@ -745,8 +758,39 @@ fn default_output_tokens() -> Length {
 fn default_keys() -> u64 {
     10_000
 }
-fn default_value_size() -> Size {
-    Size(1024)
+fn default_value_size() -> SizeRange {
+    SizeRange::Fixed(Size(1024))
+}
+fn default_zipf_exponent() -> f64 {
+    0.99
+}
+
+/// A size, or a range of sizes drawn uniformly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SizeRange {
+    Fixed(Size),
+    Uniform { min: Size, max: Size },
+}
+
+/// How operations pick keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyAccess {
+    /// Every key equally likely.
+    #[default]
+    Uniform,
+    /// Key k with probability proportional to 1/k^zipf_exponent.
+    Zipfian,
+}
+
+/// Redis options of a workload.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisOptions {
+    /// Commands sent per round trip (`redis-benchmark -P`); each record covers the batch.
+    #[serde(default = "one")]
+    pub pipeline: u32,
 }
 fn default_read_share() -> Percent {
     Percent(90.0)

@@ -473,6 +473,25 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
             None,
         );
     }
+    if let Some(r) = &w.redis {
+        if w.protocol != Protocol::Redis {
+            cx.error(
+                &path.key("redis"),
+                format!(
+                    "`redis` options do not apply to `protocol: {}`",
+                    w.protocol.name()
+                ),
+                Some("remove `redis:`, or use `protocol: redis`".into()),
+            );
+        }
+        if r.pipeline == 0 {
+            cx.error(
+                &path.key("redis").key("pipeline"),
+                "the pipeline depth must be at least 1",
+                Some("use `pipeline: 1` for one command per round trip".into()),
+            );
+        }
+    }
     if let Some(e) = &w.endpoint {
         if !e.starts_with('/') {
             cx.error(
@@ -529,6 +548,44 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
                 &dp.key("path"),
                 format!("dataset file `{p}` not found"),
                 Some("relative paths are taken from the recipe's folder".into()),
+            );
+        }
+    }
+    if let Dataset::KeyValue {
+        keys,
+        value_size,
+        access,
+        zipf_exponent,
+        ..
+    } = &w.dataset
+    {
+        if *keys == 0 {
+            cx.error(
+                &dp.key("keys"),
+                "the key space needs at least one key",
+                None,
+            );
+        }
+        if let SizeRange::Uniform { min, max } = value_size {
+            if min > max {
+                cx.error(
+                    &dp.key("value_size"),
+                    format!("`min` ({} bytes) is above `max` ({} bytes)", min.0, max.0),
+                    Some("swap them".into()),
+                );
+            }
+        }
+        if !(zipf_exponent.is_finite() && *zipf_exponent >= 0.0) {
+            cx.error(
+                &dp.key("zipf_exponent"),
+                format!("the Zipfian exponent must be zero or positive (got {zipf_exponent})"),
+                Some("YCSB uses `0.99`".into()),
+            );
+        } else if *access == KeyAccess::Uniform && *zipf_exponent != 0.99 {
+            cx.warn(
+                &dp.key("zipf_exponent"),
+                "`zipf_exponent` applies only to `access: zipfian`",
+                Some("add `access: zipfian`".into()),
             );
         }
     }

@@ -412,6 +412,14 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
             )
         })
         .collect();
+    if let Some(table) = crate::operations::table(r) {
+        let _ = write!(
+            html,
+            "<h2>Operations</h2><p class=\"meta\">{}</p>{}",
+            esc(crate::operations::ABOUT),
+            table.html()
+        );
+    }
     if !errors.is_empty() {
         let _ = write!(html, "<h3>Errors by class</h3><ul>{}</ul>", errors.join(""));
     }

@@ -23,6 +23,7 @@ pub mod knee;
 pub mod markdown;
 pub mod metrics;
 pub mod model;
+pub mod operations;
 pub mod plot;
 mod raster;
 pub mod rundir;

@@ -341,6 +341,14 @@ pub fn render(r: &Report) -> String {
             format!("- `{}`: {}", trial_name(r, t), classes.join(", "))
         })
         .collect();
+    if let Some(table) = crate::operations::table(r) {
+        let _ = writeln!(
+            md,
+            "\n## Operations\n\n{}\n\n{}",
+            crate::operations::ABOUT,
+            table.markdown()
+        );
+    }
     if !errors.is_empty() {
         let _ = writeln!(md, "\n## Errors by class\n\n{}", errors.join("\n"));
     }

@@ -6,6 +6,7 @@
 //! percentiles. Memory is independent of the number of requests (it grows by one bucket per
 //! second of run time).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -15,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{ErrorClass, Phase, RequestRecord, TokenSource};
 use crate::summary::{
-    Counts, Latencies, LatencyStats, SloMs, StopReason, Summary, Throughput, TimelineBucket,
-    TokenSourceTally, Tokens, Window, SUMMARY_SCHEMA_VERSION,
+    Counts, Latencies, LatencyStats, OperationStats, SloMs, StopReason, Summary, Throughput,
+    TimelineBucket, TokenSourceTally, Tokens, Window, SUMMARY_SCHEMA_VERSION,
 };
 
 /// Significant digits of every histogram (relative error at most 0.1 %).
@@ -130,12 +131,22 @@ impl Metric {
     }
 
     fn record(&mut self, v: u64) {
-        if self.hist.record(v).is_err() {
-            self.hist.saturating_record(v);
+        self.record_n(v, 1);
+    }
+
+    /// Record `v` as `n` values (the operations of a pipelined batch share its latency).
+    fn record_n(&mut self, v: u64, n: u64) {
+        if n == 0 {
+            return;
         }
-        self.count += 1;
-        self.sum += u128::from(v);
-        self.sumsq += u128::from(v) * u128::from(v);
+        if self.hist.record_n(v, n).is_err() {
+            for _ in 0..n {
+                self.hist.saturating_record(v);
+            }
+        }
+        self.count += n;
+        self.sum += u128::from(v) * u128::from(n);
+        self.sumsq += u128::from(v) * u128::from(v) * u128::from(n);
         self.min = self.min.min(v);
         self.max = self.max.max(v);
     }
@@ -318,6 +329,172 @@ pub struct Accumulator {
     window_end_us: Option<u64>,
     buckets: Vec<Bucket>,
     stop_reason: Option<StopReason>,
+    /// Per operation name (records that carry one).
+    ops: BTreeMap<String, OpAcc>,
+}
+
+/// One operation's exact counters and histograms.
+#[derive(Debug, Clone)]
+struct OpAcc {
+    counts: OpCounts,
+    latency: Metric,
+    ttfb: Metric,
+}
+
+/// Integer counters of one operation; every field adds on merge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpCounts {
+    operations: u64,
+    successes: u64,
+    errors: u64,
+    bytes_out: u64,
+    bytes_in: u64,
+    hits: u64,
+    misses: u64,
+    queries_judged: u64,
+    found: u64,
+    expected: u64,
+    /// Lowest single-query recall in parts per million (u64::MAX: none yet).
+    recall_min_ppm: u64,
+}
+
+impl OpAcc {
+    fn new() -> OpAcc {
+        OpAcc {
+            counts: OpCounts {
+                recall_min_ppm: u64::MAX,
+                ..OpCounts::default()
+            },
+            latency: Metric::new(),
+            ttfb: Metric::new(),
+        }
+    }
+
+    fn add(&mut self, r: &RequestRecord, error: Option<ErrorClass>) {
+        let n = u64::from(r.batch.unwrap_or(1).max(1));
+        let c = &mut self.counts;
+        match error {
+            Some(e) if !e.is_failure() => return,
+            Some(_) => {
+                c.operations += n;
+                c.errors += n;
+                return;
+            }
+            None => {
+                c.operations += n;
+                c.successes += n;
+            }
+        }
+        c.bytes_out += r.bytes_out.unwrap_or(0);
+        c.bytes_in += r.bytes_in.unwrap_or(0);
+        if let Some(h) = r.hits {
+            let h = u64::from(h).min(n);
+            c.hits += h;
+            c.misses += n - h;
+        }
+        if let (Some(found), Some(expected)) = (r.neighbours_found, r.neighbours_expected) {
+            if expected > 0 {
+                c.queries_judged += 1;
+                c.found += u64::from(found.min(expected));
+                c.expected += u64::from(expected);
+                let ppm = u64::from(found.min(expected)) * 1_000_000 / u64::from(expected);
+                c.recall_min_ppm = c.recall_min_ppm.min(ppm);
+            }
+        }
+        if let Some(v) = r.e2e_us() {
+            self.latency.record_n(v, n);
+        }
+        if let (Some(fb), Some(sent)) = (r.first_byte_us, r.sent_us) {
+            if r.end_us != Some(fb) {
+                self.ttfb.record(fb.saturating_sub(sent));
+            }
+        }
+    }
+
+    /// A successful part of a compound operation, with its own latency.
+    fn add_step(&mut self, latency_us: u64) {
+        self.counts.operations += 1;
+        self.counts.successes += 1;
+        self.latency.record(latency_us);
+    }
+
+    fn merge(&mut self, o: &OpAcc) -> Result<(), AccumulatorError> {
+        let (a, b) = (&mut self.counts, &o.counts);
+        a.operations += b.operations;
+        a.successes += b.successes;
+        a.errors += b.errors;
+        a.bytes_out += b.bytes_out;
+        a.bytes_in += b.bytes_in;
+        a.hits += b.hits;
+        a.misses += b.misses;
+        a.queries_judged += b.queries_judged;
+        a.found += b.found;
+        a.expected += b.expected;
+        a.recall_min_ppm = a.recall_min_ppm.min(b.recall_min_ppm);
+        self.latency.merge(&o.latency)?;
+        self.ttfb.merge(&o.ttfb)
+    }
+
+    fn stats(&self, duration_s: f64) -> OperationStats {
+        let c = &self.counts;
+        let per_s = |n: u64| {
+            if duration_s > 0.0 {
+                n as f64 / duration_s
+            } else {
+                0.0
+            }
+        };
+        const MIB: f64 = 1024.0 * 1024.0;
+        OperationStats {
+            operations: c.operations,
+            successes: c.successes,
+            errors: c.errors,
+            per_s: per_s(c.successes),
+            latency: self.latency.stats(),
+            ttfb: self.ttfb.stats(),
+            bytes_out: c.bytes_out,
+            bytes_in: c.bytes_in,
+            out_mib_per_s: per_s(c.bytes_out) / MIB,
+            in_mib_per_s: per_s(c.bytes_in) / MIB,
+            hit_ratio: (c.hits + c.misses > 0).then(|| c.hits as f64 / (c.hits + c.misses) as f64),
+            recall: (c.expected > 0).then(|| c.found as f64 / c.expected as f64),
+            recall_min: (c.queries_judged > 0).then(|| c.recall_min_ppm as f64 / 1e6),
+        }
+    }
+
+    fn to_file(&self) -> Result<OpFile, AccumulatorError> {
+        Ok(OpFile {
+            counts: self.counts,
+            latency: self.latency.to_file()?,
+            ttfb: self.ttfb.to_file()?,
+        })
+    }
+
+    fn from_file(f: &OpFile) -> Result<OpAcc, AccumulatorError> {
+        Ok(OpAcc {
+            counts: f.counts,
+            latency: Metric::from_file(&f.latency)?,
+            ttfb: Metric::from_file(&f.ttfb)?,
+        })
+    }
+}
+
+/// The accumulator of operation `name`, made on first use.
+fn op_entry<'a>(ops: &'a mut BTreeMap<String, OpAcc>, name: &str) -> &'a mut OpAcc {
+    if !ops.contains_key(name) {
+        ops.insert(name.to_string(), OpAcc::new());
+    }
+    ops.get_mut(name).expect("just inserted")
+}
+
+/// Serialized form of one operation inside a shard file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpFile {
+    counts: OpCounts,
+    latency: MetricFile,
+    ttfb: MetricFile,
 }
 
 impl Default for Accumulator {
@@ -342,6 +519,7 @@ impl Accumulator {
             window_end_us: None,
             buckets: Vec::new(),
             stop_reason: None,
+            ops: BTreeMap::new(),
         }
     }
 
@@ -405,6 +583,14 @@ impl Accumulator {
             None if !r.is_success() => Some(ErrorClass::Other),
             None => None,
         };
+        if let Some(op) = &r.op {
+            op_entry(&mut self.ops, op).add(r, error);
+        }
+        if error.is_none() {
+            for step in &r.steps {
+                op_entry(&mut self.ops, &step.op).add_step(step.latency_us);
+            }
+        }
         if let Some(class) = error {
             c.by_class[class.index()] += 1;
             match class {
@@ -485,6 +671,14 @@ impl Accumulator {
             a.busy_us += b.busy_us;
         }
         self.stop_reason = merge_stop(self.stop_reason, other.stop_reason);
+        for (name, o) in &other.ops {
+            match self.ops.get_mut(name) {
+                Some(mine) => mine.merge(o)?,
+                None => {
+                    self.ops.insert(name.clone(), o.clone());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -616,6 +810,11 @@ impl Accumulator {
             slo: has_slo.then(|| self.config.slo.to_ms()),
             late_after_ms: us_to_ms(self.config.late_after_us),
             timeline,
+            operations: self
+                .ops
+                .iter()
+                .map(|(name, o)| (name.clone(), o.stats(duration_s)))
+                .collect(),
         }
     }
 
@@ -669,6 +868,11 @@ impl Accumulator {
                 .iter()
                 .map(|b| [b.completed, b.errors, b.output_tokens, b.busy_us])
                 .collect(),
+            operations: self
+                .ops
+                .iter()
+                .map(|(k, o)| Ok((k.clone(), o.to_file()?)))
+                .collect::<Result<_, AccumulatorError>>()?,
         })
     }
 
@@ -703,6 +907,11 @@ impl Accumulator {
                 })
                 .collect(),
             stop_reason: f.stop_reason,
+            ops: f
+                .operations
+                .iter()
+                .map(|(k, o)| Ok((k.clone(), OpAcc::from_file(o)?)))
+                .collect::<Result<_, AccumulatorError>>()?,
         })
     }
 }
@@ -721,6 +930,9 @@ struct AccumulatorFile {
     metrics: MetricsFile,
     /// Per second from the run's start: [completed, errors, output_tokens, busy_us].
     buckets: Vec<[u64; 4]>,
+    /// Per operation (absent in files of runs without operations).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    operations: BTreeMap<String, OpFile>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

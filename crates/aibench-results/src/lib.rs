@@ -18,9 +18,9 @@ mod writer;
 pub use accumulator::{
     Accumulator, AccumulatorConfig, AccumulatorError, Slo, DEFAULT_LATE_AFTER_US, HISTOGRAM_SIGFIG,
 };
-pub use record::{ErrorClass, Phase, RequestRecord, TokenSource};
+pub use record::{ErrorClass, Phase, RequestRecord, Step, TokenSource};
 pub use summary::{
-    summary_schema, Counts, Latencies, LatencyStats, SloMs, StopReason, Summary, Throughput,
-    TimelineBucket, TokenSourceTally, Tokens, Window, SUMMARY_SCHEMA_VERSION,
+    summary_schema, Counts, Latencies, LatencyStats, OperationStats, SloMs, StopReason, Summary,
+    Throughput, TimelineBucket, TokenSourceTally, Tokens, Window, SUMMARY_SCHEMA_VERSION,
 };
 pub use writer::{read_records, RecordWriter};

@@ -3,6 +3,8 @@
 //!
 //! A record never holds a header value, an API key or a prompt: only times, counts and outcome.
 
+use std::borrow::Cow;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -75,13 +77,20 @@ pub enum ErrorClass {
     /// The run stopped (cancelled or error budget spent) while the request was still in
     /// flight, and the grace period ran out.
     Cancelled,
+    /// The server answered with an error of its own protocol (a Redis `-ERR` reply, an SQL
+    /// error, an S3 or vector-database error document).
+    ServerError,
+    /// The response did not hold what was asked for or written (an object read back whose
+    /// checksum differs from the one written, a vector query answering the wrong number of
+    /// neighbours).
+    Mismatch,
     /// Anything else (an error object inside a stream, an unexpected status, ...).
     Other,
 }
 
 impl ErrorClass {
     /// Every class, in a fixed order.
-    pub const ALL: [ErrorClass; 9] = [
+    pub const ALL: [ErrorClass; 11] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::Http4xx,
@@ -90,6 +99,8 @@ impl ErrorClass {
         ErrorClass::ClosedMidStream,
         ErrorClass::Dropped,
         ErrorClass::Cancelled,
+        ErrorClass::ServerError,
+        ErrorClass::Mismatch,
         ErrorClass::Other,
     ];
 
@@ -104,6 +115,8 @@ impl ErrorClass {
             ErrorClass::ClosedMidStream => "closed_mid_stream",
             ErrorClass::Dropped => "dropped",
             ErrorClass::Cancelled => "cancelled",
+            ErrorClass::ServerError => "server_error",
+            ErrorClass::Mismatch => "mismatch",
             ErrorClass::Other => "other",
         }
     }
@@ -188,6 +201,44 @@ pub struct RequestRecord {
     /// A short description of the failure (never a header value or a key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// The operation, for protocols that have several (`GET`, `SET`, `PUT`, `query`,
+    /// `tpcb`); absent for LLM and plain HTTP requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<Cow<'static, str>>,
+    /// Commands this record covers: a pipelined batch of Redis commands is one round trip
+    /// and one record; absent means one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+    /// Payload bytes sent (values, objects, vectors, statement parameters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    /// Payload bytes received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    /// Reads of this record that found their key (cache hits); the rest of its `batch`
+    /// missed. Absent for writes and protocols without lookups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hits: Option<u32>,
+    /// The parts of a compound operation (the statements of a PostgreSQL transaction), each
+    /// with its own latency; the accumulator reports them as operations of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+    /// A nearest-neighbour query: how many of the true `k` nearest neighbours it returned
+    /// (recall@k is `found / expected`, summed exactly over queries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbours_found: Option<u32>,
+    /// A nearest-neighbour query: the `k` it asked for (the size of the true neighbour set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbours_expected: Option<u32>,
+}
+
+/// One part of a compound operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Step {
+    /// Its name, reported as an operation of its own (`tpcb: UPDATE pgbench_accounts`).
+    pub op: Cow<'static, str>,
+    /// How long it took, in microseconds.
+    pub latency_us: u64,
 }
 
 fn is_zero_u32(v: &u32) -> bool {
@@ -216,6 +267,14 @@ impl RequestRecord {
             status: None,
             error: None,
             error_message: None,
+            op: None,
+            batch: None,
+            bytes_out: None,
+            bytes_in: None,
+            hits: None,
+            steps: Vec::new(),
+            neighbours_found: None,
+            neighbours_expected: None,
         }
     }
 

@@ -42,6 +42,49 @@ pub struct Summary {
     pub late_after_ms: f64,
     /// Per-second series over the measure window, for plots.
     pub timeline: Vec<TimelineBucket>,
+    /// Per operation, for protocols that have several (Redis `GET`/`SET`, S3 `PUT`/`GET`,
+    /// vector `insert`/`query`, PostgreSQL statements); absent for LLM and plain HTTP runs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operations: BTreeMap<String, OperationStats>,
+}
+
+/// What one kind of operation did over the measure window. A pipelined batch of commands is
+/// one request and `batch` operations: rates here count operations.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct OperationStats {
+    /// Operations (commands) measured, failed ones included.
+    pub operations: u64,
+    /// Operations that succeeded.
+    pub successes: u64,
+    /// Operations that failed (every class except `dropped` and `cancelled`).
+    pub errors: u64,
+    /// Successful operations per second of the measure window.
+    pub per_s: f64,
+    /// Latency of a successful request carrying the operation: from the send to the end of
+    /// its response (the whole object, the last reply of a pipelined batch).
+    pub latency: Option<LatencyStats>,
+    /// Time to first byte of the response, where it differs from `latency` (S3 GET).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttfb: Option<LatencyStats>,
+    /// Payload bytes sent by successful operations.
+    pub bytes_out: u64,
+    /// Payload bytes received by successful operations.
+    pub bytes_in: u64,
+    /// `bytes_out` per second, in MiB/s.
+    pub out_mib_per_s: f64,
+    /// `bytes_in` per second, in MiB/s.
+    pub in_mib_per_s: f64,
+    /// Reads that found their key (hits) over all successful reads that said; absent when
+    /// the operation is not a lookup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hit_ratio: Option<f64>,
+    /// Mean recall@k of nearest-neighbour queries: true neighbours returned over neighbours
+    /// asked for, against exact brute-force ground truth computed before the clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recall: Option<f64>,
+    /// The lowest recall of any one query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recall_min: Option<f64>,
 }
 
 /// Why the load stopped.

@@ -15,6 +15,26 @@ fn random_record(rng: &mut SmallRng, id: u64) -> RequestRecord {
     let intended = rng.random_range(0..30_000_000u64);
     let mut r = RequestRecord::new(id, phase, intended);
     r.shard = rng.random_range(0..4);
+    // Some records are operations of a non-LLM protocol, with their own fields.
+    if rng.random_range(0..3) == 0 {
+        r.op = Some(["GET", "SET", "query", "tpcb"][rng.random_range(0..4)].into());
+        r.batch = (rng.random_range(0..3) == 0).then(|| rng.random_range(1..17));
+        r.bytes_out = Some(rng.random_range(0..100_000));
+        r.bytes_in = Some(rng.random_range(0..100_000));
+        r.hits = (rng.random_range(0..2) == 0).then(|| rng.random_range(0..2));
+        if rng.random_range(0..3) == 0 {
+            r.neighbours_expected = Some(10);
+            r.neighbours_found = Some(rng.random_range(0..11));
+        }
+        if rng.random_range(0..3) == 0 {
+            r.steps = (0..rng.random_range(1..5))
+                .map(|i| aibench_results::Step {
+                    op: format!("tpcb: statement {i}").into(),
+                    latency_us: rng.random_range(1..50_000),
+                })
+                .collect();
+        }
+    }
     match rng.random_range(0..10) {
         0 => {
             r.error = Some(ErrorClass::Dropped);
@@ -95,6 +115,10 @@ fn merged_shards_equal_a_single_accumulator() {
             assert_eq!(single.e2e_quantile_ms(q), merged.e2e_quantile_ms(q));
         }
         assert!(a.latency.itl.is_some() && a.throughput.good_requests.is_some());
+        assert!(
+            a.operations.contains_key("tpcb: statement 0")
+                && a.operations["GET"].hit_ratio.is_some()
+        );
     }
 }
 

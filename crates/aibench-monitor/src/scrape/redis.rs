@@ -62,6 +62,7 @@ impl Redis {
                 .credentials
                 .as_ref()
                 .and_then(|c| c.password.as_deref())
+                .filter(|p| !p.is_empty())
             {
                 let mut args = vec!["AUTH"];
                 if let Some(user) = target.credentials.as_ref().and_then(|c| c.user.as_deref()) {

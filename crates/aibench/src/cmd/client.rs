@@ -62,14 +62,10 @@ pub fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
         .base_dir
         .clone()
         .unwrap_or_else(|| args.run_dir.clone());
-    let service_model = recipe
-        .services
-        .iter()
-        .find(|s| s.name == w.target)
-        .and_then(|s| s.model.clone());
+    let service = recipe.services.iter().find(|s| s.name == w.target);
     let spec = workload::load_spec(w, recipe.seed, &base_dir)?;
-    let target = workload::target(w, &args.url, service_model.as_deref())?;
-    let dataset = workload::dataset(w, recipe.seed, &base_dir)?;
+    // The orchestrator prepared the workload (preloaded keys, ...) before starting shards.
+    let driven = workload::driven(w, &args.url, service, recipe.seed, &base_dir)?;
     let out = args
         .out
         .clone()
@@ -106,7 +102,8 @@ pub fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             c.cancel();
         });
-        aibench_load::run(&spec, &target, &dataset, options)
+        driven
+            .run(&spec, options)
             .await
             .map_err(anyhow::Error::from)
     })?;

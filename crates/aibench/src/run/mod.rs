@@ -914,21 +914,17 @@ async fn measure(
                 .ok_or_else(|| anyhow::anyhow!("service `{}` is not running", w.target))?,
             None => w.target.clone(),
         };
-        let service_model = recipe
-            .services
-            .iter()
-            .find(|s| s.name == w.target)
-            .and_then(|s| s.model.clone())
-            .or_else(|| {
-                recipe
-                    .services
-                    .iter()
-                    .find(|s| s.name == w.target && s.kind == aibench_recipe::ServiceKind::Sim)
-                    .map(|_| "sim".to_string())
-            });
+        let service = recipe.services.iter().find(|s| s.name == w.target);
         let spec = workload::load_spec(w, recipe.seed, base_dir)?;
-        let target = workload::target(w, &url, service_model.as_deref())?;
-        let dataset = workload::dataset(w, recipe.seed, base_dir)?;
+        let driven = workload::driven(w, &url, service, recipe.seed, base_dir)?;
+        // Before the clock, once for every client process: preload keys, create tables...
+        if let Some(done) = driven
+            .prepare()
+            .await
+            .map_err(|e| anyhow::anyhow!("workload `{}`: preparing: {e}", w.name))?
+        {
+            events.say(&format!("  {}: {done}", w.name));
+        }
         let wdir = dir.workload_dir(&trial.id, &w.name, single);
         std::fs::create_dir_all(&wdir)?;
         planned.insert(
@@ -991,7 +987,8 @@ async fn measure(
             tasks.spawn(async move { (name, wdir, shards::run(job, c).await) });
         } else {
             tasks.spawn(async move {
-                let out = aibench_load::run(&spec, &target, &dataset, options)
+                let out = driven
+                    .run(&spec, options)
                     .await
                     .map(|o| o.summary)
                     .map_err(anyhow::Error::from);

@@ -170,15 +170,105 @@ fn read_trace(path: &Path) -> anyhow::Result<Vec<Duration>> {
     Ok(out)
 }
 
+/// What the engine drives for this workload: the protocol, where, and its data (secrets
+/// expanded only here). `service` is the recipe's service the workload targets, if any.
+pub fn driven(
+    w: &r::Workload,
+    url: &str,
+    service: Option<&r::Service>,
+    seed: u64,
+    base_dir: &Path,
+) -> anyhow::Result<aibench_load::Workload> {
+    let env = aibench_recipe::ProcessEnv;
+    match w.protocol {
+        r::Protocol::Redis => {
+            let r::Dataset::KeyValue { preload, .. } = &w.dataset else {
+                anyhow::bail!("`protocol: redis` needs a `key-value` dataset");
+            };
+            let creds = service.and_then(|s| s.credentials.as_ref());
+            let password = match creds.and_then(|c| c.password.as_ref()) {
+                Some(p) => Some(
+                    p.expose(&env)
+                        .map_err(|e| anyhow::anyhow!("service `{}` password: {e}", w.target))?,
+                ),
+                None => None,
+            };
+            Ok(aibench_load::Workload::Redis(aibench_load::RedisSpec {
+                address: url.to_string(),
+                user: creds.and_then(|c| c.user.clone()),
+                password,
+                keys: key_space(w, seed, "aibench:")?,
+                pipeline: w.redis.as_ref().map_or(1, |r| r.pipeline),
+                preload: *preload,
+                timeout: std(w.timeout),
+            }))
+        }
+        r::Protocol::Postgres | r::Protocol::S3 | r::Protocol::Vector => anyhow::bail!(
+            "the `{}` protocol is not driven yet; LLM (openai-*, ollama-*), `http` and `redis` workloads run today",
+            w.protocol.name()
+        ),
+        _ => Ok(aibench_load::Workload::Http {
+            target: target(w, url, service.and_then(|s| service_model(s)).as_deref())?,
+            dataset: dataset(w, seed, base_dir)?,
+        }),
+    }
+}
+
+/// The model name a service serves, as requests should name it.
+fn service_model(s: &r::Service) -> Option<String> {
+    s.model
+        .clone()
+        .or_else(|| (s.kind == r::ServiceKind::Sim).then(|| "sim".to_string()))
+}
+
+/// The key space of a `key-value` dataset.
+fn key_space(w: &r::Workload, seed: u64, prefix: &str) -> anyhow::Result<aibench_load::KeySpace> {
+    let r::Dataset::KeyValue {
+        keys,
+        value_size,
+        read_share,
+        access,
+        zipf_exponent,
+        ..
+    } = &w.dataset
+    else {
+        anyhow::bail!("workload `{}` needs a `key-value` dataset", w.name);
+    };
+    Ok(aibench_load::KeySpace {
+        keys: *keys,
+        prefix: prefix.to_string(),
+        access: match access {
+            r::KeyAccess::Uniform => aibench_load::KeyAccess::Uniform,
+            r::KeyAccess::Zipfian => aibench_load::KeyAccess::Zipfian {
+                exponent: *zipf_exponent,
+            },
+        },
+        value_size: match value_size {
+            r::SizeRange::Fixed(s) => aibench_load::ValueSize::Fixed(s.0),
+            r::SizeRange::Uniform { min, max } => aibench_load::ValueSize::Uniform {
+                min: min.0,
+                max: max.0,
+            },
+        },
+        read_share: read_share.fraction(),
+        seed,
+    })
+}
+
 /// The engine's target: URL, protocol, model, key and headers (secrets expanded only here).
-pub fn target(w: &r::Workload, url: &str, service_model: Option<&str>) -> anyhow::Result<Target> {
+fn target(w: &r::Workload, url: &str, service_model: Option<&str>) -> anyhow::Result<Target> {
     let protocol = match w.protocol {
         r::Protocol::OpenaiCompletions => aibench_load::Protocol::OpenAiCompletions,
         r::Protocol::OpenaiChat => aibench_load::Protocol::OpenAiChat,
         r::Protocol::OllamaGenerate => aibench_load::Protocol::OllamaGenerate,
         r::Protocol::OllamaChat => aibench_load::Protocol::OllamaChat,
         r::Protocol::Http => {
-            let h = w.http.clone().unwrap_or(r::HttpRequest { method: r::HttpMethod::Get, path: "/".into(), body: None, content_type: None });
+            let h = w.http.clone().unwrap_or(r::HttpRequest {
+                method: r::HttpMethod::Get,
+                path: "/".into(),
+                body: None,
+                content_type: None,
+            });
             let method = match h.method {
                 r::HttpMethod::Get => "GET",
                 r::HttpMethod::Post => "POST",
@@ -187,12 +277,12 @@ pub fn target(w: &r::Workload, url: &str, service_model: Option<&str>) -> anyhow
                 r::HttpMethod::Head => "HEAD",
                 r::HttpMethod::Patch => "PATCH",
             };
-            aibench_load::Protocol::Http { method: method.parse().map_err(|_| anyhow::anyhow!("bad method"))?, body_template: h.body }
+            aibench_load::Protocol::Http {
+                method: method.parse().map_err(|_| anyhow::anyhow!("bad method"))?,
+                body_template: h.body,
+            }
         }
-        other => anyhow::bail!(
-            "the `{}` protocol is not driven yet; LLM (openai-*, ollama-*) and `http` workloads run today",
-            other.name()
-        ),
+        other => anyhow::bail!("the `{}` protocol does not take prompts", other.name()),
     };
     let mut base = url.trim_end_matches('/').to_string();
     if let Some(e) = &w.endpoint {
@@ -226,7 +316,7 @@ pub fn target(w: &r::Workload, url: &str, service_model: Option<&str>) -> anyhow
 }
 
 /// The prompts, all prepared before the clock starts.
-pub fn dataset(w: &r::Workload, seed: u64, base_dir: &Path) -> anyhow::Result<Dataset> {
+fn dataset(w: &r::Workload, seed: u64, base_dir: &Path) -> anyhow::Result<Dataset> {
     let count = prompt_count(w);
     let resolve = |p: &str| {
         let path = base_dir.join(p);

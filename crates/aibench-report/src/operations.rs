@@ -1,0 +1,147 @@
+//! The per-operation table (Redis `GET`/`SET`, S3 `PUT`/`GET`, vector `query`, SQL
+//! transactions and their statements), built once as plain cells and rendered by both the
+//! Markdown and the HTML report.
+
+use crate::markdown::{ms, trial_name};
+use crate::model::Report;
+
+/// A table: its header, each column's alignment (true: right), and its rows of cells.
+pub struct Table {
+    pub header: Vec<&'static str>,
+    pub right: Vec<bool>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// One row per trial and operation; None when no trial has operations.
+pub fn table(r: &Report) -> Option<Table> {
+    let mut rows = Vec::new();
+    let mut recall = false;
+    let mut hits = false;
+    for t in &r.trials {
+        for o in t.summary.operations.values() {
+            recall |= o.recall.is_some();
+            hits |= o.hit_ratio.is_some();
+        }
+    }
+    for t in &r.trials {
+        for (name, o) in &t.summary.operations {
+            let lat = o.latency.as_ref();
+            let mut row = vec![
+                format!("`{}`", trial_name(r, t)),
+                name.clone(),
+                o.operations.to_string(),
+                o.errors.to_string(),
+                per_s(o.per_s),
+                ms(lat.map(|l| l.p50_ms)),
+                ms(lat.map(|l| l.p99_ms)),
+                ms(lat.map(|l| l.p999_ms)),
+                mib(o.out_mib_per_s),
+                mib(o.in_mib_per_s),
+            ];
+            if hits {
+                row.push(
+                    o.hit_ratio
+                        .map_or("–".into(), |h| format!("{:.1} %", h * 100.0)),
+                );
+            }
+            if recall {
+                row.push(o.recall.map_or("–".into(), |v| format!("{v:.4}")));
+            }
+            rows.push(row);
+        }
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    let mut header = vec![
+        "trial",
+        "operation",
+        "ops",
+        "errors",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "out MiB/s",
+        "in MiB/s",
+    ];
+    if hits {
+        header.push("hit ratio");
+    }
+    if recall {
+        header.push("recall@k");
+    }
+    let right = header
+        .iter()
+        .map(|h| !matches!(*h, "trial" | "operation"))
+        .collect();
+    Some(Table {
+        header,
+        right,
+        rows,
+    })
+}
+
+fn per_s(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn mib(v: f64) -> String {
+    if v == 0.0 {
+        "–".into()
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// The explanation printed above the table.
+pub const ABOUT: &str = "Per operation over the measure window. A pipelined batch of commands \
+counts each command; latency runs from the send to the end of the response (the last reply of \
+a batch, the whole object, the whole transaction; a statement's own time for the parts of a \
+transaction). Recall@k is judged against exact brute-force neighbours computed before the clock.";
+
+impl Table {
+    pub fn markdown(&self) -> String {
+        let mut md = format!("| {} |\n|", self.header.join(" | "));
+        for r in &self.right {
+            md.push_str(if *r { "---:|" } else { "---|" });
+        }
+        md.push('\n');
+        for row in &self.rows {
+            md.push_str(&format!("| {} |\n", row.join(" | ")));
+        }
+        md
+    }
+
+    pub fn html(&self) -> String {
+        let esc = crate::html::esc;
+        // The report's tables align right unless a cell is of class `l`.
+        let class = |right: bool| if right { "" } else { " class=\"l\"" };
+        let mut h = String::from("<div class=\"scroll\"><table><tr>");
+        for (name, right) in self.header.iter().zip(&self.right) {
+            h.push_str(&format!("<th{}>{}</th>", class(*right), esc(name)));
+        }
+        h.push_str("</tr>");
+        for row in &self.rows {
+            h.push_str("<tr>");
+            for (cell, right) in row.iter().zip(&self.right) {
+                let text = cell.trim_matches('`');
+                let inner = if cell.starts_with('`') {
+                    format!("<code>{}</code>", esc(text))
+                } else {
+                    esc(text)
+                };
+                h.push_str(&format!("<td{}>{inner}</td>", class(*right)));
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</table></div>");
+        h
+    }
+}
