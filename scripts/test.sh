@@ -20,6 +20,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# Python-packaged servers the tests drive: moto's S3 API (it also stands in for MinIO).
+need_pip=()
+command -v moto_server >/dev/null 2>&1 || need_pip+=("moto[server]")
+if [ ${#need_pip[@]} -gt 0 ]; then
+  python3 -m pip install -q --disable-pip-version-check "${need_pip[@]}"
+fi
+
 # A real Slurm (two pretend nodes on this host) for the Slurm platform's tests.
 if [ "$(id -u)" = 0 ]; then
   bash scripts/slurm-up.sh

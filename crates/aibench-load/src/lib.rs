@@ -35,6 +35,7 @@ pub use client::discover_model;
 pub use dataset::{Dataset, DatasetError, DatasetFormat, LengthDist, Prompt};
 pub use drivers::keys::{KeyAccess, KeySpace, ValueSize};
 pub use drivers::redis::RedisSpec;
+pub use drivers::s3::S3Spec;
 pub use drivers::Workload;
 pub use engine::{run, Progress, RunOptions, RunOutcome, PROGRESS_INTERVAL};
 pub use error::LoadError;

@@ -542,6 +542,9 @@ pub struct Workload {
     /// Options for `protocol: redis`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisOptions>,
+    /// Options for `protocol: s3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Options>,
     /// Where prompts, keys or queries come from.
     #[serde(default)]
     pub dataset: Dataset,
@@ -782,6 +785,74 @@ pub enum KeyAccess {
     Uniform,
     /// Key k with probability proportional to 1/k^zipf_exponent.
     Zipfian,
+}
+
+/// S3 options of a workload.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3Options {
+    /// The bucket, created before the clock if it does not exist.
+    #[serde(default = "default_bucket")]
+    pub bucket: String,
+    /// The region requests are signed for (MinIO accepts any).
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Access key; default: the target service's `credentials.user`, else MinIO's default
+    /// `minioadmin`. Give it as `${VAR}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<Secret>,
+    /// Secret key; default: the target service's `credentials.password`, else `minioadmin`.
+    /// Give it as `${VAR}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<Secret>,
+    /// Share of operations that list objects (`ListObjectsV2`); taken first, then
+    /// `delete_share`; the rest are GETs and PUTs split by the dataset's `read_share`.
+    #[serde(default)]
+    pub list_share: Percent,
+    /// Share of operations that delete an object (a later GET of it is a miss).
+    #[serde(default)]
+    pub delete_share: Percent,
+    /// Keys asked for per list.
+    #[serde(default = "default_list_max_keys")]
+    pub list_max_keys: u32,
+    /// Objects larger than this are written as multipart uploads.
+    #[serde(default = "default_multipart_threshold")]
+    pub multipart_threshold: Size,
+    /// Size of each part of a multipart upload (at least 5MiB).
+    #[serde(default = "default_part_size")]
+    pub part_size: Size,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        S3Options {
+            bucket: default_bucket(),
+            region: default_region(),
+            access_key: None,
+            secret_key: None,
+            list_share: Percent(0.0),
+            delete_share: Percent(0.0),
+            list_max_keys: default_list_max_keys(),
+            multipart_threshold: default_multipart_threshold(),
+            part_size: default_part_size(),
+        }
+    }
+}
+
+fn default_bucket() -> String {
+    "aibench".into()
+}
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_list_max_keys() -> u32 {
+    100
+}
+fn default_multipart_threshold() -> Size {
+    Size(64 << 20)
+}
+fn default_part_size() -> Size {
+    Size(16 << 20)
 }
 
 /// Redis options of a workload.

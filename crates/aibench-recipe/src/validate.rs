@@ -492,6 +492,47 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
             );
         }
     }
+    if let Some(o) = &w.s3 {
+        let sp = path.key("s3");
+        if w.protocol != Protocol::S3 {
+            cx.error(
+                &sp,
+                format!("`s3` options do not apply to `protocol: {}`", w.protocol.name()),
+                Some("remove `s3:`, or use `protocol: s3`".into()),
+            );
+        }
+        if o.list_share.0 + o.delete_share.0 > 100.0 {
+            cx.error(
+                &sp.key("delete_share"),
+                "`list_share` and `delete_share` add up to more than 100%",
+                None,
+            );
+        }
+        if o.part_size.0 < 5 << 20 {
+            cx.error(
+                &sp.key("part_size"),
+                "S3 needs multipart parts of at least 5MiB",
+                Some("use `part_size: 8MiB`".into()),
+            );
+        }
+        if o.list_max_keys == 0 {
+            cx.error(&sp.key("list_max_keys"), "a list asks for at least one key", None);
+        }
+    }
+    if w.protocol == Protocol::S3 {
+        let min = match &w.dataset {
+            Dataset::KeyValue { value_size: SizeRange::Fixed(s), .. } => Some(s.0),
+            Dataset::KeyValue { value_size: SizeRange::Uniform { min, .. }, .. } => Some(min.0),
+            _ => None,
+        };
+        if min.is_some_and(|m| m < 16) {
+            cx.error(
+                &path.key("dataset").key("value_size"),
+                "S3 objects must be at least 16 bytes: each starts with a header naming its key and version, which lets a GET verify every byte",
+                Some("use `value_size: 1KiB` or more".into()),
+            );
+        }
+    }
     if let Some(e) = &w.endpoint {
         if !e.starts_with('/') {
             cx.error(

@@ -84,8 +84,19 @@ impl ValueBytes {
 
     /// The value stored under key `key` in version `version` (0: the preloaded one).
     pub fn value(&self, key: u64, version: u64, len: u64) -> &[u8] {
+        let (off, n) = self.span(key, version, len);
+        &self.bytes[off..off + n]
+    }
+
+    /// Where [`ValueBytes::value`] is in [`ValueBytes::all`]: offset and length.
+    pub fn span(&self, key: u64, version: u64, len: u64) -> (usize, usize) {
         let off = (key.wrapping_mul(31).wrapping_add(version)) % PAD_OFFSETS;
-        &self.bytes[off as usize..(off + len) as usize]
+        (off as usize, len as usize)
+    }
+
+    /// Every byte values are cut from.
+    pub fn all(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -162,6 +173,11 @@ impl KeySpace {
 }
 
 impl Draw {
+    /// A number in [0, 1), for choices of the driver's own.
+    pub fn uniform(&mut self) -> f64 {
+        self.rng.random::<f64>()
+    }
+
     /// Whether the next operation reads.
     pub fn is_read(&mut self, space: &KeySpace) -> bool {
         space.read_share >= 1.0 || self.rng.random::<f64>() < space.read_share

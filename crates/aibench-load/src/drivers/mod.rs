@@ -4,8 +4,10 @@
 //! A new protocol is one module here (its spec type, its driver, its `prepare`) plus one
 //! variant of [`Workload`] and its two match arms below.
 
+pub(crate) mod http1;
 pub mod keys;
 pub mod redis;
+pub mod s3;
 
 use crate::dataset::Dataset;
 use crate::engine::{run, run_driver, RunOptions, RunOutcome};
@@ -20,6 +22,8 @@ pub enum Workload {
     Http { target: Target, dataset: Dataset },
     /// Redis `GET`/`SET` over a key space.
     Redis(redis::RedisSpec),
+    /// S3 `PUT`/`GET`/`DELETE`/`LIST` of objects.
+    S3(s3::S3Spec),
 }
 
 impl Workload {
@@ -37,6 +41,20 @@ impl Workload {
                 let n = d.preload().await?;
                 Ok(Some(format!("preloaded {n} Redis keys")))
             }
+            Workload::S3(spec) => {
+                let d = std::sync::Arc::new(s3::S3Driver::new(spec).await?);
+                let t = std::time::Instant::now();
+                let n = d.preload().await?;
+                Ok(Some(if n == 0 {
+                    format!("bucket `{}` ready", spec.bucket)
+                } else {
+                    format!(
+                        "bucket `{}` ready; wrote {n} objects in {:.1} s",
+                        spec.bucket,
+                        t.elapsed().as_secs_f64()
+                    )
+                }))
+            }
         }
     }
 
@@ -47,6 +65,7 @@ impl Workload {
             Workload::Redis(r) => {
                 run_driver(spec, redis::RedisDriver::new(r).await?, options).await
             }
+            Workload::S3(s) => run_driver(spec, s3::S3Driver::new(s).await?, options).await,
         }
     }
 }

@@ -203,8 +203,54 @@ pub fn driven(
                 timeout: std(w.timeout),
             }))
         }
-        r::Protocol::Postgres | r::Protocol::S3 | r::Protocol::Vector => anyhow::bail!(
-            "the `{}` protocol is not driven yet; LLM (openai-*, ollama-*), `http` and `redis` workloads run today",
+        r::Protocol::S3 => {
+            let r::Dataset::KeyValue { preload, .. } = &w.dataset else {
+                anyhow::bail!("`protocol: s3` needs a `key-value` dataset");
+            };
+            let o = w.s3.clone().unwrap_or_default();
+            let creds = service.and_then(|s| s.credentials.as_ref());
+            let secret = |given: &Option<aibench_recipe::Secret>, what: &str| -> anyhow::Result<Option<String>> {
+                given
+                    .as_ref()
+                    .map(|s| {
+                        s.expose(&env)
+                            .map_err(|e| anyhow::anyhow!("workload `{}` s3.{what}: {e}", w.name))
+                    })
+                    .transpose()
+            };
+            let access_key = match secret(&o.access_key, "access_key")? {
+                Some(k) => k,
+                None => creds
+                    .and_then(|c| c.user.clone())
+                    .unwrap_or_else(|| "minioadmin".into()),
+            };
+            let secret_key = match secret(&o.secret_key, "secret_key")? {
+                Some(k) => k,
+                None => match creds.and_then(|c| c.password.as_ref()) {
+                    Some(p) => p
+                        .expose(&env)
+                        .map_err(|e| anyhow::anyhow!("service `{}` password: {e}", w.target))?,
+                    None => "minioadmin".into(),
+                },
+            };
+            Ok(aibench_load::Workload::S3(aibench_load::S3Spec {
+                endpoint: url.trim_end_matches('/').to_string(),
+                bucket: o.bucket,
+                region: o.region,
+                access_key,
+                secret_key,
+                keys: key_space(w, seed, "objects/")?,
+                list_share: o.list_share.fraction(),
+                delete_share: o.delete_share.fraction(),
+                list_max_keys: o.list_max_keys as usize,
+                multipart_threshold: o.multipart_threshold.0,
+                part_size: o.part_size.0,
+                preload: *preload,
+                timeout: std(w.timeout),
+            }))
+        }
+        r::Protocol::Postgres | r::Protocol::Vector => anyhow::bail!(
+            "the `{}` protocol is not driven yet; LLM (openai-*, ollama-*), `http`, `redis` and `s3` workloads run today",
             w.protocol.name()
         ),
         _ => Ok(aibench_load::Workload::Http {
