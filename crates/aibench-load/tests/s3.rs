@@ -74,8 +74,7 @@ fn answers(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;
@@ -206,7 +205,10 @@ async fn large_objects_go_up_in_parts_and_come_back_whole() {
     let (out, recs) = run(&w, &closed(1, 4)).await;
     assert_eq!(out.summary.counts.successes, 4, "{:?}", recs);
     let parts = &out.summary.operations["PUT: part"];
-    assert_eq!(parts.successes, 12, "three parts of 5, 5 and 2 MiB, four times");
+    assert_eq!(
+        parts.successes, 12,
+        "three parts of 5, 5 and 2 MiB, four times"
+    );
     assert_eq!(out.summary.operations["PUT"].bytes_out, 4 * size);
     assert!(recs.iter().all(|r| r.steps.len() == 5));
     // Read back: every byte as written, across the parts.
@@ -256,7 +258,10 @@ async fn a_corrupted_object_is_a_mismatch() {
     }
     let (out, recs) = run(&w, &closed(1, 3)).await;
     assert_eq!(
-        out.summary.counts.errors_by_class.get(&ErrorClass::Mismatch),
+        out.summary
+            .counts
+            .errors_by_class
+            .get(&ErrorClass::Mismatch),
         Some(&3),
         "{:?}",
         out.summary.counts

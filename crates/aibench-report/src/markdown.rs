@@ -243,10 +243,16 @@ pub fn render(r: &Report) -> String {
             }
         }
         if let Some(p) = &s.plateau {
+            // Token rates mean nothing to a protocol without tokens.
+            let tokens = if p.max_output_tokens_per_s > 0.0 {
+                format!(" ({:.0} output tokens/s)", p.max_output_tokens_per_s)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 md,
-                "- **Throughput plateau: {:.2} req/s** ({:.0} output tokens/s): {}.",
-                p.max_requests_per_s, p.max_output_tokens_per_s, p.evidence
+                "- **Throughput plateau: {:.2} req/s**{tokens}: {}.",
+                p.max_requests_per_s, p.evidence
             );
         }
         let _ = writeln!(md);

@@ -136,7 +136,10 @@ impl Http1 {
         if self.sender.ready().await.is_err() {
             self.reconnect().await?;
             self.sender.ready().await.map_err(|e| {
-                (ErrorClass::Connect, format!("connection closed before sending: {e}"))
+                (
+                    ErrorClass::Connect,
+                    format!("connection closed before sending: {e}"),
+                )
             })?;
         }
         // Servers may refuse a PUT or POST without a length, even an empty one.
@@ -154,7 +157,10 @@ impl Http1 {
                 .map_err(|_| (ErrorClass::Other, "bad host".to_string()))?,
         );
         if empty {
-            h.insert(hyper::header::CONTENT_LENGTH, hyper::header::HeaderValue::from_static("0"));
+            h.insert(
+                hyper::header::CONTENT_LENGTH,
+                hyper::header::HeaderValue::from_static("0"),
+            );
         }
         for (k, v) in headers {
             h.insert(
@@ -166,7 +172,10 @@ impl Http1 {
         }
         self.sender.try_send_request(req).await.map_err(|mut e| {
             if e.take_message().is_some() {
-                (ErrorClass::Connect, format!("sending request: {}", e.error()))
+                (
+                    ErrorClass::Connect,
+                    format!("sending request: {}", e.error()),
+                )
             } else {
                 classify(e.error())
             }

@@ -206,10 +206,7 @@ impl S3Driver {
 
     /// The object's bytes: its header, then a slice of the shared pad.
     fn body(&self, key: u64, version: u64, len: u64) -> (Bytes, Bytes) {
-        (
-            header(key, version),
-            self.slice(key, version, len - HEADER),
-        )
+        (header(key, version), self.slice(key, version, len - HEADER))
     }
 
     fn slice(&self, key: u64, version: u64, len: u64) -> Bytes {
@@ -227,7 +224,9 @@ impl S3Driver {
             .await
             .map_err(|(_, m)| fail(m))?;
         let status = resp.status().as_u16();
-        let text = read_all(resp, MAX_ERROR_BODY).await.map_err(|(_, m)| fail(m))?;
+        let text = read_all(resp, MAX_ERROR_BODY)
+            .await
+            .map_err(|(_, m)| fail(m))?;
         let text = String::from_utf8_lossy(&text);
         let exists = status == 409 && text.contains("BucketAlreadyOwnedByYou");
         if !(200..300).contains(&status) && !exists {
@@ -263,7 +262,9 @@ impl S3Driver {
                             Err((ErrorClass::Connect, _)) if !retry => {
                                 conn = me.connect().await.map_err(fail)?;
                             }
-                            Err((_, m)) => return Err(fail(format!("writing {}: {m}", me.object(k)))),
+                            Err((_, m)) => {
+                                return Err(fail(format!("writing {}: {m}", me.object(k))))
+                            }
                         }
                     }
                     k += PRELOAD_CONCURRENCY as u64;
@@ -317,8 +318,14 @@ impl S3Driver {
             .await?;
         rec.first_byte_us = Some(clock.now_us());
         let text = expect_ok(resp, "create multipart upload").await?;
-        let created = CreateMultipartUpload::parse_response(String::from_utf8_lossy(&text).as_ref())
-            .map_err(|e| (ErrorClass::MalformedStream, format!("create multipart upload: {e}")))?;
+        let created =
+            CreateMultipartUpload::parse_response(String::from_utf8_lossy(&text).as_ref())
+                .map_err(|e| {
+                    (
+                        ErrorClass::MalformedStream,
+                        format!("create multipart upload: {e}"),
+                    )
+                })?;
         let upload = created.upload_id().to_string();
         step(rec, "PUT: create multipart", t0, clock);
         let mut etags = Vec::new();
@@ -344,7 +351,10 @@ impl S3Driver {
                 .map(String::from);
             expect_ok(resp, "upload part").await?;
             etags.push(etag.ok_or_else(|| {
-                (ErrorClass::MalformedStream, "upload part: no ETag in the answer".to_string())
+                (
+                    ErrorClass::MalformedStream,
+                    "upload part: no ETag in the answer".to_string(),
+                )
             })?);
             step(rec, "PUT: part", t, clock);
             at += n;
@@ -373,7 +383,10 @@ impl S3Driver {
         if String::from_utf8_lossy(&text).contains("<Error>") {
             return Err((
                 ErrorClass::ServerError,
-                format!("complete multipart upload: {}", error_code(&String::from_utf8_lossy(&text))),
+                format!(
+                    "complete multipart upload: {}",
+                    error_code(&String::from_utf8_lossy(&text))
+                ),
             ));
         }
         step(rec, "PUT: complete multipart", t, clock);
@@ -401,7 +414,10 @@ impl S3Driver {
             return if String::from_utf8_lossy(&text).contains("NoSuchKey") {
                 Ok((0, false))
             } else {
-                Err((ErrorClass::Http4xx, format!("GET: 404 {}", error_code(&String::from_utf8_lossy(&text)))))
+                Err((
+                    ErrorClass::Http4xx,
+                    format!("GET: 404 {}", error_code(&String::from_utf8_lossy(&text))),
+                ))
             };
         }
         if !(200..300).contains(&status) {
@@ -419,7 +435,13 @@ impl S3Driver {
         verify.end().map(|n| (n, true))
     }
 
-    async fn delete(&self, conn: &mut Http1, key: u64, clock: Clock, rec: &mut RequestRecord) -> Result<(), Failure> {
+    async fn delete(
+        &self,
+        conn: &mut Http1,
+        key: u64,
+        clock: Clock,
+        rec: &mut RequestRecord,
+    ) -> Result<(), Failure> {
         let url = DeleteObject::new(&self.bucket, Some(&self.credentials), &self.object(key))
             .sign(SIGNED_FOR);
         rec.sent_us = Some(clock.now_us());
@@ -430,7 +452,13 @@ impl S3Driver {
         expect_ok(resp, "DELETE").await.map(|_| ())
     }
 
-    async fn list(&self, conn: &mut Http1, key: u64, clock: Clock, rec: &mut RequestRecord) -> Result<u64, Failure> {
+    async fn list(
+        &self,
+        conn: &mut Http1,
+        key: u64,
+        clock: Clock,
+        rec: &mut RequestRecord,
+    ) -> Result<u64, Failure> {
         let mut action = ListObjectsV2::new(&self.bucket, Some(&self.credentials));
         action.with_prefix(self.spec.keys.prefix.clone());
         action.with_start_after(self.object(key));
@@ -618,23 +646,34 @@ impl Driver for S3Driver {
             for retry in [false, true] {
                 let (mut conn, reused) = match slot.take() {
                     Some(c) if c.usable() => (c, true),
-                    _ => match tokio::time::timeout(CONNECT_TIMEOUT.min(timeout), self.connect()).await {
+                    _ => match tokio::time::timeout(CONNECT_TIMEOUT.min(timeout), self.connect())
+                        .await
+                    {
                         Ok(Ok(c)) => (c, false),
                         Ok(Err(m)) => return Err((ErrorClass::Connect, m)),
                         Err(_) => {
-                            return Err((ErrorClass::Connect, format!("connect to {}: no answer", self.addr)))
+                            return Err((
+                                ErrorClass::Connect,
+                                format!("connect to {}: no answer", self.addr),
+                            ))
                         }
                     },
                 };
                 rec.steps.clear();
                 let outcome = match op {
-                    Op::Put => self.put(&mut conn, key, id + 1, size, clock, rec).await.map(|()| {
-                        rec.bytes_out = Some(size);
-                    }),
-                    Op::Get => self.get(&mut conn, key, clock, rec).await.map(|(n, found)| {
-                        rec.bytes_in = Some(n);
-                        rec.hits = Some(u32::from(found));
-                    }),
+                    Op::Put => self
+                        .put(&mut conn, key, id + 1, size, clock, rec)
+                        .await
+                        .map(|()| {
+                            rec.bytes_out = Some(size);
+                        }),
+                    Op::Get => self
+                        .get(&mut conn, key, clock, rec)
+                        .await
+                        .map(|(n, found)| {
+                            rec.bytes_in = Some(n);
+                            rec.hits = Some(u32::from(found));
+                        }),
                     Op::Delete => self.delete(&mut conn, key, clock, rec).await,
                     Op::List => self.list(&mut conn, key, clock, rec).await.map(|n| {
                         rec.bytes_in = Some(n);

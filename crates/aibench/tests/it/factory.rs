@@ -175,7 +175,10 @@ fn minio_example_runs_against_an_s3_api() {
         "minio-s3.yaml",
         tmp.path(),
         &[
-            ("keys: 1000, value_size: 1MiB", "keys: 30, value_size: 64KiB"),
+            (
+                "keys: 1000, value_size: 1MiB",
+                "keys: 30, value_size: 64KiB",
+            ),
             ("users: 16", "users: 4"),
             ("warmup: 5s", "warmup: 1s"),
             ("duration: 1m", "duration: 2s"),
@@ -190,14 +193,18 @@ fn minio_example_runs_against_an_s3_api() {
         .run();
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
     assert!(
-        run.stderr.contains("bucket `checkpoints` ready; wrote 30 objects"),
+        run.stderr
+            .contains("bucket `checkpoints` ready; wrote 30 objects"),
         "{}",
         run.stderr
     );
     let dir = only_run_dir(tmp.path());
     each_trial(&dir, |id, ops| {
         for op in ["GET", "PUT"] {
-            assert!(ops[op]["successes"].as_u64().unwrap() > 0, "{id} {op}: {ops}");
+            assert!(
+                ops[op]["successes"].as_u64().unwrap() > 0,
+                "{id} {op}: {ops}"
+            );
         }
         assert!(ops["GET"]["in_mib_per_s"].as_f64().unwrap() > 0.0);
         assert!(ops["PUT"]["out_mib_per_s"].as_f64().unwrap() > 0.0);
@@ -206,7 +213,11 @@ fn minio_example_runs_against_an_s3_api() {
     // The secret key is in neither the results nor the logs.
     for f in walk(&dir) {
         let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
-        assert!(!text.contains("tr0ub4dor-and-3"), "{} holds the secret", f.display());
+        assert!(
+            !text.contains("tr0ub4dor-and-3"),
+            "{} holds the secret",
+            f.display()
+        );
     }
 }
 
@@ -240,5 +251,46 @@ fn minio_seed_study_runs_with_two_client_processes() {
     });
     // Two shards, merged.
     let shards = dir.join("trials/01_value_size=64KiB/shards");
-    assert!(shards.join("0").exists() && shards.join("1").exists(), "{shards:?}");
+    assert!(
+        shards.join("0").exists() && shards.join("1").exists(),
+        "{shards:?}"
+    );
+}
+
+#[test]
+fn redis_seed_study_finds_the_knee_and_the_payload_effect() {
+    if !have("redis-server") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = shortened(
+        "redis-seed-study.yaml",
+        tmp.path(),
+        &[
+            ("duration: 20s", "duration: 2s"),
+            ("warmup: 3s", "warmup: 1s"),
+            ("[1, 2, 4, 8, 16, 32, 64, 96, 128]", "[1, 8, 32, 128]"),
+            ("[1KiB, 16KiB, 64KiB]", "[1KiB, 64KiB]"),
+        ],
+    );
+    let run = Cmd::new(&["run", recipe.to_str().unwrap()])
+        .dir(tmp.path())
+        .env("AIBENCH_HOME", tmp.path().join("home").to_str().unwrap())
+        .run();
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let dir = only_run_dir(tmp.path());
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    // One sweep per value size, each with its knee, side by side in the findings.
+    for size in ["1KiB", "64KiB"] {
+        let title = format!("(kv.dataset.value_size=\"{size}\")");
+        assert!(report.contains(&title), "no sweep for {size}:\n{report}");
+    }
+    assert!(report.matches("Saturation knee").count() >= 2, "{report}");
+    // The payload effect: MiB/s grows with the value size.
+    let mib = |trial: &str| -> f64 {
+        let s = read_json(&dir.join("trials").join(trial).join("summary.json"));
+        s["operations"]["GET"]["in_mib_per_s"].as_f64().unwrap()
+    };
+    assert!(mib("05_value_size=64KiB_users=1") > 4.0 * mib("01_value_size=1KiB_users=1"));
+    assert!(report.contains("## Operations"), "{report}");
 }
