@@ -47,6 +47,8 @@ pub const PREEMPTIONS_METRIC: &str = "vllm:num_preemptions_total";
 /// and as plain samplers may.
 pub const CPU_METRICS: [&str; 2] = ["host_cpu_utilisation_ratio", "host_cpu_utilisation"];
 pub const MEMORY_USED_METRIC: &str = "host_memory_used_bytes";
+/// Redis's CPU counters from `INFO cpu` (seconds), as the monitor names them.
+pub const REDIS_CPU_METRICS: [&str; 2] = ["redis_used_cpu_sys", "redis_used_cpu_user"];
 pub const MEMORY_TOTAL_METRIC: &str = "host_memory_total_bytes";
 
 /// The whole-host CPU series: `cpu=total`, or any series without a `cpu` label (per-core series
@@ -148,8 +150,69 @@ pub fn trial_verdicts(input: &TrialInput) -> Vec<Verdict> {
         out.extend(memory(t, m, input.host_memory_bytes));
         out.extend(gpu(t, m));
         out.extend(cpu(t, m));
+        out.extend(redis_thread(t, m));
     }
     out
+}
+
+/// The rate of a counter over the measure window: its change between the last sample at or
+/// before the window's start (else the first) and the last at or before its end, per second.
+fn counter_rate(s: &Series, from: f64, to: f64) -> Option<f64> {
+    let first = s
+        .points
+        .iter()
+        .rev()
+        .find(|p| p.0 <= from)
+        .or_else(|| s.points.first())?;
+    let last = s.points.iter().rev().find(|p| p.0 <= to)?;
+    let dt = last.0 - first.0;
+    (dt > 0.0 && last.1 >= first.1).then(|| (last.1 - first.1) / dt)
+}
+
+/// Redis runs every command on one thread: a server that used about one core of CPU while the
+/// host had cores to spare is bound by that thread, which no host-wide figure shows.
+fn redis_thread(t: &TrialReport, m: &TrialMetrics) -> Option<Verdict> {
+    let (from, to) = window(t);
+    let mut cores = 0.0;
+    for name in REDIS_CPU_METRICS {
+        cores += m
+            .named(name)
+            .next()
+            .and_then(|s| counter_rate(s, from, to))?;
+    }
+    if cores < BUSY {
+        return None;
+    }
+    let mut signals = 1;
+    let mut evidence = vec![ev(
+        "redis_used_cpu_sys + redis_used_cpu_user rate",
+        cores,
+        "cores",
+        Some(BUSY),
+        "metrics",
+    )];
+    if let (Some(p50), Some(p99)) = (t.headline.e2e_p50_ms, t.headline.e2e_p99_ms) {
+        evidence.push(ev(
+            "E2E p99 / p50",
+            p99 / p50.max(1e-9),
+            "ratio",
+            Some(TAIL_RATIO),
+            "summary",
+        ));
+        if p99 > TAIL_RATIO * p50 {
+            signals += 1;
+        }
+    }
+    Some(verdict(
+        BottleneckKind::Cpu,
+        &t.id,
+        signals,
+        format!("Redis used {cores:.2} cores: its single command thread was saturated"),
+        evidence,
+        "Redis executes commands on one thread: more clients only queue. Pipeline commands, \
+         enable `io-threads` for network-heavy loads, spread keys over more instances (Redis \
+         Cluster) or serve reads from replicas.",
+    ))
 }
 
 fn client(t: &TrialReport) -> Option<Verdict> {

@@ -300,3 +300,22 @@ fn the_monitors_clock_scrape_failures_and_power_are_used() {
     let tokens = r.trials[0].summary.tokens.output as f64;
     assert!((e.joules_per_output_token.unwrap() - e.joules / tokens).abs() < 1e-9);
 }
+
+#[test]
+fn a_redis_thread_using_a_whole_core_is_cpu_bound() {
+    // INFO's CPU counters grow by 0.6 + 0.38 s per second: the command thread is saturated,
+    // although the host as a whole is not.
+    let mut m = quiet();
+    m.extend(series("redis_used_cpu_sys", "", 35, |t| 0.6 * t));
+    m.extend(series("redis_used_cpu_user", "", 35, |t| 0.38 * t));
+    let r = report(HEALTHY, 5.0, m);
+    let v = verdict(&r, BottleneckKind::Cpu);
+    assert!((evidence(v, "redis_used_cpu_sys + redis_used_cpu_user rate") - 0.98).abs() < 1e-6);
+    assert!(v.summary.contains("single command thread"), "{}", v.summary);
+
+    // Half a core: no verdict.
+    let mut m = quiet();
+    m.extend(series("redis_used_cpu_sys", "", 35, |t| 0.3 * t));
+    m.extend(series("redis_used_cpu_user", "", 35, |t| 0.2 * t));
+    assert_eq!(kinds(&report(HEALTHY, 5.0, m)), vec![]);
+}
