@@ -197,46 +197,7 @@ pub fn write_markdown(
 
 /// The recipe's percentile and rate gates that this summary misses, as readable reasons.
 pub fn slo_failures(slo: Option<&aibench_recipe::Slo>, s: &Summary) -> Vec<String> {
-    let Some(slo) = slo else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let l = &s.latency;
-    let mut gate = |name: &str, limit: Option<aibench_recipe::Duration>, got: Option<f64>| {
-        if let (Some(limit), Some(got)) = (limit, got) {
-            let lim = limit.as_secs_f64() * 1000.0;
-            if got > lim {
-                out.push(format!("{name} {got:.1} ms > {lim:.1} ms"));
-            }
-        }
-    };
-    gate("TTFT p50", slo.ttft_p50, l.ttft.as_ref().map(|x| x.p50_ms));
-    gate("TTFT p90", slo.ttft_p90, l.ttft.as_ref().map(|x| x.p90_ms));
-    gate("TTFT p99", slo.ttft_p99, l.ttft.as_ref().map(|x| x.p99_ms));
-    gate("TPOT p99", slo.tpot_p99, l.tpot.as_ref().map(|x| x.p99_ms));
-    gate("ITL p99", slo.itl_p99, l.itl.as_ref().map(|x| x.p99_ms));
-    gate("E2E p50", slo.e2e_p50, l.e2e.as_ref().map(|x| x.p50_ms));
-    gate("E2E p99", slo.e2e_p99, l.e2e.as_ref().map(|x| x.p99_ms));
-    let total = s.counts.total.max(1) as f64;
-    if let Some(limit) = slo.error_rate {
-        let rate = (s.counts.errors + s.counts.dropped) as f64 / total;
-        if rate > limit.fraction() {
-            out.push(format!("error rate {:.2}% > {}", rate * 100.0, limit));
-        }
-    }
-    if let Some(min) = slo.min_throughput {
-        if s.throughput.requests_per_s < min.0 {
-            out.push(format!(
-                "throughput {:.2}/s < {}",
-                s.throughput.requests_per_s, min
-            ));
-        }
-    }
-    if let (Some(min), Some(good)) = (slo.min_goodput, s.throughput.good_requests) {
-        let share = good as f64 / total;
-        if share < min.fraction() {
-            out.push(format!("goodput {:.1}% < {}", share * 100.0, min));
-        }
-    }
-    out
+    // The report's judge, so that the exit code and the report always agree.
+    let spec = slo.map(aibench_report::slo::spec);
+    aibench_report::slo::outcome(spec.as_ref(), s).failures
 }

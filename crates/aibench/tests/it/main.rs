@@ -6,3 +6,4 @@ mod recipe;
 mod report;
 mod run;
 mod slurm;
+mod verdicts;
