@@ -289,3 +289,15 @@ pub fn render_args(s: &Service, mut argv: Vec<String>) -> Vec<String> {
     argv.extend(s.extra_args.iter().cloned());
     argv
 }
+
+/// The kind's work between health and load (a model pull), for every platform to run.
+pub fn prepare_steps(s: &Service) -> Vec<crate::PrepareStep> {
+    match (s.kind, &s.model) {
+        (ServiceKind::Ollama, Some(model)) => {
+            vec![crate::PrepareStep::PullModel {
+                model: model.clone(),
+            }]
+        }
+        _ => Vec::new(),
+    }
+}

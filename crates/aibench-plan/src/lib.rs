@@ -12,7 +12,17 @@ pub mod kinds;
 use aibench_recipe::{HealthCheck, Loaded, Recipe, Service, Trial};
 use serde::Serialize;
 
-pub use kinds::{defaults, KindDefaults};
+pub use kinds::{defaults, prepare_steps, KindDefaults};
+
+/// Work a service needs once it is healthy and before any load starts, whatever platform
+/// started it (`run`, `up`, Slurm jobs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum PrepareStep {
+    /// Ollama: pull the model (`POST /api/pull`) so that the first request does not wait for
+    /// a download.
+    PullModel { model: String },
+}
 
 /// What runs, for every trial.
 #[derive(Clone, Debug, Serialize)]
@@ -53,6 +63,9 @@ pub struct ServicePlan {
     pub model: Option<String>,
     pub health: HealthPlan,
     pub metrics_path: Option<String>,
+    /// What to do once it is healthy, before the clock (see [`PrepareStep`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prepare: Vec<PrepareStep>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -170,6 +183,7 @@ pub fn plan_service(_recipe: &Recipe, s: &Service) -> ServicePlan {
         model: s.model.clone(),
         health,
         metrics_path,
+        prepare: prepare_steps(s),
     }
 }
 

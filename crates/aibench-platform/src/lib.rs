@@ -11,6 +11,7 @@
 
 pub mod health;
 pub mod local;
+pub mod prepare;
 pub mod registry;
 
 pub use local::{LocalService, ServiceSet, StartContext};

@@ -103,7 +103,20 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         Ok::<_, aibench_platform::PlatformError>(())
     })();
     let healthy = match started {
-        Ok(()) => rt.block_on(set.wait_healthy(|| false)),
+        Ok(()) => rt.block_on(async {
+            set.wait_healthy(|| false).await?;
+            // The kinds' own preparation (a model pull), as `run` does.
+            let records = set.records();
+            for sp in &trial.services {
+                aibench_platform::prepare::prepare(sp, &records, |what| eprintln!("{what}"))
+                    .await
+                    .map_err(|reason| aibench_platform::PlatformError::Start {
+                        name: sp.name.clone(),
+                        reason,
+                    })?;
+            }
+            Ok(())
+        }),
         Err(e) => Err(e),
     };
     if let Err(e) = healthy {

@@ -697,23 +697,8 @@ async fn deploy(
             after_s: t0.elapsed().as_secs_f64(),
         });
     }
-    // Model preparation: Ollama pulls its model before the clock starts.
-    for svc in &set.services {
-        if svc.record.kind == "ollama" {
-            if let (Some(model), Some(url)) = (&svc.record.model, &svc.record.url) {
-                events.emit(Event::Phase {
-                    phase: format!("pulling {model} into {}", svc.record.name),
-                    trial: None,
-                });
-                if let Err(e) = ollama_pull(url, model).await {
-                    return Err(PlatformError::Start {
-                        name: svc.record.name.clone(),
-                        reason: format!("pulling `{model}` failed: {e}"),
-                    });
-                }
-            }
-        }
-    }
+    // The kinds' own preparation (a model pull) before the clock starts.
+    prepare_services(trial, &set.records(), events).await?;
     Ok(set)
 }
 
@@ -842,13 +827,40 @@ async fn deploy_slurm(
         )
         .await;
     info.job_ids = jobs.job_ids();
+    let result = match result {
+        Ok(()) => prepare_services(trial, &jobs.records(), events).await,
+        Err(e) => Err(PlatformError::from(e)),
+    };
     match result {
         Ok(()) => Ok(Deployed::Slurm(Box::new(jobs))),
         Err(e) => {
             jobs.stop(Duration::from_secs(10));
-            Err(PlatformError::from(e))
+            Err(e)
         }
     }
+}
+
+/// Run the plan's prepare steps (see `aibench_plan::PrepareStep`) against the started
+/// services, whichever platform started them.
+async fn prepare_services(
+    trial: &aibench_plan::TrialPlan,
+    records: &[aibench_platform::ServiceRecord],
+    events: &mut Events,
+) -> Result<(), PlatformError> {
+    for sp in trial.services.iter().filter(|s| !s.prepare.is_empty()) {
+        aibench_platform::prepare::prepare(sp, records, |what| {
+            events.emit(Event::Phase {
+                phase: what,
+                trial: None,
+            })
+        })
+        .await
+        .map_err(|reason| PlatformError::Start {
+            name: sp.name.clone(),
+            reason,
+        })?;
+    }
+    Ok(())
 }
 
 /// The address of each service (its first replica), by service name.
@@ -861,32 +873,6 @@ pub fn service_urls(
             .or_insert_with(|| format!("http://{}:{}", r.host, r.port));
     }
     urls
-}
-
-/// POST /api/pull and read the NDJSON status stream to its end.
-async fn ollama_pull(url: &str, model: &str) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let body = serde_json::json!({ "model": model, "name": model }).to_string();
-    let req = format!("POST /api/pull HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    s.write_all(req.as_bytes()).await?;
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(3600), s.read_to_end(&mut out)).await??;
-    let text = String::from_utf8_lossy(&out);
-    let status: u16 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    if !(200..300).contains(&status) {
-        anyhow::bail!("HTTP {status}");
-    }
-    if text.contains("\"error\"") {
-        let line = text.lines().find(|l| l.contains("\"error\"")).unwrap_or("");
-        anyhow::bail!("{line}");
-    }
-    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

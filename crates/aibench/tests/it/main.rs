@@ -2,6 +2,7 @@
 
 mod factory;
 mod harness;
+mod prepare;
 mod recipe;
 mod report;
 mod run;

@@ -237,3 +237,46 @@ fn two_client_nodes_inside_an_allocation_merge() {
     assert!(s["counts"]["successes"].as_u64().unwrap() > 0, "{s}");
     assert_no_job_named(&name);
 }
+
+#[test]
+fn slurm_jobs_run_the_kinds_prepare_step() {
+    let _cluster = take_cluster();
+    if !slurm_here() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("slurmpull{}", std::process::id());
+    // An `ollama` service (the simulator speaks its API, `/api/pull` included): its model is
+    // pulled once the job is healthy, before the clock, as locally.
+    let text = format!(
+        "name: {name}
+platform:
+  kind: slurm
+  slurm: {{ partition: debug, time: \"00:10:00\" }}
+services:
+  - name: llm
+    kind: ollama
+    model: tiny
+    command: [\"${{AIBENCH_EXE}}\", sim, --host, \"${{HOST}}\", --port, \"${{PORT}}\", --model, tiny]
+workloads:
+  - name: gen
+    target: llm
+    protocol: ollama-generate
+    dataset: {{ kind: synthetic, prompt_tokens: 8, output_tokens: 4 }}
+    load: {{ pattern: closed-loop, users: 1 }}
+    stop: {{ requests: 3 }}
+"
+    );
+    std::fs::write(dir.path().join("r.yaml"), text).unwrap();
+    let run = Cmd::new(&["run", "r.yaml"])
+        .dir(dir.path())
+        .env("AIBENCH_HOME", dir.path().join("home").to_str().unwrap())
+        .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("pulling tiny into llm"),
+        "{}",
+        run.stderr
+    );
+    assert_no_job_named(&name);
+}
