@@ -195,6 +195,8 @@ impl StopSignal {
     }
 }
 
+// Records move by value: boxing the large variant would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Record(RequestRecord),
     Batch(Vec<RequestRecord>),

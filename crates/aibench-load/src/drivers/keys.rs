@@ -76,7 +76,7 @@ const PAD_OFFSETS: u64 = 251;
 
 impl ValueBytes {
     pub fn new(max: u64, seed: u64) -> ValueBytes {
-        let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed_0f_da7a);
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x005e_ed0f_da7a);
         let mut bytes = vec![0u8; (max + PAD_OFFSETS) as usize];
         rng.fill(&mut bytes[..]);
         ValueBytes { bytes }
