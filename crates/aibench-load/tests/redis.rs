@@ -1,102 +1,48 @@
 //! The Redis driver against a real `redis-server` (Debian package `redis-server`): preload,
 //! GET/SET mix, pipelining, hit ratio, AUTH, and what a refused password looks like.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use aibench_load::{
-    KeyAccess, KeySpace, LoadSpec, Pattern, RedisSpec, RunOptions, Stop, ThinkTime, ValueSize,
-    Workload,
-};
+use std::time::Duration;
+
+use aibench_load::{KeyAccess, KeySpace, RedisSpec, RunOptions, ValueSize, Workload};
 use aibench_results::{read_records, ErrorClass};
+use common::servers::{answers, closed, installed, start, Proc};
 
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A fresh redis-server on a free port, or None (with a note) when it is not installed
-/// outside CI; in CI its absence is a failure.
-fn redis(extra: &[&str]) -> Option<Server> {
-    let installed = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("redis-server").is_file()))
-        .unwrap_or(false);
-    if !installed {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "redis-server is not installed: scripts/test.sh installs it"
-        );
-        eprintln!("SKIPPED: redis-server is not installed (Debian package redis-server)");
+/// A fresh redis-server on a free port (None outside CI when it is not installed).
+fn redis(extra: &[&str]) -> Option<Proc> {
+    if !installed("redis-server", "Debian package redis-server") {
         return None;
     }
-    // A port picked here may be taken by another test's server before this one binds it:
-    // try again on another until this server answers PING itself.
-    for _ in 0..5 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let mut args = vec![
-            "--bind".to_string(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
-            "--save".into(),
-            "".into(),
-            "--appendonly".into(),
-            "no".into(),
-            "--dir".into(),
-            dir.path().display().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new("redis-server")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if answers_ping(port) {
-                return Some(Server {
-                    child,
-                    port,
-                    _dir: dir,
-                });
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    panic!("redis-server did not start on any of five ports");
-}
-
-/// Whether a Redis server listens on `port` (a NOAUTH error counts: it is there).
-fn answers_ping(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 64];
-    matches!(s.read(&mut buf), Ok(n) if n > 0 && (buf[0] == b'+' || buf[0] == b'-'))
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().display().to_string();
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let mut p = start(
+        "redis-server",
+        |port| {
+            let mut a: Vec<String> = [
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                &path,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            a.extend(extra.iter().cloned());
+            a
+        },
+        // A NOAUTH error counts: it is there.
+        |port| answers(port, b"PING\r\n", &[b"+", b"-"]),
+    );
+    p._keep = Some(dir);
+    Some(p)
 }
 
 fn spec(port: u16, read_share: f64, pipeline: u32) -> RedisSpec {
@@ -115,22 +61,6 @@ fn spec(port: u16, read_share: f64, pipeline: u32) -> RedisSpec {
         pipeline,
         preload: true,
         timeout: Duration::from_secs(10),
-    }
-}
-
-fn closed(users: usize, requests: u64) -> LoadSpec {
-    LoadSpec {
-        pattern: Pattern::ClosedLoop {
-            users,
-            think_time: ThinkTime::None,
-            ramp_up: Duration::ZERO,
-        },
-        stop: Stop {
-            requests: Some(requests),
-            ..Stop::default()
-        },
-        timeout: Duration::from_secs(10),
-        ..LoadSpec::default()
     }
 }
 

@@ -2,85 +2,37 @@
 //! scripts/test.sh installs. Bucket creation, the GET/PUT/DELETE/LIST mix, multipart uploads,
 //! and byte-for-byte verification of what a GET returns.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use aibench_load::{
-    KeyAccess, KeySpace, LoadSpec, Pattern, RunOptions, S3Spec, Stop, ThinkTime, ValueSize,
-    Workload,
-};
+use std::time::Duration;
+
+use aibench_load::{KeyAccess, KeySpace, LoadSpec, RunOptions, S3Spec, ValueSize, Workload};
 use aibench_results::{read_records, ErrorClass, RequestRecord};
+use common::servers::{answers, closed, installed, start, Proc};
 
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
-}
-
-/// A fresh moto server on a free port, or None (with a note) outside CI when it is missing.
-fn moto() -> Option<Server> {
-    if !on_path("moto_server") {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "moto_server is not installed: scripts/test.sh installs it (pip install 'moto[server]')"
-        );
-        eprintln!("SKIPPED: moto_server is not installed (pip install 'moto[server]')");
+/// A fresh moto server on a free port (None outside CI when it is not installed).
+fn moto() -> Option<Proc> {
+    if !installed("moto_server", "pip install 'moto[server]'") {
         return None;
     }
-    for _ in 0..5 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if answers(port) {
-                return Some(Server { child, port });
-            }
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("moto_server did not start on any of five ports");
-}
-
-/// Whether an HTTP server answers on `port`.
-fn answers(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if n > 0 && buf.starts_with(b"HTTP/"))
+    Some(start(
+        "moto_server",
+        |port| {
+            vec![
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+            ]
+        },
+        |port| {
+            answers(
+                port,
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                &[b"HTTP/"],
+            )
+        },
+    ))
 }
 
 fn spec(port: u16, bucket: &str, size: ValueSize, keys: u64, read_share: f64) -> S3Spec {
@@ -105,22 +57,6 @@ fn spec(port: u16, bucket: &str, size: ValueSize, keys: u64, read_share: f64) ->
         part_size: 16 << 20,
         preload: true,
         timeout: Duration::from_secs(60),
-    }
-}
-
-fn closed(users: usize, requests: u64) -> LoadSpec {
-    LoadSpec {
-        pattern: Pattern::ClosedLoop {
-            users,
-            think_time: ThinkTime::None,
-            ramp_up: Duration::ZERO,
-        },
-        stop: Stop {
-            requests: Some(requests),
-            ..Stop::default()
-        },
-        timeout: Duration::from_secs(60),
-        ..LoadSpec::default()
     }
 }
 
