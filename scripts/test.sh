@@ -20,9 +20,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-# Python-packaged servers the tests drive: moto's S3 API (it also stands in for MinIO).
+# Python-packaged servers the tests drive: moto's S3 API (it also stands in for MinIO), ChromaDB.
 need_pip=()
 command -v moto_server >/dev/null 2>&1 || need_pip+=("moto[server]")
+command -v chroma >/dev/null 2>&1 || need_pip+=("chromadb")
 if [ ${#need_pip[@]} -gt 0 ]; then
   python3 -m pip install -q --disable-pip-version-check "${need_pip[@]}"
 fi

@@ -17,6 +17,14 @@ pub struct KindDefaults {
     pub metrics_path: Option<String>,
     /// Named ports the command needs besides the main one (`${AIBENCH_PORT_<NAME>}`).
     pub named_ports: Vec<&'static str>,
+    /// The system user the setup commands and the service run as when aibench runs as root,
+    /// for programs that refuse root (PostgreSQL's `initdb` and `postgres`); that user then
+    /// owns the data directory.
+    pub run_as: Option<&'static str>,
+    /// Folders searched for the programs after PATH, a `*` standing for a version (the
+    /// highest first): Debian keeps PostgreSQL's server programs in
+    /// `/usr/lib/postgresql/<version>/bin`, off PATH.
+    pub program_dirs: Vec<&'static str>,
 }
 
 fn v(items: &[&str]) -> Vec<String> {
@@ -267,6 +275,12 @@ pub fn defaults(s: &Service) -> KindDefaults {
         } else {
             vec![]
         },
+        run_as: (s.kind == ServiceKind::Postgres).then_some("postgres"),
+        program_dirs: if s.kind == ServiceKind::Postgres {
+            vec!["/usr/lib/postgresql/*/bin"]
+        } else {
+            vec![]
+        },
     }
 }
 
@@ -299,5 +313,26 @@ pub fn prepare_steps(s: &Service) -> Vec<crate::PrepareStep> {
             }]
         }
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn service(kind: &str) -> aibench_recipe::Service {
+        let yaml = format!("name: t\nservices:\n  - name: s\n    kind: {kind}\n");
+        let loaded = aibench_recipe::load_str("r.yaml", &yaml, &|_: &str| None)
+            .unwrap_or_else(|e| panic!("{}", e.render(false)));
+        loaded.recipe.services[0].clone()
+    }
+
+    #[test]
+    fn postgres_runs_as_its_own_user_and_is_looked_for_where_debian_keeps_it() {
+        let d = super::defaults(&service("postgres"));
+        assert_eq!(d.run_as, Some("postgres"));
+        assert_eq!(d.program_dirs, ["/usr/lib/postgresql/*/bin"]);
+        assert_eq!(d.setup[0][0], "initdb");
+        let r = super::defaults(&service("redis"));
+        assert_eq!(r.run_as, None);
+        assert!(r.program_dirs.is_empty());
     }
 }

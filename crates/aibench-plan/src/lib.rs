@@ -66,6 +66,14 @@ pub struct ServicePlan {
     /// What to do once it is healthy, before the clock (see [`PrepareStep`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub prepare: Vec<PrepareStep>,
+    /// When aibench (or the job) runs as root: the system user the setup commands and the
+    /// service run as instead, owning the data directory (PostgreSQL refuses to run as root).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<String>,
+    /// Folders searched for the programs after PATH; a `*` stands for a version, the highest
+    /// first (`/usr/lib/postgresql/*/bin`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub program_dirs: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -184,6 +192,8 @@ pub fn plan_service(_recipe: &Recipe, s: &Service) -> ServicePlan {
         health,
         metrics_path,
         prepare: prepare_steps(s),
+        run_as: d.run_as.map(String::from),
+        program_dirs: d.program_dirs.iter().map(|d| d.to_string()).collect(),
     }
 }
 

@@ -118,23 +118,87 @@ pub fn free_port(host: &str) -> std::io::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// Find a program on PATH, or where Debian keeps PostgreSQL's server programs.
-pub fn resolve_program(name: &str) -> Option<PathBuf> {
+/// Find a program on PATH, else in `extra` folders (a `*` in one of them stands for a
+/// version: `/usr/lib/postgresql/*/bin`, the highest version first).
+pub fn resolve_program(name: &str, extra: &[String]) -> Option<PathBuf> {
     if name.contains('/') {
         let p = PathBuf::from(name);
         return p.exists().then_some(p);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
-        let mut versions: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin"))
-            .collect();
-        versions.sort();
-        dirs.extend(versions.into_iter().rev());
+    for pattern in extra {
+        dirs.extend(expand_version_glob(pattern));
     }
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// The folders a pattern with one `*` component matches, highest version first (`15` above
+/// `9`); a pattern without `*` is itself.
+fn expand_version_glob(pattern: &str) -> Vec<PathBuf> {
+    let Some((head, tail)) = pattern.split_once('*') else {
+        return vec![PathBuf::from(pattern)];
+    };
+    let (parent, prefix) = match head.rsplit_once('/') {
+        Some((p, f)) => (if p.is_empty() { "/" } else { p }, f),
+        None => (".", head),
+    };
+    let (suffix, rest) = match tail.split_once('/') {
+        Some((s, r)) => (s, Some(r)),
+        None => (tail, None),
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(Vec<u64>, String, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let middle = name.strip_prefix(prefix)?.strip_suffix(suffix)?.to_string();
+            let mut p = e.path();
+            if let Some(r) = rest {
+                p.push(r);
+            }
+            let version = middle
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            Some((version, name, p))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().rev().map(|(_, _, p)| p).collect()
+}
+
+/// The uid and gid of a system user.
+fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getpwnam reads the user database; the fields are copied before any other call.
+    unsafe {
+        let pw = libc::getpwnam(c.as_ptr());
+        if pw.is_null() {
+            None
+        } else {
+            Some(((*pw).pw_uid, (*pw).pw_gid))
+        }
+    }
+}
+
+/// Whether this process runs as root.
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Give `path` and everything under it to `uid`:`gid`.
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if path.is_dir() && !path.is_symlink() {
+        for e in std::fs::read_dir(path)? {
+            chown_tree(&e?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 /// The services of a run. Dropping the set stops every service it started (unless detached).
@@ -245,14 +309,47 @@ impl ServiceSet {
         }
         env.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
 
+        // Programs that refuse root run as their own system user, who owns the data directory.
+        let user = match plan.run_as.as_deref() {
+            Some(user) if running_as_root() => {
+                let (uid, gid) = user_ids(user).ok_or_else(|| {
+                    fail(format!(
+                        "aibench runs as root, and a `{}` service's programs refuse to; they run as the system user `{user}`, which does not exist: create it with `useradd --system --user-group {user}` (Debian's `postgresql` package creates it), or run aibench as an ordinary user",
+                        plan.kind
+                    ))
+                })?;
+                chown_tree(&data_dir, uid, gid)
+                    .map_err(|e| fail(format!("giving {} to `{user}`: {e}", data_dir.display())))?;
+                Some((uid, gid))
+            }
+            _ => None,
+        };
+        let as_user = |c: &mut Command| {
+            if let Some((uid, gid)) = user {
+                c.uid(uid).gid(gid);
+            }
+        };
+        let not_found = |program: &str| {
+            let mut places = String::from("on PATH");
+            if !plan.program_dirs.is_empty() {
+                places.push_str(&format!(" or in {}", plan.program_dirs.join(", ")));
+            }
+            format!(
+                "program `{program}` not found {places}; install it, load its module, or give the service a `command`"
+            )
+        };
+
         let mut log = File::create(&log_path)?;
         for step in &plan.setup {
             let argv = expand_all(step).map_err(fail)?;
-            let program = resolve_program(&argv[0])
-                .ok_or_else(|| fail(format!("`{}` not found on PATH", argv[0])))?;
+            let program = resolve_program(&argv[0], &plan.program_dirs)
+                .ok_or_else(|| fail(not_found(&argv[0])))?;
             writeln!(log, "$ {}", argv.join(" "))?;
-            let out = Command::new(&program)
+            let mut c = Command::new(&program);
+            as_user(&mut c);
+            let out = c
                 .args(&argv[1..])
+                .current_dir(&data_dir)
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
@@ -285,16 +382,13 @@ impl ServiceSet {
             });
             c
         } else {
-            let program = resolve_program(&argv[0]).ok_or_else(|| {
-                fail(format!(
-                    "program `{}` not found on PATH; install it, load its module, or give the service a `command`",
-                    argv[0]
-                ))
-            })?;
+            let program = resolve_program(&argv[0], &plan.program_dirs)
+                .ok_or_else(|| fail(not_found(&argv[0])))?;
             let mut c = Command::new(program);
             c.args(&argv[1..]);
             c
         };
+        as_user(&mut cmd);
         cmd.envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(&data_dir)
             .stdin(Stdio::null())
@@ -517,4 +611,41 @@ pub fn stop_record(record: &ServiceRecord, grace: Duration) -> bool {
     }
     signal_group(pgid, libc::SIGKILL);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versioned_folders_are_searched_highest_version_first() {
+        let root = tempfile::tempdir().unwrap();
+        for v in ["9.6", "15", "13"] {
+            std::fs::create_dir_all(root.path().join(v).join("bin")).unwrap();
+        }
+        std::fs::write(root.path().join("13/bin/initdb"), "").unwrap();
+        std::fs::write(root.path().join("9.6/bin/initdb"), "").unwrap();
+        let pattern = format!("{}/*/bin", root.path().display());
+        let dirs = expand_version_glob(&pattern);
+        let names: Vec<String> = dirs
+            .iter()
+            .map(|d| {
+                d.parent()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(names, ["15", "13", "9.6"]);
+        // Not on PATH: found in the highest version that has it.
+        let found = resolve_program("initdb-not-on-path", std::slice::from_ref(&pattern));
+        assert_eq!(found, None);
+        std::fs::write(root.path().join("13/bin/initdb-not-on-path"), "").unwrap();
+        assert_eq!(
+            resolve_program("initdb-not-on-path", &[pattern]),
+            Some(root.path().join("13/bin/initdb-not-on-path"))
+        );
+    }
 }

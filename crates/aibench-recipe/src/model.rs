@@ -545,6 +545,9 @@ pub struct Workload {
     /// Options for `protocol: s3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Options>,
+    /// Options for `protocol: vector` (which engine, when the target is a URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<VectorOptions>,
     /// Where prompts, keys or queries come from.
     #[serde(default)]
     pub dataset: Dataset,
@@ -722,21 +725,83 @@ pub enum Dataset {
     },
     /// Vectors for vector databases.
     Vectors {
-        /// Dimensions of each vector.
-        #[serde(default = "default_dimensions")]
-        dimensions: u32,
-        /// Vectors inserted before the load starts.
-        #[serde(default = "default_collection_size")]
-        collection_size: u64,
-        /// Neighbours asked for in each query.
+        /// Dimensions of each vector. Default: 384 for generated vectors; with `path`, the
+        /// file's (if given, it must agree with the file).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dimensions: Option<u32>,
+        /// Vectors inserted before the load starts (ids `0..collection_size`). Default: 10000
+        /// generated vectors; with `path`, every vector of the file (if given, the first
+        /// `collection_size`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        collection_size: Option<u64>,
+        /// Neighbours asked for in each query (recall@k is judged at this k).
         #[serde(default = "default_top_k")]
         top_k: u32,
+        /// Distinct query vectors; operation `n` asks for the neighbours of query `n mod
+        /// queries`. Default: 1000 generated; with `queries_path`, every vector of the file
+        /// (if given, the first `queries`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queries: Option<u32>,
+        /// The distance the collection is created with, and the exact neighbours computed by:
+        /// `cosine`, `l2` or `dot`.
+        #[serde(default)]
+        metric: VectorMetric,
+        /// Vectors per insert request, in the load and in the preload before it.
+        #[serde(default = "default_insert_batch")]
+        insert_batch: u32,
+        /// Share of operations that are queries; the rest insert `insert_batch` new vectors,
+        /// which queries never see (they then filter on the preloaded set), so recall stays
+        /// exact.
+        #[serde(default = "hundred_percent")]
+        query_share: Percent,
+        /// Filtered queries: every vector carries the payload `bucket = id mod filter_buckets`,
+        /// and each query asks for its neighbours within one bucket. Absent: unfiltered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter_buckets: Option<u32>,
+        /// The collection's vectors from a file instead of generated ones: a NumPy `.npy`
+        /// (2-D float32) or an `.fvecs` file. Relative to the recipe's folder.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        /// The query vectors from a file (`.npy` or `.fvecs`). Default: generated like the
+        /// collection's from their own seed, or, with `path`, midpoints of two collection
+        /// vectors.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queries_path: Option<String>,
+        /// The collection's name; it is dropped and created again before each trial.
+        #[serde(default = "default_collection")]
+        collection: String,
     },
-    /// SQL statements for PostgreSQL.
+    /// SQL for PostgreSQL: give exactly one of `queries`, `scripts` and `builtin`. Every
+    /// statement is prepared once per connection; `{{name}}` in a statement is a parameter
+    /// (see `params`), sent as a bound value in the type PostgreSQL infers for it.
     Sql {
-        /// Statements run in turn; `{{n}}` is replaced by a random number.
+        /// Single statements: each operation runs one of them, picked with equal weights; its
+        /// operation name is the statement's verb and table (`SELECT docs`). `{{n}}` is a
+        /// number drawn uniformly from 1 to 1000000 unless `params` declares `n`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         queries: Vec<String>,
-        /// Statements run once before the load starts (create and fill tables).
+        /// A built-in workload: `tpcb`, pgbench's TPC-B-like transaction (update an account,
+        /// read its balance, update a teller and a branch, append to the history) on pgbench's
+        /// tables at `scale`, created and filled before the clock unless they already hold
+        /// that scale (so tables made by `pgbench -i -s N` are used as they are).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        builtin: Option<SqlBuiltin>,
+        /// Size of the built-in workload's data: `scale` branches, 10 tellers and 100000
+        /// accounts per branch, as pgbench's `-s`.
+        #[serde(default = "default_sql_scale")]
+        scale: u32,
+        /// Weighted scripts: each operation picks one by weight and runs its statements, as
+        /// one transaction when there are several. Operations and their statements are
+        /// reported apart (`transfer`, and `transfer: UPDATE accounts` for each step).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        scripts: Vec<SqlScript>,
+        /// Integer parameters the statements use as `{{name}}`: drawn once per operation
+        /// (the same value in every statement of a script), uniformly from `min..=max` or,
+        /// with `zipf_exponent`, Zipfian over it (`min` the most frequent).
+        #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+        params: IndexMap<String, SqlParam>,
+        /// Statements run once before the load starts (create and fill tables); with
+        /// `builtin`, after its tables are made.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         setup: Vec<String>,
     },
@@ -750,6 +815,51 @@ impl Default for Dataset {
             shared_prefix_tokens: 0,
         }
     }
+}
+
+fn default_sql_scale() -> u32 {
+    1
+}
+
+/// A built-in SQL workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SqlBuiltin {
+    /// pgbench's default TPC-B-like transaction on `pgbench_accounts`, `pgbench_tellers`,
+    /// `pgbench_branches` and `pgbench_history`.
+    Tpcb,
+}
+
+/// Statements run together as one operation.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlScript {
+    /// The operation's name in results; unique in the workload.
+    pub name: String,
+    /// Relative weight in the mix (at least 1): a script of weight 3 runs three times as
+    /// often as one of weight 1.
+    #[serde(default = "default_sql_weight")]
+    pub weight: u32,
+    /// The statements, with `{{name}}` parameters; several run as one transaction.
+    pub statements: Vec<String>,
+}
+
+fn default_sql_weight() -> u32 {
+    1
+}
+
+/// An integer parameter of SQL statements.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlParam {
+    /// The smallest value.
+    pub min: i64,
+    /// The largest value.
+    pub max: i64,
+    /// Draw Zipfian over `min..=max` with this exponent (`min` the most frequent; YCSB uses
+    /// 0.99) instead of uniformly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zipf_exponent: Option<f64>,
 }
 
 fn default_prompt_tokens() -> Length {
@@ -866,14 +976,80 @@ pub struct RedisOptions {
 fn default_read_share() -> Percent {
     Percent(90.0)
 }
-fn default_dimensions() -> u32 {
-    384
-}
-fn default_collection_size() -> u64 {
-    10_000
-}
+/// Dimensions of generated vectors when the recipe does not say.
+pub const DEFAULT_VECTOR_DIMENSIONS: u32 = 384;
+/// Generated collection vectors when the recipe does not say.
+pub const DEFAULT_COLLECTION_SIZE: u64 = 10_000;
+/// Generated query vectors when the recipe does not say.
+pub const DEFAULT_VECTOR_QUERIES: u32 = 1000;
 fn default_top_k() -> u32 {
     10
+}
+fn default_insert_batch() -> u32 {
+    256
+}
+fn hundred_percent() -> Percent {
+    Percent(100.0)
+}
+fn default_collection() -> String {
+    "aibench".into()
+}
+
+/// The distance of a vector collection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum VectorMetric {
+    /// 1 - cosine similarity (ChromaDB `cosine`, Qdrant `Cosine`).
+    #[default]
+    Cosine,
+    /// Euclidean distance (ChromaDB `l2`, Qdrant `Euclid`).
+    L2,
+    /// Inner product, larger is nearer (ChromaDB `ip`, Qdrant `Dot`).
+    Dot,
+}
+
+/// Which vector database a `protocol: vector` workload talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum VectorEngine {
+    /// ChromaDB 1.x (REST API v2).
+    Chroma,
+    /// Qdrant 1.10 or later (REST API).
+    Qdrant,
+}
+
+impl VectorEngine {
+    pub fn name(self) -> &'static str {
+        match self {
+            VectorEngine::Chroma => "chroma",
+            VectorEngine::Qdrant => "qdrant",
+        }
+    }
+
+    /// The engine a service kind is, if it is a vector database.
+    pub fn of_kind(kind: ServiceKind) -> Option<VectorEngine> {
+        match kind {
+            ServiceKind::Chroma => Some(VectorEngine::Chroma),
+            ServiceKind::Qdrant => Some(VectorEngine::Qdrant),
+            _ => None,
+        }
+    }
+}
+
+/// Options of a `protocol: vector` workload.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VectorOptions {
+    /// `chroma` or `qdrant`. Default: the target service's kind; needed when the target is a
+    /// URL or a `command` service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<VectorEngine>,
+    /// ChromaDB tenant (default `default_tenant`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// ChromaDB database (default `default_database`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
 }
 
 /// A length in tokens: a number, `{ min, max }` (uniform) or `{ mean, stddev }` (normal).

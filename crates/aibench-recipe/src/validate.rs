@@ -497,7 +497,10 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
         if w.protocol != Protocol::S3 {
             cx.error(
                 &sp,
-                format!("`s3` options do not apply to `protocol: {}`", w.protocol.name()),
+                format!(
+                    "`s3` options do not apply to `protocol: {}`",
+                    w.protocol.name()
+                ),
                 Some("remove `s3:`, or use `protocol: s3`".into()),
             );
         }
@@ -516,13 +519,23 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
             );
         }
         if o.list_max_keys == 0 {
-            cx.error(&sp.key("list_max_keys"), "a list asks for at least one key", None);
+            cx.error(
+                &sp.key("list_max_keys"),
+                "a list asks for at least one key",
+                None,
+            );
         }
     }
     if w.protocol == Protocol::S3 {
         let min = match &w.dataset {
-            Dataset::KeyValue { value_size: SizeRange::Fixed(s), .. } => Some(s.0),
-            Dataset::KeyValue { value_size: SizeRange::Uniform { min, .. }, .. } => Some(min.0),
+            Dataset::KeyValue {
+                value_size: SizeRange::Fixed(s),
+                ..
+            } => Some(s.0),
+            Dataset::KeyValue {
+                value_size: SizeRange::Uniform { min, .. },
+                ..
+            } => Some(min.0),
             _ => None,
         };
         if min.is_some_and(|m| m < 16) {
@@ -533,6 +546,7 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
             );
         }
     }
+    vector_options(cx, w, target, path);
     if let Some(e) = &w.endpoint {
         if !e.starts_with('/') {
             cx.error(
@@ -630,14 +644,11 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
             );
         }
     }
-    if let Dataset::Sql { queries, .. } = &w.dataset {
-        if queries.is_empty() {
-            cx.error(
-                &dp.key("queries"),
-                "no queries to run",
-                Some("add at least one statement".into()),
-            );
-        }
+    if let Dataset::Vectors { .. } = &w.dataset {
+        vectors(cx, w, &dp, base_dir);
+    }
+    if let Dataset::Sql { .. } = &w.dataset {
+        sql(cx, &w.dataset, &dp);
     }
     if let Dataset::Synthetic {
         prompt_tokens,
@@ -783,6 +794,369 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
             "client nodes beyond one need `platform.kind: slurm`",
             Some("use `processes` for more clients on this machine".into()),
         );
+    }
+}
+
+/// `vector:` options, and which engine a `protocol: vector` workload talks to.
+fn vector_options(cx: &mut Ctx, w: &Workload, target: Option<&Service>, path: &KeyPath) {
+    let vp = path.key("vector");
+    if w.vector.is_some() && w.protocol != Protocol::Vector {
+        cx.error(
+            &vp,
+            format!(
+                "`vector` options do not apply to `protocol: {}`",
+                w.protocol.name()
+            ),
+            Some("remove `vector:`, or use `protocol: vector`".into()),
+        );
+        return;
+    }
+    if w.protocol != Protocol::Vector {
+        return;
+    }
+    let given = w.vector.as_ref().and_then(|v| v.engine);
+    match (target.and_then(|s| VectorEngine::of_kind(s.kind)), given) {
+        (Some(kind), Some(e)) if kind != e => cx.error(
+            &vp.key("engine"),
+            format!(
+                "`engine: {}` contradicts the target service, which is `kind: {}`",
+                e.name(),
+                kind.name()
+            ),
+            Some(format!(
+                "remove `engine`, or write `engine: {}`",
+                kind.name()
+            )),
+        ),
+        (None, None) => cx.error(
+            &path.key("target"),
+            "a vector workload needs to know the engine of a URL or `command` target",
+            Some("add `vector: { engine: chroma }` (or `qdrant`) to the workload".into()),
+        ),
+        _ => {}
+    }
+}
+
+/// Chroma's rule for collection names, which Qdrant accepts too.
+fn valid_collection(name: &str) -> bool {
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && alnum(name.chars().next())
+        && alnum(name.chars().last())
+}
+
+/// The `vectors` dataset.
+fn vectors(cx: &mut Ctx, w: &Workload, dp: &KeyPath, base_dir: &Path) {
+    let Dataset::Vectors {
+        dimensions,
+        collection_size,
+        top_k,
+        queries,
+        insert_batch,
+        filter_buckets,
+        path,
+        queries_path,
+        collection,
+        ..
+    } = &w.dataset
+    else {
+        return;
+    };
+    let at_least_one = |cx: &mut Ctx, v: Option<u64>, field: &str, example: &str| {
+        if v == Some(0) {
+            cx.error(
+                &dp.key(field),
+                format!("`{field}` must be at least 1"),
+                Some(format!("e.g. `{field}: {example}`")),
+            );
+        }
+    };
+    at_least_one(cx, dimensions.map(u64::from), "dimensions", "384");
+    at_least_one(cx, *collection_size, "collection_size", "10000");
+    at_least_one(cx, queries.map(u64::from), "queries", "1000");
+    at_least_one(cx, Some(u64::from(*top_k)), "top_k", "10");
+    at_least_one(cx, Some(u64::from(*insert_batch)), "insert_batch", "256");
+    at_least_one(cx, filter_buckets.map(u64::from), "filter_buckets", "8");
+    // The collection size is known unless it is "the whole file".
+    let size = match (collection_size, path) {
+        (Some(n), _) => Some(*n),
+        (None, None) => Some(DEFAULT_COLLECTION_SIZE),
+        (None, Some(_)) => None,
+    };
+    if let Some(n) = size.filter(|n| *n > 0) {
+        if u64::from(*top_k) > n {
+            cx.error(
+                &dp.key("top_k"),
+                format!("`top_k` ({top_k}) is above the collection size ({n})"),
+                Some(format!(
+                    "lower `top_k`, or raise `collection_size` to at least {top_k}"
+                )),
+            );
+        } else if let Some(b) = filter_buckets.filter(|b| *b > 0) {
+            let smallest = n / u64::from(b);
+            if smallest < u64::from(*top_k) {
+                cx.warn(
+                    &dp.key("filter_buckets"),
+                    format!(
+                        "{b} buckets of {n} vectors hold as few as {smallest}, fewer than `top_k` ({top_k}): such queries expect fewer neighbours"
+                    ),
+                    Some(format!(
+                        "use at most {} buckets",
+                        (n / u64::from((*top_k).max(1))).max(1)
+                    )),
+                );
+            }
+        }
+    }
+    if *insert_batch > 5461
+        && w.vector
+            .as_ref()
+            .and_then(|v| v.engine)
+            .is_none_or(|e| e == VectorEngine::Chroma)
+    {
+        cx.warn(
+            &dp.key("insert_batch"),
+            format!(
+                "ChromaDB takes at most 5461 vectors per request (`insert_batch: {insert_batch}`)"
+            ),
+            Some("use `insert_batch: 5000` or less with ChromaDB".into()),
+        );
+    }
+    for (field, p) in [("path", path), ("queries_path", queries_path)] {
+        let Some(p) = p else { continue };
+        let lower = p.to_ascii_lowercase();
+        if !(lower.ends_with(".npy") || lower.ends_with(".fvecs") || p.contains("${")) {
+            cx.error(
+                &dp.key(field),
+                format!("`{p}` is neither a `.npy` nor an `.fvecs` file"),
+                Some("save the vectors with numpy.save (float32, 2-D), or as .fvecs".into()),
+            );
+        } else if !p.contains("${") && !base_dir.join(p).exists() && !Path::new(p).exists() {
+            cx.warn(
+                &dp.key(field),
+                format!("vector file `{p}` not found"),
+                Some("relative paths are taken from the recipe's folder".into()),
+            );
+        }
+    }
+    if path.is_some() && queries_path.is_none() {
+        cx.warn(
+            &dp.key("path"),
+            "no `queries_path`: queries are midpoints of two collection vectors",
+            Some("give the dataset's own query vectors as `queries_path`".into()),
+        );
+    }
+    if !valid_collection(collection) {
+        cx.error(
+            &dp.key("collection"),
+            format!("invalid collection name `{collection}`"),
+            Some("use 3 to 63 letters, digits, `.`, `_` or `-`, starting and ending with a letter or digit".into()),
+        );
+    }
+}
+
+/// The `{{name}}` parameters of a SQL statement, in order.
+pub fn sql_parameters(sql: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut rest = sql;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else {
+            return Err("`{{` without a closing `}}`".into());
+        };
+        let name = after[..close].trim();
+        let ident = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident {
+            return Err(format!(
+                "`{{{{{name}}}}}` is not a parameter name (letters, digits and `_`)"
+            ));
+        }
+        out.push(name);
+        rest = &after[close + 2..];
+    }
+    Ok(out)
+}
+
+/// A `sql` dataset: exactly one source of statements, parameters declared and sane.
+fn sql(cx: &mut Ctx, d: &Dataset, dp: &KeyPath) {
+    let Dataset::Sql {
+        queries,
+        builtin,
+        scale,
+        scripts,
+        params,
+        setup,
+    } = d
+    else {
+        return;
+    };
+    let given: Vec<&str> = [
+        (!queries.is_empty()).then_some("queries"),
+        (!scripts.is_empty()).then_some("scripts"),
+        builtin.is_some().then_some("builtin"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match given.as_slice() {
+        [] => cx.error(
+            &dp.key("kind"),
+            "a `sql` dataset needs `queries`, `scripts` or `builtin`",
+            Some(
+                "add `queries: [\"SELECT ... WHERE id = {{n}}\"]`, a list of `scripts`, or `builtin: tpcb` (pgbench's TPC-B-like transaction)"
+                    .into(),
+            ),
+        ),
+        [_] => {}
+        [first, others @ ..] => {
+            for other in others {
+                cx.error(
+                    &dp.key(*other),
+                    format!("`{first}` and `{other}` are both given; a workload runs one of them"),
+                    Some(format!(
+                        "keep one of `{}`; for a mix, write each statement as a script with a weight",
+                        given.join("`, `")
+                    )),
+                );
+            }
+        }
+    }
+    if *scale == 0 {
+        cx.error(
+            &dp.key("scale"),
+            "the scale must be at least 1",
+            Some("`scale: 1` is 100000 accounts, as `pgbench -i -s 1`".into()),
+        );
+    } else if *scale != 1 && builtin.is_none() {
+        cx.warn(
+            &dp.key("scale"),
+            "`scale` applies only to a `builtin` workload",
+            Some("add `builtin: tpcb`, or remove `scale`".into()),
+        );
+    }
+    if builtin.is_some() && !params.is_empty() {
+        cx.warn(
+            &dp.key("params"),
+            "the built-in workload draws its own parameters; `params` are not used",
+            Some("remove `params`, or write the transaction as a script".into()),
+        );
+    }
+
+    // Statements and the parameters they use.
+    let mut used: Vec<&str> = Vec::new();
+    let mut statements: Vec<(KeyPath, &str)> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| (dp.key("queries").index(i), q.as_str()))
+        .collect();
+    let mut names = std::collections::HashSet::new();
+    for (i, script) in scripts.iter().enumerate() {
+        let sp = dp.key("scripts").index(i);
+        if !valid_name(&script.name) {
+            cx.error(
+                &sp.key("name"),
+                format!("invalid script name `{}`", script.name),
+                Some("names are letters, digits, `-` and `_` (up to 63), starting with a letter or digit".into()),
+            );
+        } else if !names.insert(script.name.as_str()) {
+            cx.error(
+                &sp.key("name"),
+                format!("the script name `{}` is used twice", script.name),
+                Some("each script needs a name of its own".into()),
+            );
+        }
+        if script.weight == 0 {
+            cx.error(
+                &sp.key("weight"),
+                "a script's weight must be at least 1",
+                Some("remove the script to leave it out of the mix".into()),
+            );
+        }
+        if script.statements.is_empty() {
+            cx.error(
+                &sp.key("statements"),
+                format!("script `{}` has no statements", script.name),
+                Some("add at least one statement".into()),
+            );
+        }
+        statements.extend(
+            script
+                .statements
+                .iter()
+                .enumerate()
+                .map(|(j, q)| (sp.key("statements").index(j), q.as_str())),
+        );
+    }
+    for (path, text) in statements {
+        if text.trim().is_empty() {
+            cx.error(&path, "an empty statement", Some("remove it".into()));
+            continue;
+        }
+        match sql_parameters(text) {
+            Err(e) => cx.error(&path, e, Some("write a parameter as `{{name}}`".into())),
+            Ok(found) => {
+                for name in found {
+                    if !used.contains(&name) {
+                        used.push(name);
+                    }
+                    if name != "n" && !params.contains_key(name) {
+                        cx.error(
+                            &path,
+                            format!("`{{{{{name}}}}}` is not declared"),
+                            Some(format!(
+                                "declare it under `params`, e.g. `params: {{ {name}: {{ min: 1, max: 100000 }} }}`"
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for (i, text) in setup.iter().enumerate() {
+        if text.contains("{{") {
+            cx.warn(
+                &dp.key("setup").index(i),
+                "setup statements take no parameters: `{{...}}` is sent as written",
+                Some("write the values out, e.g. with `generate_series`".into()),
+            );
+        }
+    }
+    for (name, p) in params {
+        let pp = dp.key("params").key(name);
+        if let Err(e) = sql_parameters(&format!("{{{{{name}}}}}")) {
+            cx.error(
+                &pp,
+                e,
+                Some("name parameters with letters, digits and `_`".into()),
+            );
+        }
+        if p.min > p.max {
+            cx.error(
+                &pp,
+                format!("`min` ({}) is above `max` ({})", p.min, p.max),
+                Some("swap them".into()),
+            );
+        }
+        if let Some(e) = p.zipf_exponent {
+            if !(e.is_finite() && e >= 0.0) {
+                cx.error(
+                    &pp.key("zipf_exponent"),
+                    format!("the Zipfian exponent must be zero or positive (got {e})"),
+                    Some("YCSB uses `0.99`".into()),
+                );
+            }
+        }
+        if builtin.is_none() && !used.contains(&name.as_str()) {
+            cx.warn(
+                &pp,
+                format!("no statement uses `{{{{{name}}}}}`"),
+                Some("remove it, or use it in a statement".into()),
+            );
+        }
     }
 }
 

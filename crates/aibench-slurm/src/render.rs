@@ -654,18 +654,53 @@ fn command_block(plan: &ServicePlan) -> String {
         }
     };
     let mut lines = Vec::new();
+    if !plan.program_dirs.is_empty() {
+        lines.push(
+            "  # The programs may live off PATH: look in these folders too, the highest version first."
+                .to_string(),
+        );
+        lines.push("  local d".into());
+        for dirs in &plan.program_dirs {
+            // A `*` stays a glob; everything else is literal.
+            let pattern = dirs.split('*').map(literal).collect::<Vec<_>>().join("*");
+            lines.push(format!(
+                "  for d in $(ls -d {pattern} 2>/dev/null | sort -V -r); do PATH=\"$PATH:$d\"; done"
+            ));
+        }
+    }
+    let mut as_user = "";
+    if let Some(user) = &plan.run_as {
+        let u = literal(user);
+        lines.push(format!(
+            "  # `{}` refuses to run as root: as root, its commands run as `{user}`, who owns the data directory.",
+            plan.kind
+        ));
+        lines.push("  local as_user=()".into());
+        lines.push("  if [ \"$(id -u)\" = 0 ]; then".into());
+        lines.push(format!(
+            "    if ! id -u {u} >/dev/null 2>&1; then\n      aibench_log \"running as root, and there is no system user {user} to run {} as: create it (useradd --system --user-group {user}; Debian's postgresql package does)\"\n      return 1\n    fi",
+            plan.kind
+        ));
+        lines.push(format!("    chown -R {u}: \"$AIBENCH_DATA_DIR\" || return"));
+        lines.push(format!("    as_user=(runuser -u {u} --)"));
+        lines.push("  fi".into());
+        as_user = "\"${as_user[@]}\" ";
+    }
     for step in &plan.setup {
         let words: Vec<String> = step.iter().map(|s| word(s)).collect();
-        lines.push(format!("  aibench_container {} || return", words.join(" ")));
+        lines.push(format!(
+            "  aibench_container {as_user}{} || return",
+            words.join(" ")
+        ));
     }
     if plan.shell {
         lines.push(format!(
-            "  aibench_container sh -c {}",
+            "  aibench_container {as_user}sh -c {}",
             template(&plan.argv.join(" "))
         ));
     } else {
         let words: Vec<String> = plan.argv.iter().map(|s| word(s)).collect();
-        lines.push(format!("  aibench_container {}", words.join(" ")));
+        lines.push(format!("  aibench_container {as_user}{}", words.join(" ")));
     }
     lines.join("\n")
 }

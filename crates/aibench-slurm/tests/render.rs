@@ -202,6 +202,98 @@ services:
     check("podman-nodes-allocation.sbatch", &text);
 }
 
+const POSTGRES: &str = r#"
+name: pg
+platform:
+  kind: slurm
+  slurm: { time: 00:10:00 }
+services:
+  - name: db
+    kind: postgres
+"#;
+
+#[test]
+fn postgres_runs_as_its_own_user_under_root_and_is_found_off_path() {
+    let text = rendered(POSTGRES, Placement::Job);
+    assert_bash_syntax(&text);
+    check("none-postgres.sbatch", &text);
+}
+
+/// The rendered command of a `postgres` service, run for real as the job would run it: as
+/// root it must hand the data directory to the `postgres` user and start the server as that
+/// user, finding `initdb` and `postgres` where Debian keeps them.
+#[test]
+fn the_rendered_postgres_command_starts_a_server() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let installed = std::fs::read_dir("/usr/lib/postgresql").is_ok();
+    if !root || !installed {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with PostgreSQL installed (scripts/test.sh)"
+        );
+        eprintln!("SKIPPED: needs root and the Debian package postgresql");
+        return;
+    }
+    let text = rendered(POSTGRES, Placement::Job);
+    let start = text.find("aibench_command() {").unwrap();
+    let end = start + text[start..].find("\n}\n").unwrap() + 3;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = format!(
+        "aibench_log() {{ echo \"$*\" >&2; }}\naibench_container() {{ \"$@\"; }}\n{}\nexec 2>&1\naibench_command",
+        &text[start..end]
+    );
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        // Only what a job would have: no PostgreSQL folder on PATH.
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("AIBENCH_DATA_DIR", &data)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = child.id() as i32;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut up = false;
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: signals only the group this test started.
+    unsafe {
+        libc::killpg(pgid, libc::SIGINT);
+    }
+    let _ = child.wait();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    unsafe {
+        libc::killpg(pgid, libc::SIGKILL);
+    }
+    let output = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+    assert!(up, "the server did not come up:\n{output}");
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(data.join("pgdata")).unwrap().uid();
+    assert_ne!(owner, 0, "the data belong to the postgres user");
+}
+
 fn sim_recipe() -> (aibench_recipe::Recipe, aibench_plan::Plan) {
     recipe(
         r#"

@@ -6,8 +6,10 @@
 
 pub(crate) mod http1;
 pub mod keys;
+pub mod postgres;
 pub mod redis;
 pub mod s3;
+pub mod vector;
 
 use crate::dataset::Dataset;
 use crate::engine::{run, run_driver, RunOptions, RunOutcome};
@@ -24,6 +26,10 @@ pub enum Workload {
     Redis(redis::RedisSpec),
     /// S3 `PUT`/`GET`/`DELETE`/`LIST` of objects.
     S3(s3::S3Spec),
+    /// PostgreSQL scripts of prepared statements, or the built-in TPC-B-like transaction.
+    Postgres(postgres::PostgresSpec),
+    /// Vector database queries (exact recall@k) and inserts: ChromaDB, Qdrant.
+    Vector(vector::VectorSpec),
 }
 
 impl Workload {
@@ -55,6 +61,8 @@ impl Workload {
                     )
                 }))
             }
+            Workload::Vector(spec) => Ok(Some(vector::prepare(spec).await?)),
+            Workload::Postgres(spec) => Ok(Some(postgres::prepare(spec).await?)),
         }
     }
 
@@ -66,6 +74,12 @@ impl Workload {
                 run_driver(spec, redis::RedisDriver::new(r).await?, options).await
             }
             Workload::S3(s) => run_driver(spec, s3::S3Driver::new(s).await?, options).await,
+            Workload::Postgres(p) => {
+                run_driver(spec, postgres::PostgresDriver::new(p).await?, options).await
+            }
+            Workload::Vector(v) => {
+                run_driver(spec, vector::VectorDriver::new(v).await?, options).await
+            }
         }
     }
 }

@@ -209,7 +209,9 @@ pub fn driven(
             };
             let o = w.s3.clone().unwrap_or_default();
             let creds = service.and_then(|s| s.credentials.as_ref());
-            let secret = |given: &Option<aibench_recipe::Secret>, what: &str| -> anyhow::Result<Option<String>> {
+            let secret = |given: &Option<aibench_recipe::Secret>,
+                          what: &str|
+             -> anyhow::Result<Option<String>> {
                 given
                     .as_ref()
                     .map(|s| {
@@ -249,15 +251,214 @@ pub fn driven(
                 timeout: std(w.timeout),
             }))
         }
-        r::Protocol::Postgres | r::Protocol::Vector => anyhow::bail!(
-            "the `{}` protocol is not driven yet; LLM (openai-*, ollama-*), `http`, `redis` and `s3` workloads run today",
-            w.protocol.name()
-        ),
+        r::Protocol::Vector => Ok(aibench_load::Workload::Vector(vector_spec(
+            w, url, service, seed, base_dir,
+        )?)),
+        r::Protocol::Postgres => Ok(aibench_load::Workload::Postgres(postgres_spec(
+            w, url, service, seed,
+        )?)),
         _ => Ok(aibench_load::Workload::Http {
-            target: target(w, url, service.and_then(|s| service_model(s)).as_deref())?,
+            target: target(w, url, service.and_then(service_model).as_deref())?,
             dataset: dataset(w, seed, base_dir)?,
         }),
     }
+}
+
+/// A `protocol: vector` workload: the engine (from the service's kind, or `vector.engine`),
+/// the vectors (generated, or files relative to the recipe), credentials expanded only here.
+fn vector_spec(
+    w: &r::Workload,
+    url: &str,
+    service: Option<&r::Service>,
+    seed: u64,
+    base_dir: &Path,
+) -> anyhow::Result<aibench_load::VectorSpec> {
+    use aibench_load::{Metric, VectorEngine, VectorSource};
+    let r::Dataset::Vectors {
+        dimensions,
+        collection_size,
+        top_k,
+        queries,
+        metric,
+        insert_batch,
+        query_share,
+        filter_buckets,
+        path,
+        queries_path,
+        collection,
+    } = &w.dataset
+    else {
+        anyhow::bail!("`protocol: vector` needs a `vectors` dataset");
+    };
+    let options = w.vector.clone().unwrap_or_default();
+    let engine = match (
+        service.and_then(|s| r::VectorEngine::of_kind(s.kind)),
+        options.engine,
+    ) {
+        (Some(kind), Some(e)) if kind != e => anyhow::bail!(
+            "workload `{}`: `engine: {}` contradicts its service, a `{}`",
+            w.name,
+            e.name(),
+            kind.name()
+        ),
+        (Some(e), _) | (None, Some(e)) => e,
+        (None, None) => anyhow::bail!(
+            "workload `{}`: add `vector: {{ engine: chroma }}` (or `qdrant`) for a URL target",
+            w.name
+        ),
+    };
+    let resolve = |p: &str| {
+        let full = base_dir.join(p);
+        if full.exists() {
+            full
+        } else {
+            Path::new(p).to_path_buf()
+        }
+    };
+    let base = match path {
+        Some(p) => VectorSource::File {
+            path: resolve(p),
+            limit: collection_size.map(|n| n as usize),
+        },
+        None => VectorSource::Generated {
+            count: collection_size.unwrap_or(r::DEFAULT_COLLECTION_SIZE) as usize,
+        },
+    };
+    let query_source = match queries_path {
+        Some(p) => VectorSource::File {
+            path: resolve(p),
+            limit: queries.map(|n| n as usize),
+        },
+        None => VectorSource::Generated {
+            count: queries.unwrap_or(r::DEFAULT_VECTOR_QUERIES) as usize,
+        },
+    };
+    let env = aibench_recipe::ProcessEnv;
+    let mut headers = Vec::new();
+    if let Some(k) = &w.api_key {
+        let key = k
+            .expose(&env)
+            .map_err(|e| anyhow::anyhow!("workload `{}` api_key: {e}", w.name))?;
+        headers.push(match engine {
+            r::VectorEngine::Qdrant => ("api-key".to_string(), key),
+            r::VectorEngine::Chroma => ("authorization".to_string(), format!("Bearer {key}")),
+        });
+    }
+    for (name, value) in &w.headers {
+        let v = value
+            .expose(&env)
+            .map_err(|e| anyhow::anyhow!("workload `{}` header `{name}`: {e}", w.name))?;
+        headers.push((name.clone(), v));
+    }
+    Ok(aibench_load::VectorSpec {
+        address: url.to_string(),
+        engine: match engine {
+            r::VectorEngine::Chroma => VectorEngine::Chroma,
+            r::VectorEngine::Qdrant => VectorEngine::Qdrant,
+        },
+        collection: collection.clone(),
+        tenant: options.tenant.unwrap_or_else(|| "default_tenant".into()),
+        database: options
+            .database
+            .unwrap_or_else(|| "default_database".into()),
+        dimensions: match (dimensions, path) {
+            (Some(d), _) => Some(*d as usize),
+            (None, None) => Some(r::DEFAULT_VECTOR_DIMENSIONS as usize),
+            (None, Some(_)) => None,
+        },
+        base,
+        queries: query_source,
+        metric: match metric {
+            r::VectorMetric::Cosine => Metric::Cosine,
+            r::VectorMetric::L2 => Metric::L2,
+            r::VectorMetric::Dot => Metric::Dot,
+        },
+        top_k: *top_k,
+        filter_buckets: *filter_buckets,
+        query_share: query_share.fraction(),
+        insert_batch: *insert_batch,
+        seed,
+        timeout: std(w.timeout),
+        headers,
+    })
+}
+
+/// A `protocol: postgres` workload: the statements (queries as one-statement scripts of equal
+/// weight, scripts, or the built-in TPC-B), and the credentials of the target service (user
+/// `aibench` and database `postgres` by default, as the `postgres` kind's `initdb` makes them;
+/// the password expanded only here).
+fn postgres_spec(
+    w: &r::Workload,
+    url: &str,
+    service: Option<&r::Service>,
+    seed: u64,
+) -> anyhow::Result<aibench_load::PostgresSpec> {
+    let r::Dataset::Sql {
+        queries,
+        builtin,
+        scale,
+        scripts,
+        params,
+        setup,
+    } = &w.dataset
+    else {
+        anyhow::bail!("`protocol: postgres` needs a `sql` dataset");
+    };
+    let creds = service.and_then(|s| s.credentials.as_ref());
+    let password = match creds.and_then(|c| c.password.as_ref()) {
+        Some(p) => Some(
+            p.expose(&aibench_recipe::ProcessEnv)
+                .map_err(|e| anyhow::anyhow!("service `{}` password: {e}", w.target))?,
+        ),
+        None => None,
+    };
+    let mut named: Vec<aibench_load::SqlScript> = Vec::new();
+    for q in queries {
+        // A query's operation is its verb and table; the same twice gets a number.
+        let label = aibench_load::drivers::postgres::statement_label(q);
+        let mut name = label.clone();
+        let mut n = 2;
+        while named.iter().any(|s| s.name == name) {
+            name = format!("{label} #{n}");
+            n += 1;
+        }
+        named.push(aibench_load::SqlScript {
+            name,
+            weight: 1,
+            statements: vec![q.clone()],
+        });
+    }
+    named.extend(scripts.iter().map(|s| aibench_load::SqlScript {
+        name: s.name.clone(),
+        weight: s.weight,
+        statements: s.statements.clone(),
+    }));
+    Ok(aibench_load::PostgresSpec {
+        address: url.to_string(),
+        user: creds
+            .and_then(|c| c.user.clone())
+            .unwrap_or_else(|| "aibench".into()),
+        password,
+        database: creds
+            .and_then(|c| c.database.clone())
+            .unwrap_or_else(|| "postgres".into()),
+        builtin: builtin.map(|b| match b {
+            r::SqlBuiltin::Tpcb => aibench_load::SqlBuiltin::Tpcb { scale: *scale },
+        }),
+        scripts: named,
+        params: params
+            .iter()
+            .map(|(name, p)| aibench_load::SqlParam {
+                name: name.clone(),
+                min: p.min,
+                max: p.max,
+                zipf_exponent: p.zipf_exponent,
+            })
+            .collect(),
+        setup: setup.clone(),
+        seed,
+        timeout: std(w.timeout),
+    })
 }
 
 /// The model name a service serves, as requests should name it.

@@ -643,3 +643,199 @@ fn prometheus_scrapes_a_run_and_export_returns_the_series() {
     assert_no_process_left(&m);
     assert_no_process_left(dir.join("prometheus").to_str().unwrap());
 }
+
+/// examples/chromadb.yaml for real, shortened: aibench starts ChromaDB, inserts the vectors,
+/// drives the queries, and every trial's summary holds the queries' recall.
+#[test]
+fn chromadb_example_end_to_end() {
+    let installed = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("chroma").is_file()))
+        .unwrap_or(false);
+    if !installed {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ChromaDB (`chroma`) is not installed: scripts/test.sh installs it (pip install chromadb)"
+        );
+        eprintln!("SKIPPED: ChromaDB is not installed (pip install chromadb)");
+        return;
+    }
+    let env = Env::new();
+    let mut text = std::fs::read_to_string(workspace().join("examples/chromadb.yaml")).unwrap();
+    for (from, to) in [
+        ("dimensions: 384", "dimensions: 48"),
+        ("collection_size: 50000", "collection_size: 3000"),
+        ("queries: 1000", "queries: 200"),
+        ("rate: 50/s", "rate: 40/s"),
+        ("warmup: 5s", "warmup: 1s"),
+        ("duration: 1m", "duration: 4s"),
+    ] {
+        assert!(
+            text.contains(from),
+            "examples/chromadb.yaml no longer has `{from}`"
+        );
+        text = text.replace(from, to);
+    }
+    let recipe = env.recipe("chromadb.yaml", &text);
+    let run = env.cmd(&["run", recipe.to_str().unwrap()]).run();
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    let dir = env.run_dirs().pop().unwrap();
+    // The prepare step says what it did.
+    assert!(
+        run.stderr.contains("inserted 3000 vectors in"),
+        "{}",
+        run.stderr
+    );
+    let info = read_json(&dir.join("run.json"));
+    assert_eq!(info["status"], "completed");
+    let trials = info["trials"].as_array().unwrap();
+    assert!(!trials.is_empty());
+    for t in trials {
+        let id = t["id"].as_str().unwrap();
+        let summary = read_json(&dir.join("trials").join(id).join("summary.json"));
+        assert_eq!(summary["counts"]["errors"], 0, "{id}: {summary}");
+        let query = &summary["operations"]["query"];
+        let recall = query["recall"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{id}: {summary}"));
+        assert!((0.8..=1.0).contains(&recall), "{id}: recall {recall}");
+        assert!(query["successes"].as_u64().unwrap() > 50, "{id}: {summary}");
+    }
+    // The ChromaDB server is gone with the run.
+    let events = std::fs::read_to_string(dir.join("logs/events.jsonl")).unwrap();
+    let started = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "service_started" && e["name"] == "vectors")
+        .expect("a service_started event");
+    let port = started["address"]
+        .as_str()
+        .and_then(|a| a.rsplit_once(':'))
+        .map(|(_, p)| p.to_string())
+        .unwrap();
+    assert_no_process_left(&format!("--port {port} --path"));
+}
+
+/// Whether PostgreSQL's server programs are here: on PATH, or where Debian keeps them.
+fn postgres_installed() -> bool {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("initdb").is_file()))
+        .unwrap_or(false);
+    let debian = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().any(|e| e.path().join("bin/initdb").is_file()))
+        .unwrap_or(false);
+    if !(on_path || debian) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL is not installed: scripts/test.sh installs the Debian package postgresql"
+        );
+        eprintln!("SKIPPED: PostgreSQL is not installed (Debian package postgresql)");
+    }
+    on_path || debian
+}
+
+/// Run an example shortened by text replacements; every trial's summary must count successful
+/// operations `op` and no error. Returns the run directory and aibench's stderr.
+fn run_postgres_example(file: &str, edits: &[(&str, &str)], op: &str) -> (PathBuf, String) {
+    let env = Env::new();
+    let mut text = std::fs::read_to_string(workspace().join("examples").join(file)).unwrap();
+    for (from, to) in edits {
+        assert!(
+            text.contains(from),
+            "examples/{file} no longer has `{from}`"
+        );
+        text = text.replace(from, to);
+    }
+    let recipe = env.recipe(file, &text);
+    let run = env.cmd(&["run", recipe.to_str().unwrap()]).run();
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    let dir = env.run_dirs().pop().unwrap();
+    let info = read_json(&dir.join("run.json"));
+    assert_eq!(info["status"], "completed");
+    let trials = info["trials"].as_array().unwrap();
+    assert!(!trials.is_empty());
+    for t in trials {
+        let id = t["id"].as_str().unwrap();
+        let summary = read_json(&dir.join("trials").join(id).join("summary.json"));
+        assert_eq!(summary["counts"]["errors"], 0, "{id}: {summary}");
+        let stats = &summary["operations"][op];
+        assert!(
+            stats["successes"].as_u64().unwrap_or(0) > 0,
+            "{id}: {summary}"
+        );
+        assert_eq!(stats["errors"], 0, "{id}: {summary}");
+    }
+    // The server is gone with the run (its data directory was under the run's temp folder).
+    let events = std::fs::read_to_string(dir.join("logs/events.jsonl")).unwrap();
+    let started = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "service_started" && e["name"] == "db")
+        .expect("a service_started event");
+    let port = started["address"]
+        .as_str()
+        .and_then(|a| a.rsplit_once(':'))
+        .map(|(_, p)| p.to_string())
+        .unwrap();
+    assert_no_process_left(&format!("-p {port} -k"));
+    let stderr = run.stderr.clone();
+    // Keep the temporary folder alive until the checks are done.
+    drop(env);
+    (dir, stderr)
+}
+
+/// examples/postgres.yaml for real, shortened: aibench starts PostgreSQL (as the `postgres`
+/// user when the test runs as root), runs the setup, and drives the prepared lookups.
+#[test]
+fn postgres_example_end_to_end() {
+    if !postgres_installed() {
+        return;
+    }
+    let (_, stderr) = run_postgres_example(
+        "postgres.yaml",
+        &[
+            ("warmup: 5s", "warmup: 1s"),
+            ("duration: 30s", "duration: 2s"),
+            ("users: 16", "users: 4"),
+        ],
+        "SELECT docs",
+    );
+    assert!(
+        stderr.contains("ran 2 setup statements; prepared 1 statements"),
+        "{stderr}"
+    );
+}
+
+/// examples/postgres-tpcb.yaml, shortened to scale 1 and two sweep points: the TPC-B tables are
+/// made before the first trial and kept for the second; every transaction lands.
+#[test]
+fn postgres_tpcb_example_end_to_end() {
+    if !postgres_installed() {
+        return;
+    }
+    let (_, stderr) = run_postgres_example(
+        "postgres-tpcb.yaml",
+        &[
+            ("scale: 10", "scale: 1"),
+            ("warmup: 5s", "warmup: 1s"),
+            ("duration: 30s", "duration: 2s"),
+            ("[1, 4, 16, 32]", "[1, 4]"),
+        ],
+        "tpcb",
+    );
+    assert!(
+        stderr.contains("created the TPC-B tables at scale 1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("TPC-B tables already hold scale 1"),
+        "{stderr}"
+    );
+}
