@@ -44,6 +44,22 @@ impl Check {
     }
 }
 
+/// The SQLSTATE and message of a PostgreSQL ErrorResponse body.
+fn postgres_error(body: &[u8]) -> (Option<String>, String) {
+    let (mut code, mut message) = (None, String::new());
+    for field in body.split(|b| *b == 0) {
+        if let Some((&t, v)) = field.split_first() {
+            let v = String::from_utf8_lossy(v).into_owned();
+            match t {
+                b'C' => code = Some(v),
+                b'M' => message = v,
+                _ => {}
+            }
+        }
+    }
+    (code, message)
+}
+
 /// One attempt; `Ok(())` when ready, `Err(reason)` otherwise.
 pub async fn probe(check: &Check, addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     match tokio::time::timeout(timeout, probe_inner(check, addr)).await {
@@ -107,16 +123,41 @@ async fn probe_inner(check: &Check, addr: SocketAddr) -> Result<(), String> {
             }
         }
         Check::PostgresPing => {
-            // SSLRequest: length 8, code 80877103. A ready server answers `S` or `N`.
+            // A startup message, as `pg_isready` sends: a server that accepts connections asks
+            // for authentication or refuses the (made-up) role or database; one starting up,
+            // shutting down or in recovery refuses with SQLSTATE 57P03 and is not ready.
+            let mut body = Vec::new();
+            body.extend_from_slice(&196_608u32.to_be_bytes()); // protocol 3.0
+            for part in ["user", "aibench-health", "database", "postgres"] {
+                body.extend_from_slice(part.as_bytes());
+                body.push(0);
+            }
+            body.push(0);
+            let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+            msg.extend_from_slice(&body);
+            stream.write_all(&msg).await.map_err(|e| e.to_string())?;
+            let mut head = [0u8; 5];
             stream
-                .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+                .read_exact(&mut head)
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut b = [0u8; 1];
-            stream.read_exact(&mut b).await.map_err(|e| e.to_string())?;
-            match b[0] {
-                b'S' | b'N' => Ok(()),
-                other => Err(format!("unexpected answer {other:#x} to the SSL request")),
+            match head[0] {
+                b'R' => Ok(()),
+                b'E' => {
+                    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+                    let mut rest = vec![0u8; len.saturating_sub(4).min(8192)];
+                    stream
+                        .read_exact(&mut rest)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    match postgres_error(&rest) {
+                        (Some(code), message) if code == "57P03" => {
+                            Err(format!("not accepting connections yet: {message}"))
+                        }
+                        _ => Ok(()),
+                    }
+                }
+                other => Err(format!("unexpected answer {other:#x} to a startup message")),
             }
         }
     }
@@ -124,6 +165,15 @@ async fn probe_inner(check: &Check, addr: SocketAddr) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn postgres_errors_give_their_sqlstate() {
+        let body = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0";
+        let (code, message) = postgres_error(body);
+        assert_eq!(code.as_deref(), Some("57P03"));
+        assert_eq!(message, "the database system is starting up");
+    }
+
     use super::*;
     use tokio::net::TcpListener;
 
@@ -170,9 +220,22 @@ mod tests {
         assert!(probe(&Check::RedisPing, redis, Duration::from_secs(5))
             .await
             .is_ok());
-        let pg = serve_once(b"N").await;
+        // Asked for a password: accepting connections.
+        let pg = serve_once(b"R\0\0\0\x08\0\0\0\x03").await;
         assert!(probe(&Check::PostgresPing, pg, Duration::from_secs(5))
             .await
             .is_ok());
+        // An unknown role: accepting connections all the same.
+        let pg = serve_once(b"E\0\0\0\x1cSFATAL\0C28000\0Mno role\0\0").await;
+        assert!(probe(&Check::PostgresPing, pg, Duration::from_secs(5))
+            .await
+            .is_ok());
+        // Starting up: not ready.
+        let pg =
+            serve_once(b"E\0\0\0\x37SFATAL\0C57P03\0Mthe database system is starting up\0\0").await;
+        assert!(probe(&Check::PostgresPing, pg, Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .contains("starting up"));
     }
 }

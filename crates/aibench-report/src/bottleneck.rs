@@ -47,6 +47,11 @@ pub const PREEMPTIONS_METRIC: &str = "vllm:num_preemptions_total";
 /// and as plain samplers may.
 pub const CPU_METRICS: [&str; 2] = ["host_cpu_utilisation_ratio", "host_cpu_utilisation"];
 pub const MEMORY_USED_METRIC: &str = "host_memory_used_bytes";
+/// PostgreSQL client backends by what they wait on (`pg_stat_activity`), as the monitor
+/// names them.
+pub const PG_WAIT_METRIC: &str = "pg_stat_activity_wait_count";
+/// Backends waiting on locks, on average over the window, that mark lock contention.
+pub const PG_LOCK_WAITERS: f64 = 1.0;
 /// Redis's CPU counters from `INFO cpu` (seconds), as the monitor names them.
 pub const REDIS_CPU_METRICS: [&str; 2] = ["redis_used_cpu_sys", "redis_used_cpu_user"];
 pub const MEMORY_TOTAL_METRIC: &str = "host_memory_total_bytes";
@@ -151,6 +156,7 @@ pub fn trial_verdicts(input: &TrialInput) -> Vec<Verdict> {
         out.extend(gpu(t, m));
         out.extend(cpu(t, m));
         out.extend(redis_thread(t, m));
+        out.extend(postgres_locks(t, m));
     }
     out
 }
@@ -167,6 +173,49 @@ fn counter_rate(s: &Series, from: f64, to: f64) -> Option<f64> {
     let last = s.points.iter().rev().find(|p| p.0 <= to)?;
     let dt = last.0 - first.0;
     (dt > 0.0 && last.1 >= first.1).then(|| (last.1 - first.1) / dt)
+}
+
+/// PostgreSQL transactions that queue behind each other's row locks (TPC-B with more clients
+/// than branches does): backends waiting on `Lock` events, from `pg_stat_activity`.
+fn postgres_locks(t: &TrialReport, m: &TrialMetrics) -> Option<Verdict> {
+    let (from, to) = window(t);
+    let waits = m
+        .named(PG_WAIT_METRIC)
+        .find(|s| s.labels.split(';').any(|kv| kv == "wait_event_type=Lock"))?;
+    let mean = mean_in(&in_window(waits, from, to))?;
+    if mean < PG_LOCK_WAITERS {
+        return None;
+    }
+    let mut signals = 1;
+    let mut evidence = vec![ev(
+        "pg_stat_activity_wait_count{wait_event_type=Lock} mean",
+        mean,
+        "backends",
+        Some(PG_LOCK_WAITERS),
+        "metrics",
+    )];
+    if let (Some(p50), Some(p99)) = (t.headline.e2e_p50_ms, t.headline.e2e_p99_ms) {
+        evidence.push(ev(
+            "E2E p99 / p50",
+            p99 / p50.max(1e-9),
+            "ratio",
+            Some(TAIL_RATIO),
+            "summary",
+        ));
+        if p99 > TAIL_RATIO * p50 {
+            signals += 1;
+        }
+    }
+    Some(verdict(
+        BottleneckKind::Queueing,
+        &t.id,
+        signals,
+        format!("{mean:.1} PostgreSQL backends on average waited for locks held by others"),
+        evidence,
+        "Transactions queue on the same rows: spread the hot rows (a larger TPC-B scale, more \
+         branches than clients), shorten transactions, or lower the number of clients to what \
+         the contended rows allow.",
+    ))
 }
 
 /// Redis runs every command on one thread: a server that used about one core of CPU while the

@@ -42,10 +42,9 @@ pub fn figures(a: &Analysis) -> Vec<Figure> {
     let mut out = Vec::new();
     let many_sweeps = a.report.sweeps.len() > 1;
     for (i, s) in a.report.sweeps.iter().enumerate() {
-        out.push(sweep_figure(
-            s,
-            if many_sweeps { Some(i + 1) } else { None },
-        ));
+        let n = if many_sweeps { Some(i + 1) } else { None };
+        out.push(sweep_figure(s, n));
+        out.extend(operations_figure(a, s, n));
     }
     if let Some(f) = cdf_figure(a) {
         out.push(f);
@@ -596,6 +595,106 @@ fn timeline_figure(a: &Analysis, i: usize) -> Option<Figure> {
         panel_height: 220,
         panels,
         trial: Some((t.id.clone(), t.workload.clone())),
+    })
+}
+
+/// Per-operation rates, tails and bandwidth along a sweep, for protocols with operations
+/// (Redis GET/SET, S3 PUT/GET, vector queries, SQL transactions and statements).
+fn operations_figure(a: &Analysis, s: &SweepReport, n: Option<usize>) -> Option<Figure> {
+    let trial = |id: &str| {
+        a.report
+            .trials
+            .iter()
+            .find(|t| t.id == id && t.workload == s.workload)
+    };
+    let mut names: Vec<&String> = Vec::new();
+    for p in &s.points {
+        for name in trial(&p.trial)
+            .map(|t| t.summary.operations.keys())
+            .into_iter()
+            .flatten()
+        {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    let x_label = format!("{} ({})", s.parameter, s.unit);
+    let series = |name: &str, f: &dyn Fn(&aibench_results::OperationStats) -> Option<f64>| {
+        s.points
+            .iter()
+            .filter_map(|p| {
+                let o = trial(&p.trial)?.summary.operations.get(name)?;
+                Some((p.x, f(o)?))
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut rate = Panel {
+        title: "Operations per second against load".into(),
+        x_label: x_label.clone(),
+        y_label: "operations per second".into(),
+        y_from_zero: true,
+        ..Panel::default()
+    };
+    let mut tail = Panel {
+        title: "p99 latency per operation".into(),
+        x_label: x_label.clone(),
+        y_label: "milliseconds".into(),
+        y_from_zero: true,
+        ..Panel::default()
+    };
+    let mut bytes = Panel {
+        title: "Payload per second (sent + received)".into(),
+        x_label,
+        y_label: "MiB per second".into(),
+        y_from_zero: true,
+        ..Panel::default()
+    };
+    for (i, name) in names.iter().enumerate() {
+        rate.lines.push(line(
+            name,
+            series(name, &|o| Some(o.per_s)),
+            i,
+            LineStyle::LinePoints,
+        ));
+        tail.lines.push(line(
+            name,
+            series(name, &|o| o.latency.as_ref().map(|l| l.p99_ms)),
+            i,
+            LineStyle::LinePoints,
+        ));
+        let mib = series(name, &|o| Some(o.in_mib_per_s + o.out_mib_per_s));
+        if mib.iter().any(|p| p.1 > 0.0) {
+            bytes.lines.push(line(name, mib, i, LineStyle::LinePoints));
+        }
+    }
+    let mut panels = vec![rate, tail];
+    if !bytes.lines.is_empty() {
+        panels.push(bytes);
+    }
+    let fixed: Vec<String> = s.fixed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Some(Figure {
+        id: match n {
+            Some(n) => format!("sweep-{n}-operations"),
+            None => "sweep-operations".into(),
+        },
+        title: format!(
+            "{}: operations against {}{}",
+            s.workload,
+            s.parameter,
+            if fixed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", fixed.join(", "))
+            }
+        ),
+        width: WIDTH,
+        panel_height: 300,
+        panels,
+        trial: None,
     })
 }
 

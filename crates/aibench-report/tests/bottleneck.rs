@@ -319,3 +319,33 @@ fn a_redis_thread_using_a_whole_core_is_cpu_bound() {
     m.extend(series("redis_used_cpu_user", "", 35, |t| 0.2 * t));
     assert_eq!(kinds(&report(HEALTHY, 5.0, m)), vec![]);
 }
+
+#[test]
+fn postgres_backends_waiting_on_locks_are_queueing() {
+    let mut m = quiet();
+    m.extend(series(
+        "pg_stat_activity_wait_count",
+        "wait_event_type=Lock",
+        35,
+        |_| 5.0,
+    ));
+    m.extend(series(
+        "pg_stat_activity_wait_count",
+        "wait_event_type=none",
+        35,
+        |_| 3.0,
+    ));
+    let r = report(HEALTHY, 5.0, m);
+    let v = verdict(&r, BottleneckKind::Queueing);
+    assert!((evidence(v, "wait_event_type=Lock") - 5.0).abs() < 1e-9);
+    assert!(v.summary.contains("waited for locks"), "{}", v.summary);
+
+    let mut m = quiet();
+    m.extend(series(
+        "pg_stat_activity_wait_count",
+        "wait_event_type=Lock",
+        35,
+        |_| 0.2,
+    ));
+    assert_eq!(kinds(&report(HEALTHY, 5.0, m)), vec![]);
+}

@@ -293,4 +293,10 @@ fn redis_seed_study_finds_the_knee_and_the_payload_effect() {
     };
     assert!(mib("05_value_size=64KiB_users=1") > 4.0 * mib("01_value_size=1KiB_users=1"));
     assert!(report.contains("## Operations"), "{report}");
+    // Per-operation rates, tails and bandwidth are drawn for each sweep.
+    for n in [1, 2] {
+        let plot = dir.join(format!("plots/sweep-{n}-operations.svg"));
+        let svg = std::fs::read_to_string(&plot).unwrap_or_default();
+        assert!(svg.contains("GET") && svg.contains("SET"), "{}", plot.display());
+    }
 }
