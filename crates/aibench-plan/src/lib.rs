@@ -9,7 +9,7 @@
 
 pub mod kinds;
 
-use aibench_recipe::{HealthCheck, Loaded, Recipe, Service, Trial};
+use aibench_recipe::{HealthCheck, Loaded, Recipe, Service, ServiceKind, Trial};
 use serde::Serialize;
 
 pub use kinds::{defaults, prepare_steps, KindDefaults};
@@ -45,7 +45,7 @@ pub struct TrialPlan {
 #[derive(Clone, Debug, Serialize)]
 pub struct ServicePlan {
     pub name: String,
-    pub kind: String,
+    pub kind: ServiceKind,
     pub replicas: u32,
     pub nodes: u32,
     /// The command line, with runtime variables such as `${PORT}` still to expand.
@@ -78,7 +78,7 @@ pub struct ServicePlan {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct HealthPlan {
-    pub check: String,
+    pub check: HealthCheck,
     pub path: Option<String>,
     pub timeout_s: f64,
     pub interval_s: f64,
@@ -142,7 +142,7 @@ pub fn plan_service(_recipe: &Recipe, s: &Service) -> ServicePlan {
     }
     let health = match &s.health {
         Some(h) => HealthPlan {
-            check: health_name(h.check).into(),
+            check: h.check,
             path: h.path.clone().or_else(|| {
                 (h.check == HealthCheck::Http)
                     .then(|| d.health_path.clone())
@@ -152,7 +152,7 @@ pub fn plan_service(_recipe: &Recipe, s: &Service) -> ServicePlan {
             interval_s: h.interval.as_secs_f64(),
         },
         None => HealthPlan {
-            check: health_name(d.health).into(),
+            check: d.health,
             path: d.health_path.clone(),
             timeout_s: d.health_timeout_s,
             interval_s: 1.0,
@@ -165,7 +165,7 @@ pub fn plan_service(_recipe: &Recipe, s: &Service) -> ServicePlan {
     };
     ServicePlan {
         name: s.name.clone(),
-        kind: s.kind.name().into(),
+        kind: s.kind,
         replicas: s.replicas,
         nodes: s.resources.nodes,
         argv,
@@ -194,15 +194,6 @@ pub fn plan_service(_recipe: &Recipe, s: &Service) -> ServicePlan {
         prepare: prepare_steps(s),
         run_as: d.run_as.map(String::from),
         program_dirs: d.program_dirs.iter().map(|d| d.to_string()).collect(),
-    }
-}
-
-fn health_name(h: HealthCheck) -> &'static str {
-    match h {
-        HealthCheck::Http => "http",
-        HealthCheck::Tcp => "tcp",
-        HealthCheck::Ping => "ping",
-        HealthCheck::None => "none",
     }
 }
 

@@ -2,6 +2,7 @@
 //! ping (Redis `PING`, the PostgreSQL SSL request). Each check is one short attempt; callers
 //! repeat it at the recipe's interval until its timeout.
 
+use aibench_recipe::{HealthCheck, ServiceKind};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,16 +21,17 @@ pub enum Check {
 
 impl Check {
     /// The check a plan asks for, for a service of `kind`.
-    pub fn from_plan(check: &str, path: Option<&str>, kind: &str) -> Check {
-        match check {
-            "http" => Check::Http {
+    pub fn from_plan(check: HealthCheck, path: Option<&str>, kind: ServiceKind) -> Check {
+        match (check, kind) {
+            (HealthCheck::Http, _) => Check::Http {
                 path: path.unwrap_or("/health").to_string(),
             },
-            "tcp" => Check::Tcp,
-            "ping" if kind == "redis" => Check::RedisPing,
-            "ping" if kind == "postgres" => Check::PostgresPing,
-            "ping" => Check::Tcp,
-            _ => Check::None,
+            (HealthCheck::Tcp, _) => Check::Tcp,
+            // The protocol's own ping where the kind has one; a connection otherwise.
+            (HealthCheck::Ping, ServiceKind::Redis) => Check::RedisPing,
+            (HealthCheck::Ping, ServiceKind::Postgres) => Check::PostgresPing,
+            (HealthCheck::Ping, _) => Check::Tcp,
+            (HealthCheck::None, _) => Check::None,
         }
     }
 

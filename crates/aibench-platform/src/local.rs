@@ -22,6 +22,7 @@ use aibench_recipe::interpolate::expand;
 use crate::health::{probe, Check};
 use crate::registry::{Registry, ServiceRecord};
 use crate::PlatformError;
+use aibench_recipe::{HealthCheck, ServiceKind};
 
 /// What every service of a run shares.
 #[derive(Clone, Debug)]
@@ -421,14 +422,15 @@ impl ServiceSet {
             .spawn()
             .map_err(|e| fail(format!("cannot start `{}`: {e}", argv[0])))?;
         let pid = child.id();
-        let url =
-            (plan.health.check == "http" || plan.metrics_path.is_some() || plan.kind == "sim")
-                .then(|| format!("http://{host}:{port}"));
+        let url = (plan.health.check == HealthCheck::Http
+            || plan.metrics_path.is_some()
+            || plan.kind == ServiceKind::Sim)
+            .then(|| format!("http://{host}:{port}"));
         let record = ServiceRecord {
             name: name.clone(),
             service: plan.name.clone(),
             replica,
-            kind: plan.kind.clone(),
+            kind: plan.kind,
             platform: "local".into(),
             host: host.clone(),
             port,
@@ -439,7 +441,7 @@ impl ServiceSet {
             job_id: None,
             model: plan.model.clone(),
             metrics_path: plan.metrics_path.clone(),
-            health: plan.health.check.clone(),
+            health: plan.health.check,
             health_path: plan.health.path.clone(),
             run_dir: Some(self.ctx.run_dir.clone()),
             recipe: Some(self.ctx.recipe_name.clone()),
@@ -454,7 +456,7 @@ impl ServiceSet {
             user.put(&record)?;
         }
         Ok(LocalService {
-            check: Check::from_plan(&plan.health.check, plan.health.path.as_deref(), &plan.kind),
+            check: Check::from_plan(plan.health.check, plan.health.path.as_deref(), plan.kind),
             health_timeout: Duration::from_secs_f64(plan.health.timeout_s.max(0.1)),
             health_interval: Duration::from_secs_f64(plan.health.interval_s.clamp(0.05, 60.0)),
             record,

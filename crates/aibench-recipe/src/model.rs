@@ -412,6 +412,29 @@ pub enum HealthCheck {
     None,
 }
 
+impl std::fmt::Display for HealthCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::fmt::Display for ServiceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl HealthCheck {
+    pub fn name(self) -> &'static str {
+        match self {
+            HealthCheck::Http => "http",
+            HealthCheck::Tcp => "tcp",
+            HealthCheck::Ping => "ping",
+            HealthCheck::None => "none",
+        }
+    }
+}
+
 /// Where a service exposes Prometheus metrics.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -573,11 +573,7 @@ impl SlurmJobs {
                 record: None,
                 node: None,
                 healthy: false,
-                check: Check::from_plan(
-                    &plan.health.check,
-                    plan.health.path.as_deref(),
-                    &plan.kind,
-                ),
+                check: Check::from_plan(plan.health.check, plan.health.path.as_deref(), plan.kind),
                 health_timeout,
                 health_interval,
                 registered_at: None,

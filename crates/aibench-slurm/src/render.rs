@@ -408,7 +408,9 @@ fn variables_block(input: &ScriptInput, nodes: u32, ports: &[(String, Option<u16
         "export AIBENCH_NAMED_PORTS={}   # each published as AIBENCH_PORT_<NAME>",
         literal(&names.join(" "))
     ));
-    let url = plan.health.check == "http" || plan.metrics_path.is_some() || plan.kind == "sim";
+    let url = plan.health.check == aibench_recipe::HealthCheck::Http
+        || plan.metrics_path.is_some()
+        || plan.kind == ServiceKind::Sim;
     lines.push(format!(
         "export AIBENCH_URL_SCHEME={}",
         if url { "http" } else { "''" }
@@ -448,13 +450,13 @@ fn variables_block(input: &ScriptInput, nodes: u32, ports: &[(String, Option<u16
         format!("\"name\": {}", json_string(&input.name)),
         format!("\"service\": {}", json_string(&plan.name)),
         format!("\"replica\": {}", input.replica),
-        format!("\"kind\": {}", json_string(&plan.kind)),
+        format!("\"kind\": {}", json_string(plan.kind.name())),
         "\"platform\": \"slurm\"".into(),
         "\"pid\": null".into(),
         "\"pgid\": null".into(),
         format!("\"model\": {}", opt(&plan.model)),
         format!("\"metrics_path\": {}", opt(&plan.metrics_path)),
-        format!("\"health\": {}", json_string(&plan.health.check)),
+        format!("\"health\": {}", json_string(plan.health.check.name())),
         format!("\"health_path\": {}", opt(&plan.health.path)),
         format!(
             "\"run_dir\": {}",

@@ -78,7 +78,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
                 };
                 let health = match &s.health.path {
                     Some(p) => format!("{} {p}", s.health.check),
-                    None => s.health.check.clone(),
+                    None => s.health.check.to_string(),
                 };
                 println!(
                     "  {} ({}, {} replica{}, health: {health})",

@@ -155,7 +155,7 @@ fn service_table(records: &[ServiceRecord], states: &[String]) -> String {
         .map(|(r, state)| {
             vec![
                 r.name.clone(),
-                r.kind.clone(),
+                r.kind.to_string(),
                 r.url
                     .clone()
                     .unwrap_or_else(|| format!("{}:{}", r.host, r.port)),
@@ -216,7 +216,7 @@ pub async fn state_of(r: &ServiceRecord) -> String {
             }
         }
     }
-    let check = Check::from_plan(&r.health, r.health_path.as_deref(), &r.kind);
+    let check = Check::from_plan(r.health, r.health_path.as_deref(), r.kind);
     let addr = format!("{}:{}", r.host, r.port)
         .parse()
         .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], r.port)));

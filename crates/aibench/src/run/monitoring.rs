@@ -11,10 +11,10 @@ use std::time::{Duration, Instant, SystemTime};
 use aibench_monitor::prometheus::{LocalPrometheus, PrometheusOptions};
 use aibench_monitor::push::{PushGroup, Pusher};
 use aibench_monitor::{
-    Credentials, LiveMetrics, LiveServer, Monitor, MonitorConfig, MonitorHandle, Target,
+    Credentials, LiveMetrics, LiveServer, Monitor, MonitorConfig, MonitorHandle, Target, TargetKind,
 };
 use aibench_platform::ServiceRecord;
-use aibench_recipe::Recipe;
+use aibench_recipe::{Recipe, ServiceKind};
 
 pub struct RunMonitoring {
     pub live: LiveMetrics,
@@ -99,27 +99,24 @@ impl RunMonitoring {
         if m.services {
             for r in records {
                 let port = r.ports.get("metrics").copied().unwrap_or(r.port);
-                match Target::for_service(
-                    &r.name,
-                    &r.kind,
-                    &r.host,
-                    port,
-                    r.metrics_path.as_deref(),
-                ) {
-                    Ok(Some(mut t)) => {
+                match target_kind(r.kind, r.metrics_path.is_some()) {
+                    Some(kind) => {
+                        let mut t = Target::new(&r.name, kind, &r.host, port);
+                        t.path = r.metrics_path.clone();
                         let svc = recipe.services.iter().find(|s| s.name == r.service);
                         let creds = svc.and_then(|s| s.credentials.as_ref());
-                        if r.kind == "postgres" || r.kind == "redis" {
+                        let postgres = r.kind == ServiceKind::Postgres;
+                        if postgres || r.kind == ServiceKind::Redis {
                             t.credentials = Some(Credentials {
                                 user: creds
                                     .and_then(|c| c.user.clone())
-                                    .or_else(|| (r.kind == "postgres").then(|| "aibench".into())),
+                                    .or_else(|| postgres.then(|| "aibench".into())),
                                 password: creds
                                     .and_then(|c| c.password.as_ref())
                                     .and_then(|p| p.expose(&aibench_recipe::ProcessEnv).ok()),
                                 database: creds
                                     .and_then(|c| c.database.clone())
-                                    .or_else(|| (r.kind == "postgres").then(|| "postgres".into())),
+                                    .or_else(|| postgres.then(|| "postgres".into())),
                             });
                         }
                         if let Some(p) = &self.prometheus {
@@ -127,8 +124,7 @@ impl RunMonitoring {
                         }
                         config.targets.push(t);
                     }
-                    Ok(None) => {}
-                    Err(e) => warnings.push(format!("`{}` is not scraped: {e}", r.name)),
+                    None => {}
                 }
             }
         }
@@ -168,4 +164,24 @@ impl RunMonitoring {
             s.stop().await;
         }
     }
+}
+
+/// How the monitor watches a service of each kind: its own collector (Redis INFO, PostgreSQL
+/// pg_stat), its metric names and filter, or a plain Prometheus endpoint when the kind has no
+/// metrics of its own but the recipe gives a path (`None`: nothing to scrape).
+fn target_kind(kind: ServiceKind, has_metrics_path: bool) -> Option<TargetKind> {
+    Some(match kind {
+        ServiceKind::Vllm => TargetKind::Vllm,
+        ServiceKind::Sglang => TargetKind::Sglang,
+        ServiceKind::Tgi => TargetKind::Tgi,
+        ServiceKind::Llamacpp => TargetKind::Llamacpp,
+        ServiceKind::Sim => TargetKind::Sim,
+        ServiceKind::Minio => TargetKind::Minio,
+        ServiceKind::Qdrant => TargetKind::Qdrant,
+        ServiceKind::Redis => TargetKind::Redis,
+        ServiceKind::Postgres => TargetKind::Postgres,
+        ServiceKind::Ollama | ServiceKind::Chroma | ServiceKind::Command => {
+            return has_metrics_path.then_some(TargetKind::Prometheus)
+        }
+    })
 }

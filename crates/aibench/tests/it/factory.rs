@@ -297,6 +297,10 @@ fn redis_seed_study_finds_the_knee_and_the_payload_effect() {
     for n in [1, 2] {
         let plot = dir.join(format!("plots/sweep-{n}-operations.svg"));
         let svg = std::fs::read_to_string(&plot).unwrap_or_default();
-        assert!(svg.contains("GET") && svg.contains("SET"), "{}", plot.display());
+        assert!(
+            svg.contains("GET") && svg.contains("SET"),
+            "{}",
+            plot.display()
+        );
     }
 }
