@@ -195,7 +195,7 @@ fn sim_job_registers_passes_health_and_is_cancelled_like_aibench_down() {
     let record = jobs.records().pop().unwrap();
     assert_eq!(record.platform, "slurm");
     assert_eq!(record.job_id.as_deref(), Some(job_id.as_str()));
-    assert_eq!(record.kind, "sim");
+    assert_eq!(record.kind, aibench_recipe::ServiceKind::Sim);
     assert!(record.url.as_deref().unwrap().starts_with("http://"));
     let in_run = Registry::at(run.root().join("services"))
         .get("llm")

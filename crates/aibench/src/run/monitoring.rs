@@ -99,32 +99,29 @@ impl RunMonitoring {
         if m.services {
             for r in records {
                 let port = r.ports.get("metrics").copied().unwrap_or(r.port);
-                match target_kind(r.kind, r.metrics_path.is_some()) {
-                    Some(kind) => {
-                        let mut t = Target::new(&r.name, kind, &r.host, port);
-                        t.path = r.metrics_path.clone();
-                        let svc = recipe.services.iter().find(|s| s.name == r.service);
-                        let creds = svc.and_then(|s| s.credentials.as_ref());
-                        let postgres = r.kind == ServiceKind::Postgres;
-                        if postgres || r.kind == ServiceKind::Redis {
-                            t.credentials = Some(Credentials {
-                                user: creds
-                                    .and_then(|c| c.user.clone())
-                                    .or_else(|| postgres.then(|| "aibench".into())),
-                                password: creds
-                                    .and_then(|c| c.password.as_ref())
-                                    .and_then(|p| p.expose(&aibench_recipe::ProcessEnv).ok()),
-                                database: creds
-                                    .and_then(|c| c.database.clone())
-                                    .or_else(|| postgres.then(|| "postgres".into())),
-                            });
-                        }
-                        if let Some(p) = &self.prometheus {
-                            let _ = p.file_sd().add_service(&t);
-                        }
-                        config.targets.push(t);
+                if let Some(kind) = target_kind(r.kind, r.metrics_path.is_some()) {
+                    let mut t = Target::new(&r.name, kind, &r.host, port);
+                    t.path = r.metrics_path.clone();
+                    let svc = recipe.services.iter().find(|s| s.name == r.service);
+                    let creds = svc.and_then(|s| s.credentials.as_ref());
+                    let postgres = r.kind == ServiceKind::Postgres;
+                    if postgres || r.kind == ServiceKind::Redis {
+                        t.credentials = Some(Credentials {
+                            user: creds
+                                .and_then(|c| c.user.clone())
+                                .or_else(|| postgres.then(|| "aibench".into())),
+                            password: creds
+                                .and_then(|c| c.password.as_ref())
+                                .and_then(|p| p.expose(&aibench_recipe::ProcessEnv).ok()),
+                            database: creds
+                                .and_then(|c| c.database.clone())
+                                .or_else(|| postgres.then(|| "postgres".into())),
+                        });
                     }
-                    None => {}
+                    if let Some(p) = &self.prometheus {
+                        let _ = p.file_sd().add_service(&t);
+                    }
+                    config.targets.push(t);
                 }
             }
         }
