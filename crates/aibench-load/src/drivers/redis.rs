@@ -180,16 +180,41 @@ fn encode_get(out: &mut Vec<u8>, space: &KeySpace, k: u64) {
 
 fn bulk(out: &mut Vec<u8>, data: &[u8]) {
     out.push(b'$');
-    out.extend_from_slice(data.len().to_string().as_bytes());
+    decimal(out, data.len() as u64);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
 
+/// A key as a bulk string, written in place (no buffer of its own: this runs for every
+/// command of every batch).
 fn bulk_key(out: &mut Vec<u8>, space: &KeySpace, k: u64) {
-    let mut key = Vec::with_capacity(space.prefix.len() + 20);
-    space.key_into(k, &mut key);
-    bulk(out, &key);
+    out.push(b'$');
+    decimal(out, (space.prefix.len() + digits(k)) as u64);
+    out.extend_from_slice(b"\r\n");
+    space.key_into(k, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Append `n` in decimal.
+fn decimal(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// How many decimal digits `n` has.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// What a batch of replies held.
@@ -471,6 +496,16 @@ mod tests {
         assert_eq!(r.nil, 1);
         assert_eq!(r.bytes, 5);
         assert_eq!(r.error.as_deref(), Some("ERR wrong"));
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0u64, 7, 10, 99, 100, 12345, u64::MAX] {
+            let mut out = Vec::new();
+            decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+            assert_eq!(digits(n), n.to_string().len());
+        }
     }
 
     #[test]
