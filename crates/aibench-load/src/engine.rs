@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aibench_results::{
-    Accumulator, AccumulatorConfig, ErrorClass, Phase, RecordWriter, RequestRecord, StopReason,
-    Summary,
+    Accumulator, AccumulatorConfig, ErrorClass, Phase, Progress, RecordWriter, RequestRecord,
+    StopReason, Summary,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -72,26 +72,6 @@ impl Default for RunOptions {
             spin: pacing::DEFAULT_SPIN,
         }
     }
-}
-
-/// A progress snapshot for displays. Counts cover every phase; percentiles only the measure
-/// window so far.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Progress {
-    pub elapsed: Duration,
-    pub phase: Phase,
-    /// Requests written to a connection.
-    pub sent: u64,
-    pub succeeded: u64,
-    pub errors: u64,
-    pub dropped: u64,
-    pub in_flight: u64,
-    /// Successful requests per second over the last interval.
-    pub rate_rps: f64,
-    pub ttft_p99_ms: Option<f64>,
-    pub e2e_p99_ms: Option<f64>,
-    /// The last snapshot of the run.
-    pub done: bool,
 }
 
 /// What a run produced.

@@ -29,6 +29,7 @@ pub mod protocol;
 mod spec;
 mod stamped;
 
+pub use aibench_results::Progress;
 pub use arrival::Schedule;
 pub use cancel::Cancel;
 pub use client::discover_model;
@@ -39,7 +40,7 @@ pub use drivers::redis::RedisSpec;
 pub use drivers::s3::S3Spec;
 pub use drivers::vector::{Metric, VectorEngine, VectorSource, VectorSpec};
 pub use drivers::Workload;
-pub use engine::{run, Progress, RunOptions, RunOutcome, PROGRESS_INTERVAL};
+pub use engine::{run, RunOptions, RunOutcome, PROGRESS_INTERVAL};
 pub use error::LoadError;
 pub use protocol::{prepare, Prepared, Protocol, Target};
 pub use spec::{Arrival, CapPolicy, ErrorRate, LoadSpec, Pattern, Process, Shard, Stop, ThinkTime};

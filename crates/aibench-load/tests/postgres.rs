@@ -244,7 +244,7 @@ async fn tpcb_transactions_all_land_with_their_steps() {
     let Some(server) = postgres() else { return };
     let mut s = spec(server.port);
     s.builtin = Some(SqlBuiltin::Tpcb { scale: 1 });
-    let w = Workload::Postgres(s);
+    let mut w = Workload::Postgres(s);
     let prepared = w.prepare().await.unwrap().unwrap();
     assert!(
         prepared.starts_with(
@@ -366,7 +366,7 @@ async fn a_weighted_mix_with_a_zipfian_parameter() {
         max: 1000,
         zipf_exponent: Some(1.1),
     }];
-    let w = Workload::Postgres(s);
+    let mut w = Workload::Postgres(s);
     let prepared = w.prepare().await.unwrap().unwrap();
     assert_eq!(prepared, "ran 3 setup statements; prepared 3 statements");
     let out = w
@@ -417,7 +417,7 @@ async fn sql_errors_are_server_errors_with_their_sqlstate() {
         max: 1,
         zipf_exponent: None,
     }];
-    let w = Workload::Postgres(s.clone());
+    let mut w = Workload::Postgres(s.clone());
     w.prepare().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let records = dir.path().join("requests.jsonl");

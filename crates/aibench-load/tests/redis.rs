@@ -67,7 +67,7 @@ fn spec(port: u16, read_share: f64, pipeline: u32) -> RedisSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gets_and_sets_with_preloaded_keys() {
     let Some(server) = redis(&[]) else { return };
-    let w = Workload::Redis(spec(server.port, 0.75, 1));
+    let mut w = Workload::Redis(spec(server.port, 0.75, 1));
     let prepared = w.prepare().await.unwrap();
     assert_eq!(prepared.as_deref(), Some("preloaded 500 Redis keys"));
     let dir = tempfile::tempdir().unwrap();
@@ -112,7 +112,7 @@ async fn misses_are_counted_without_a_preload() {
     let Some(server) = redis(&[]) else { return };
     let mut sp = spec(server.port, 1.0, 1);
     sp.preload = false;
-    let w = Workload::Redis(sp);
+    let mut w = Workload::Redis(sp);
     assert_eq!(w.prepare().await.unwrap(), None);
     let out = w.run(&closed(2, 300), RunOptions::default()).await.unwrap();
     let get = &out.summary.operations["GET"];
@@ -124,7 +124,7 @@ async fn misses_are_counted_without_a_preload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipelined_batch_is_one_record_and_many_operations() {
     let Some(server) = redis(&[]) else { return };
-    let w = Workload::Redis(spec(server.port, 0.5, 16));
+    let mut w = Workload::Redis(spec(server.port, 0.5, 16));
     w.prepare().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let records = dir.path().join("requests.jsonl");
@@ -166,7 +166,7 @@ async fn auth_only_when_a_password_is_set() {
     // The right password.
     let mut good = spec(server.port, 0.9, 1);
     good.password = Some("s3cret-pw".into());
-    let w = Workload::Redis(good);
+    let mut w = Workload::Redis(good);
     w.prepare().await.unwrap();
     let out = w.run(&closed(2, 200), RunOptions::default()).await.unwrap();
     assert_eq!(out.summary.counts.successes, 200);

@@ -95,7 +95,7 @@ async fn the_whole_mix_against_an_s3_api() {
     );
     s.list_share = 0.1;
     s.delete_share = 0.1;
-    let w = Workload::S3(s);
+    let mut w = Workload::S3(s);
     let done = w.prepare().await.unwrap().unwrap();
     assert!(done.contains("wrote 40 objects"), "{done}");
     let (out, recs) = run(&w, &closed(3, 300)).await;
@@ -136,7 +136,7 @@ async fn large_objects_go_up_in_parts_and_come_back_whole() {
     s.multipart_threshold = 5 << 20;
     s.part_size = 5 << 20;
     s.preload = false;
-    let w = Workload::S3(s.clone());
+    let mut w = Workload::S3(s.clone());
     w.prepare().await.unwrap();
     let (out, recs) = run(&w, &closed(1, 4)).await;
     assert_eq!(out.summary.counts.successes, 4, "{:?}", recs);
@@ -160,7 +160,7 @@ async fn large_objects_go_up_in_parts_and_come_back_whole() {
 async fn a_corrupted_object_is_a_mismatch() {
     let Some(server) = moto() else { return };
     let s = spec(server.port, "corrupt", ValueSize::Fixed(4096), 1, 1.0);
-    let w = Workload::S3(s);
+    let mut w = Workload::S3(s);
     w.prepare().await.unwrap();
     // Overwrite the only object behind the driver's back: same length, one byte changed
     // after a valid header (key 0, version 0).

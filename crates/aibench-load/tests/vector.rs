@@ -425,7 +425,7 @@ async fn qdrant_exact_search_gives_recall_one_for_every_metric() {
         let mut sp = spec(VectorEngine::Qdrant, format!("http://{}", server.addr));
         sp.metric = metric;
         sp.headers = vec![("api-key".into(), "k-123".into())];
-        let w = Workload::Vector(sp);
+        let mut w = Workload::Vector(sp);
         let done = w.prepare().await.unwrap().unwrap();
         assert!(
             done.contains("inserted 2000 vectors in") && done.contains("vectors/s"),
@@ -487,7 +487,7 @@ async fn qdrant_filtered_queries_and_inserts_keep_recall_exact() {
     sp.filter_buckets = Some(8);
     sp.query_share = 0.7;
     sp.insert_batch = 16;
-    let w = Workload::Vector(sp);
+    let mut w = Workload::Vector(sp);
     w.prepare().await.unwrap();
     {
         let cols = server.state.collections.lock().unwrap();
@@ -515,7 +515,7 @@ async fn qdrant_filtered_queries_and_inserts_keep_recall_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qdrant_error_documents_are_server_errors() {
     let server = qdrant_stand_in().await;
-    let w = Workload::Vector(spec(
+    let mut w = Workload::Vector(spec(
         VectorEngine::Qdrant,
         format!("http://{}", server.addr),
     ));
@@ -557,7 +557,7 @@ async fn qdrant_error_documents_are_server_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_answering_too_few_neighbours_is_a_mismatch() {
     let server = qdrant_stand_in().await;
-    let w = Workload::Vector(spec(
+    let mut w = Workload::Vector(spec(
         VectorEngine::Qdrant,
         format!("http://{}", server.addr),
     ));
@@ -622,7 +622,7 @@ async fn vectors_from_files_are_used_as_given() {
         path: dir.path().join("queries.npy"),
         limit: None,
     };
-    let w = Workload::Vector(sp.clone());
+    let mut w = Workload::Vector(sp.clone());
     let done = w.prepare().await.unwrap().unwrap();
     assert!(
         done.contains("(8 dimensions, l2); inserted 250 vectors"),
@@ -674,7 +674,7 @@ async fn chroma_queries_report_recall() {
         VectorEngine::Chroma,
         format!("http://127.0.0.1:{}", server.port),
     );
-    let w = Workload::Vector(sp.clone());
+    let mut w = Workload::Vector(sp.clone());
     let done = w.prepare().await.unwrap().unwrap();
     eprintln!("ChromaDB: {done}");
     assert!(done.contains("inserted 2000 vectors in"), "{done}");
@@ -714,7 +714,7 @@ async fn chroma_queries_report_recall() {
     sp.filter_buckets = Some(4);
     sp.query_share = 0.8;
     sp.insert_batch = 32;
-    let w = Workload::Vector(sp.clone());
+    let mut w = Workload::Vector(sp.clone());
     w.prepare().await.unwrap();
     let out = w.run(&closed(2, 200), RunOptions::default()).await.unwrap();
     let s = &out.summary;
@@ -731,7 +731,7 @@ async fn chroma_queries_report_recall() {
 
     // Unfiltered queries while inserting (filtered on `preloaded`).
     sp.filter_buckets = None;
-    let w = Workload::Vector(sp);
+    let mut w = Workload::Vector(sp);
     w.prepare().await.unwrap();
     let out = w.run(&closed(2, 150), RunOptions::default()).await.unwrap();
     let s = &out.summary;
@@ -746,7 +746,7 @@ async fn chroma_errors_are_server_errors() {
         VectorEngine::Chroma,
         format!("http://127.0.0.1:{}", server.port),
     );
-    let w = Workload::Vector(sp.clone());
+    let mut w = Workload::Vector(sp.clone());
     w.prepare().await.unwrap();
     // The same collection name with other dimensions: ChromaDB refuses the queries.
     let mut other = sp;

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::path::Path;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -64,7 +64,10 @@ impl RunClock {
         let epoch = self.epoch_s();
         ClockInfo {
             epoch_s: epoch,
-            epoch_utc: utc(epoch),
+            epoch_utc: aibench_results::time::utc_with(
+                epoch,
+                aibench_results::time::Precision::Millis,
+            ),
             unit: "t_s in metrics/*.csv: seconds since this instant, on a monotonic clock".into(),
         }
     }
@@ -86,76 +89,13 @@ pub struct ClockInfo {
     pub unit: String,
 }
 
-/// Seconds since the Unix epoch (negative before it).
-pub fn epoch_seconds(t: SystemTime) -> f64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs_f64(),
-        Err(e) => -e.duration().as_secs_f64(),
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for seconds since the Unix epoch.
-pub fn utc(epoch_s: f64) -> String {
-    let ms_total = if epoch_s.is_finite() {
-        (epoch_s * 1000.0).round() as i64
-    } else {
-        0
-    };
-    let secs = ms_total.div_euclid(1000);
-    let ms = ms_total.rem_euclid(1000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian).
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Days since 1970-01-01 of a (year, month, day) (proleptic Gregorian).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Write a file so that readers see the old content or the new, never a part: a temporary
-/// file beside it (hidden, so globs like `*.json` skip it), then a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
+pub use aibench_results::time::{civil_from_days, days_from_civil, epoch_seconds};
+pub use aibench_results::write_atomic;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn times_on_the_run_clock() {
@@ -165,16 +105,6 @@ mod tests {
         assert_eq!(clock.from_epoch_s(1_002.25), 2.25);
         assert_eq!(clock.to_epoch_s(2.25), 1_002.25);
         assert_eq!(clock.epoch_s(), 1_000.0);
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(utc(0.0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(utc(1_795_437_902.5), "2026-11-23T12:45:02.500Z");
-        for days in [-800_000, -1, 0, 1, 59, 60, 20_000, 1_000_000] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
     }
 
     #[test]

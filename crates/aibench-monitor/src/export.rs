@@ -71,11 +71,10 @@ pub struct RunSpan {
 
 /// Read `run.json` of a run directory.
 pub fn run_span(run_dir: &Path) -> Option<RunSpan> {
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).ok()?).ok()?;
-    Some(RunSpan {
-        start: v.get("started_at")?.as_f64()?,
-        end: v.get("finished_at").and_then(|x| x.as_f64()),
+    let info = aibench_results::RunInfo::read(run_dir).ok()?;
+    (info.started_at > 0.0).then_some(RunSpan {
+        start: info.started_at,
+        end: info.finished_at,
     })
 }
 
@@ -239,50 +238,8 @@ impl Plan {
 
 /// A duration: `500ms`, `15s`, `2m`, `1h30m`, `1d`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, ExportError> {
-    let bad = || {
-        ExportError::Input(format!(
-            "`{text}` is not a duration (use e.g. 15s, 2m, 1h30m)"
-        ))
-    };
-    let t = text.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        return if secs.is_finite() && secs >= 0.0 {
-            Ok(Duration::from_secs_f64(secs))
-        } else {
-            Err(bad())
-        };
-    }
-    let mut total = 0.0;
-    let mut rest = t;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let (num, after) = rest.split_at(num_len);
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_len);
-        let scale = match unit {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            "w" => 604_800.0,
-            _ => return Err(bad()),
-        };
-        total += n * scale;
-        rest = next;
-    }
-    if !total.is_finite() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(total))
+    aibench_results::time::parse_duration(text, aibench_results::time::BareNumber::Seconds)
+        .map_err(ExportError::Input)
 }
 
 /// A point in time as unix seconds (see the module docs for the forms).

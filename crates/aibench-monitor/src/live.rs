@@ -3,7 +3,7 @@
 //!
 //! [`LiveMetrics`] is a cheap handle (clone it freely) fed from two sources:
 //!
-//! - [`LiveMetrics::observe_progress`] with each [`aibench_load::Progress`] snapshot (every
+//! - [`LiveMetrics::observe_progress`] with each [`aibench_results::Progress`] snapshot (every
 //!   250 ms per workload): request counters, requests in flight, the request rate, the phase,
 //!   the measure window's p99 TTFT and E2E, and the output token rate;
 //! - [`LiveMetrics::observe_record`] with each finished [`RequestRecord`], when the caller has
@@ -36,7 +36,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use aibench_load::Progress;
+use aibench_results::Progress;
 use aibench_results::{Phase, RequestRecord};
 use bytes::Bytes;
 use http_body_util::Full;

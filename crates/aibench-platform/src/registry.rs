@@ -133,12 +133,7 @@ pub fn user_home() -> PathBuf {
     home.join(".local/state/aibench")
 }
 
-/// Write a file so that readers see either the old or the new content, never a mix.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
+pub use aibench_results::write_atomic;
 
 #[cfg(test)]
 mod tests {

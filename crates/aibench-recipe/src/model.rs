@@ -553,6 +553,10 @@ pub struct Workload {
     /// Stream responses (LLM protocols); needed to measure TTFT and ITL.
     #[serde(default = "yes")]
     pub stream: bool,
+    /// Ask the server to ignore end-of-sequence so that every request yields its full output
+    /// length (`ignore_eos`, a vLLM and SGLang extension of the OpenAI API; OpenAI protocols).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_eos: bool,
     /// An API key, sent as `Authorization: Bearer ...`; give it as `${VAR}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<Secret>,

@@ -84,50 +84,9 @@ impl Duration {
 impl FromStr for Duration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let hint = "write a number with a unit, e.g. `250ms`, `30s`, `2m`, `1h30m`";
-        if t.is_empty() {
-            return Err(format!("empty duration; {hint}"));
-        }
-        let mut total = 0f64;
-        let mut rest = t;
-        while !rest.is_empty() {
-            let num_len = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .unwrap_or(rest.len());
-            if num_len == 0 {
-                return Err(format!("invalid duration `{s}`; {hint}"));
-            }
-            let num: f64 = rest[..num_len]
-                .parse()
-                .map_err(|_| format!("invalid number in duration `{s}`; {hint}"))?;
-            rest = &rest[num_len..];
-            let unit_len = rest
-                .find(|c: char| !c.is_ascii_alphabetic())
-                .unwrap_or(rest.len());
-            let unit = &rest[..unit_len];
-            rest = &rest[unit_len..];
-            let scale = match unit {
-                "us" | "µs" => 1e-6,
-                "ms" => 1e-3,
-                "s" | "sec" => 1.0,
-                "m" | "min" => 60.0,
-                "h" => 3600.0,
-                "d" => 86400.0,
-                "" if rest.starts_with(char::is_whitespace) => {
-                    return Err(format!(
-                        "invalid duration `{s}`: no spaces between number and unit; {hint}"
-                    ))
-                }
-                "" => return Err(format!("duration `{s}` has no unit; {hint}")),
-                other => return Err(format!("unknown unit `{other}` in duration `{s}`; {hint}")),
-            };
-            total += num * scale;
-        }
-        if !total.is_finite() || total > 1e9 {
-            return Err(format!("duration `{s}` is too long"));
-        }
-        Ok(Duration::from_secs_f64(total))
+        // A bare number is refused: in a recipe it is more likely a forgotten unit than seconds.
+        aibench_results::time::parse_duration(s, aibench_results::time::BareNumber::Refused)
+            .map(Duration)
     }
 }
 

@@ -455,8 +455,8 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
     {
         cx.warn(
             path,
-            "no model name to send: neither the workload nor its service names one",
-            Some("add `model:` to the workload".into()),
+            "no model name: neither the workload nor its service names one; the first model the server lists will be used",
+            Some("add `model:` to the workload to choose".into()),
         );
     }
     if w.protocol == Protocol::Http && w.http.is_none() {
@@ -464,6 +464,21 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
             &path.key("protocol"),
             "`protocol: http` without an `http:` request sends `GET /`",
             Some("add `http: { method: POST, path: /v1/embeddings, body: ... }`".into()),
+        );
+    }
+    if w.ignore_eos
+        && !matches!(
+            w.protocol,
+            Protocol::OpenaiCompletions | Protocol::OpenaiChat
+        )
+    {
+        cx.error(
+            &path.key("ignore_eos"),
+            format!(
+                "`ignore_eos` is an OpenAI-API extension; `protocol: {}` has no such option",
+                w.protocol.name()
+            ),
+            Some("remove it, or use `protocol: openai-completions` / `openai-chat`".into()),
         );
     }
     if w.http.is_some() && w.protocol != Protocol::Http {

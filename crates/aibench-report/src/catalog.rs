@@ -55,7 +55,7 @@ pub struct RunFilter {
     pub recipe: Option<String>,
     /// Runs that started at or after this time (seconds since the epoch).
     pub since: Option<f64>,
-    pub status: Option<String>,
+    pub status: Option<aibench_results::Status>,
     /// A service kind (`vllm`) or name (`llm`).
     pub service: Option<String>,
 }
@@ -129,7 +129,7 @@ fn entry_of(run_dir: &Path) -> anyhow::Result<CatalogEntry> {
         id,
         path: run_dir.to_path_buf(),
         recipe: r.name.clone(),
-        status: r.status.clone(),
+        status: crate::model::status_text(data.status).to_string(),
         started_at: r.started_at,
         started_at_utc: r.started_at_utc.clone(),
         finished_at: r.finished_at,
@@ -286,9 +286,9 @@ pub fn catalog_list(results_root: &Path, filter: &RunFilter) -> anyhow::Result<V
         sql.push_str(" AND started_at >= ?");
         args.push(s.into());
     }
-    if let Some(s) = &filter.status {
+    if let Some(s) = filter.status {
         sql.push_str(" AND status = ?");
-        args.push(s.clone().into());
+        args.push(s.as_str().to_string().into());
     }
     if let Some(s) = &filter.service {
         // Services are stored as `kind:name` separated by spaces.
@@ -357,65 +357,23 @@ pub fn catalog_find(results_root: &Path, id: &str) -> anyhow::Result<Option<Path
     }
 }
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// A `--since` value as seconds since the epoch: `2026-11-23`, `2026-11-23T14:05`,
 /// `2026-11-23T14:05:02Z` (UTC), or an age: `90m`, `12h`, `7d`, `2w`.
 pub fn parse_since(s: &str, now_epoch: f64) -> Result<f64, String> {
     let t = s.trim();
     let hint = "write a UTC date such as `2026-11-23` or `2026-11-23T14:05`, or an age such as `12h`, `7d`";
-    if let Some(unit) = t.chars().last().filter(|c| c.is_ascii_alphabetic()) {
-        if let Ok(n) = t[..t.len() - 1].parse::<f64>() {
-            let secs = match unit {
-                'm' => 60.0,
-                'h' => 3600.0,
-                'd' => 86_400.0,
-                'w' => 604_800.0,
-                _ => return Err(format!("`{s}`: unknown unit `{unit}`; {hint}")),
-            };
-            return Ok(now_epoch - n * secs);
-        }
+    if let Some(at) = aibench_results::time::parse_utc(t) {
+        return Ok(at);
     }
-    let t = t.trim_end_matches('Z');
-    let (date, time) = match t.split_once(['T', ' ']) {
-        Some((d, tm)) => (d, Some(tm)),
-        None => (t, None),
-    };
-    let parts: Vec<&str> = date.split('-').collect();
-    let num = |p: &str| {
-        p.parse::<i64>()
-            .map_err(|_| format!("`{s}` is not a date; {hint}"))
-    };
-    if parts.len() != 3 {
-        return Err(format!("`{s}` is not a date; {hint}"));
+    if t.starts_with(|c: char| c.is_ascii_digit()) && !t.contains('-') {
+        return aibench_results::time::parse_duration(
+            t,
+            aibench_results::time::BareNumber::Refused,
+        )
+        .map(|age| now_epoch - age.as_secs_f64())
+        .map_err(|e| format!("`{s}`: {e}; or {hint}"));
     }
-    let (y, m, d) = (num(parts[0])?, num(parts[1])?, num(parts[2])?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return Err(format!("`{s}` is not a date; {hint}"));
-    }
-    let mut secs = days_from_civil(y, m, d) * 86_400;
-    if let Some(tm) = time {
-        let hms: Vec<&str> = tm.split(':').collect();
-        if hms.len() < 2 || hms.len() > 3 {
-            return Err(format!("`{s}`: the time must be HH:MM or HH:MM:SS; {hint}"));
-        }
-        let (h, mi) = (num(hms[0])?, num(hms[1])?);
-        let sec = if hms.len() == 3 { num(hms[2])? } else { 0 };
-        if h > 23 || mi > 59 || sec > 60 {
-            return Err(format!("`{s}` is not a time of day; {hint}"));
-        }
-        secs += h * 3600 + mi * 60 + sec;
-    }
-    Ok(secs as f64)
+    aibench_results::time::parse_utc(t).ok_or_else(|| format!("`{s}` is not a date; {hint}"))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::markdown::{evidence_value, ms, opt_rate, pct, rate, trial_name};
-use crate::model::{Report, SweepReport, Verdict};
+use crate::model::{status_text, Report, SweepReport, Verdict};
 use crate::sweep::show_x;
 
 /// Escape text for HTML.
@@ -37,7 +37,7 @@ h3 { font-size: 16px; margin: 22px 0 8px; }
 .meta { color: var(--muted); margin: 0 0 16px; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 13px; font-weight: 600;
          color: #fff; background: var(--muted); vertical-align: middle; }
-.badge.completed, .badge.pass, .badge.complete { background: var(--ok); }
+.badge.completed, .badge.pass { background: var(--ok); }
 .badge.failed, .badge.fail { background: var(--bad); }
 .badge.interrupted, .badge.likely { background: var(--warn); }
 .badge.possible { background: #8a94a6; }
@@ -251,7 +251,7 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
         "<h1>{} <span class=\"meta\">{}</span></h1><p class=\"meta\">{} Started {} on <code>{}</code> ({}, {} CPUs{}). aibench {} ({}).{}{}</p>",
         esc(&run.name),
         esc(&run.run_id),
-        badge(&run.status, &run.status),
+        badge(status_text(run.status), status_text(run.status)),
         esc(&run.started_at_utc),
         esc(&run.hostname),
         esc(&run.cpu_model),
@@ -358,7 +358,7 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
             "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
             esc(&t.id),
             esc(&t.workload),
-            badge(&t.status, &t.status),
+            badge(status_text(t.status), status_text(t.status)),
             h.requests,
             pct(h.success_rate),
             rate(h.requests_per_s),

@@ -128,7 +128,7 @@ fn analyse_data(data: &RunData) -> Analysis {
             id: t.id.clone(),
             workload: t.workload.clone(),
             params: t.params.clone(),
-            status: t.status.clone(),
+            status: t.status,
             dir: t
                 .dir
                 .strip_prefix(&data.root)
@@ -242,17 +242,7 @@ fn energy(power: &[(f64, f64)], from: f64, to: f64, output_tokens: u64) -> Optio
     })
 }
 
-/// Write `bytes` to `path` through a temporary file, so readers never see half a file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension()
-            .map(|e| e.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
+pub(crate) use aibench_results::write_atomic;
 
 /// Analyse a run directory and write `report.json`, `report.md`, `report.html` and
 /// `plots/*.{svg,png}` into it, replacing earlier ones.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{Evidence, Report, SloSpec, SweepReport, TrialReport, Verdict};
+use crate::model::{status_text, Evidence, Report, SloSpec, SweepReport, TrialReport, Verdict};
 use crate::sweep::{latency_label, show_x};
 
 /// A latency in milliseconds, or a dash.
@@ -159,7 +159,7 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         md,
         "Status: **{}**{}. Started {} on `{}` ({}, {} CPUs). aibench {} ({}).{}\n",
-        run.status,
+        status_text(run.status),
         run.reason
             .as_ref()
             .map(|r| format!(" ({r})"))
@@ -302,7 +302,7 @@ pub fn render(r: &Report) -> String {
             "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             t.id,
             t.workload,
-            t.status,
+            status_text(t.status),
             h.requests,
             pct(h.success_rate),
             rate(h.requests_per_s),

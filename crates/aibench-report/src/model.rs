@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use aibench_results::{SloMs, Summary};
+use aibench_results::{SloMs, Status, Summary};
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -45,8 +45,8 @@ pub struct RunReport {
     pub run_id: String,
     /// The recipe's name.
     pub name: String,
-    /// `running`, `completed`, `failed` or `interrupted`.
-    pub status: String,
+    /// How the run ended (`null`: its run.json is missing).
+    pub status: Option<Status>,
     /// Why the run failed or stopped early.
     pub reason: Option<String>,
     pub platform: String,
@@ -100,8 +100,8 @@ pub struct TrialReport {
     pub workload: String,
     /// The swept values of this trial.
     pub params: IndexMap<String, serde_json::Value>,
-    /// `complete`, `interrupted`, `failed`, `pending` or `running`.
-    pub status: String,
+    /// How the trial ended (`null`: run.json does not list it).
+    pub status: Option<Status>,
     /// The folder holding its `summary.json` and `requests.jsonl`, relative to the run directory.
     pub dir: String,
     pub headline: Headline,
@@ -425,4 +425,9 @@ pub struct PlotRef {
 pub fn report_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(Report);
     serde_json::to_value(&schema).expect("a JSON Schema always serializes")
+}
+
+/// A status as the report writes it; `unknown` when run.json does not say.
+pub fn status_text(status: Option<Status>) -> &'static str {
+    status.map_or("unknown", Status::as_str)
 }

@@ -6,46 +6,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use aibench_results::Summary;
+use aibench_results::{RunInfo, Status, Summary, TrialInfo};
 use indexmap::IndexMap;
-use serde::Deserialize;
 
 use crate::model::{RunReport, ServiceReport, SloSpec};
-
-/// `run.json`, as far as the report needs it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct RunJson {
-    pub run_id: String,
-    pub name: String,
-    pub status: String,
-    pub reason: Option<String>,
-    pub platform: String,
-    pub started_at: f64,
-    pub started_at_utc: String,
-    pub finished_at: Option<f64>,
-    pub aibench_version: String,
-    pub aibench_git: String,
-    pub host: HostJson,
-    pub trials: Vec<TrialJson>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct HostJson {
-    pub hostname: String,
-    pub cpu_model: String,
-    pub cpus: u64,
-    pub memory_bytes: u64,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct TrialJson {
-    pub id: String,
-    pub params: serde_json::Value,
-    pub status: String,
-}
 
 /// What the report needs from the recipe (`resolved.yaml`).
 #[derive(Debug, Clone, Default)]
@@ -65,7 +29,8 @@ pub struct TrialData {
     pub id: String,
     pub workload: String,
     pub params: IndexMap<String, serde_json::Value>,
-    pub status: String,
+    /// How the trial ended; `None` when run.json does not list it.
+    pub status: Option<Status>,
     /// The trial folder (`trials/<id>`).
     pub trial_dir: PathBuf,
     /// The folder with this workload's `summary.json` and `requests.jsonl`.
@@ -77,7 +42,9 @@ pub struct TrialData {
 #[derive(Debug, Clone)]
 pub struct RunData {
     pub root: PathBuf,
-    pub run: RunJson,
+    pub run: RunInfo,
+    /// How the run ended; `None` when its run.json is missing.
+    pub status: Option<Status>,
     pub recipe: RecipeFacts,
     pub trials: Vec<TrialData>,
     /// Wall-clock start of each trial's load (seconds since the epoch), from `logs/events.jsonl`.
@@ -90,20 +57,24 @@ impl RunData {
     pub fn read(root: &Path) -> anyhow::Result<RunData> {
         let mut notes = Vec::new();
         let run_path = root.join("run.json");
-        let run: RunJson = match std::fs::read(&run_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                anyhow::anyhow!("{}: not a readable run.json: {e}", run_path.display())
-            })?,
+        let (run, status) = match std::fs::read(&run_path) {
+            Ok(bytes) => {
+                let run: RunInfo = serde_json::from_slice(&bytes).map_err(|e| {
+                    anyhow::anyhow!("{}: not a readable run.json: {e}", run_path.display())
+                })?;
+                let status = run.status;
+                (run, Some(status))
+            }
             Err(_) if root.join("trials").is_dir() => {
                 notes.push("run.json is missing; run details are unknown".into());
-                RunJson {
+                let run = RunInfo {
                     run_id: root
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
-                    status: "unknown".into(),
-                    ..RunJson::default()
-                }
+                    ..RunInfo::default()
+                };
+                (run, None)
             }
             Err(e) => anyhow::bail!(
                 "{} is not a run directory ({}: {e}); give the folder `aibench run` printed, \
@@ -118,6 +89,7 @@ impl RunData {
         Ok(RunData {
             root: root.to_path_buf(),
             run,
+            status,
             recipe,
             trials,
             trial_starts,
@@ -130,7 +102,7 @@ impl RunData {
         RunReport {
             run_id: r.run_id.clone(),
             name: r.name.clone(),
-            status: r.status.clone(),
+            status: self.status,
             reason: r.reason.clone(),
             platform: r.platform.clone(),
             started_at: r.started_at,
@@ -138,7 +110,7 @@ impl RunData {
             finished_at: r.finished_at,
             hostname: r.host.hostname.clone(),
             cpu_model: r.host.cpu_model.clone(),
-            cpus: r.host.cpus,
+            cpus: r.host.cpus as u64,
             memory_bytes: r.host.memory_bytes,
             aibench_version: r.aibench_version.clone(),
             aibench_git: r.aibench_git.clone(),
@@ -234,18 +206,22 @@ fn params_map(v: &serde_json::Value) -> IndexMap<String, serde_json::Value> {
 
 fn read_trials(
     root: &Path,
-    run: &RunJson,
+    run: &RunInfo,
     recipe: &RecipeFacts,
     notes: &mut Vec<String>,
 ) -> Vec<TrialData> {
     // The trials run.json lists, in order, then any other folder under trials/.
-    let mut listed: Vec<TrialJson> = run.trials.clone();
+    let mut listed: Vec<(TrialInfo, Option<Status>)> = run
+        .trials
+        .iter()
+        .map(|t| (t.clone(), Some(t.status)))
+        .collect();
     if let Ok(rd) = std::fs::read_dir(root.join("trials")) {
         let mut extra: Vec<String> = rd
             .filter_map(|e| e.ok())
             .filter(|e| e.path().is_dir())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !listed.iter().any(|t| &t.id == n))
+            .filter(|n| !listed.iter().any(|(t, _)| &t.id == n))
             .collect();
         extra.sort();
         for id in extra {
@@ -253,15 +229,18 @@ fn read_trials(
                 read_json::<serde_json::Value>(&root.join("trials").join(&id).join("params.json"))
                     .and_then(|r| r.ok())
                     .unwrap_or_default();
-            listed.push(TrialJson {
-                id,
-                params,
-                status: "unknown".into(),
-            });
+            listed.push((
+                TrialInfo {
+                    id,
+                    params,
+                    ..TrialInfo::default()
+                },
+                None,
+            ));
         }
     }
     let mut out = Vec::new();
-    for t in listed {
+    for (t, status) in listed {
         let trial_dir = root.join("trials").join(&t.id);
         let params = if t.params.is_object() {
             params_map(&t.params)
@@ -303,10 +282,11 @@ fn read_trials(
             }
         }
         if dirs.is_empty() {
-            if t.status != "pending" {
+            if status != Some(Status::Pending) {
                 notes.push(format!(
                     "trial `{}` ({}) has no summary.json; it is left out",
-                    t.id, t.status
+                    t.id,
+                    status.map_or("status unknown", Status::as_str)
                 ));
             }
             continue;
@@ -317,11 +297,7 @@ fn read_trials(
                     id: t.id.clone(),
                     workload,
                     params: params.clone(),
-                    status: if t.status.is_empty() {
-                        "unknown".into()
-                    } else {
-                        t.status.clone()
-                    },
+                    status,
                     trial_dir: trial_dir.clone(),
                     dir,
                     summary,

@@ -84,14 +84,14 @@ fn add_list_filter_find_and_sync() {
     );
     assert_eq!(
         only(RunFilter {
-            status: Some("failed".into()),
+            status: Some(aibench_results::Status::Failed),
             ..Default::default()
         }),
         Vec::<String>::new()
     );
     assert_eq!(
         only(RunFilter {
-            status: Some("completed".into()),
+            status: Some(aibench_results::Status::Completed),
             ..Default::default()
         })
         .len(),
@@ -169,7 +169,7 @@ fn add_list_filter_find_and_sync() {
     assert!(err.contains("matches 2 runs"), "{err}");
     assert_eq!(
         only(RunFilter {
-            status: Some("failed".into()),
+            status: Some(aibench_results::Status::Failed),
             ..Default::default()
         }),
         vec!["beta"]

@@ -384,55 +384,18 @@ impl std::error::Error for DurationError {}
 impl FromStr for SimDuration {
     type Err = DurationError;
 
+    /// A number and a unit (`150us`, `50ms`, `1.5s`, `2m`; also `ns`, `µs`, `h`); `0` alone.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let text = s.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let hint = || {
-            DurationError(format!(
-                "invalid duration `{s}`: write a number and a unit, e.g. `150us`, `50ms`, `1.5s`, `2m`"
-            ))
-        };
-        let value: f64 = number.parse().map_err(|_| hint())?;
-        let nanos_per_unit = match unit.trim() {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "" if value == 0.0 => 0.0,
-            _ => return Err(hint()),
-        };
-        let nanos = (value * nanos_per_unit).round();
-        if !nanos.is_finite() || nanos > u64::MAX as f64 {
-            return Err(DurationError(format!("duration `{s}` is too long")));
-        }
-        Ok(SimDuration(Duration::from_nanos(nanos as u64)))
+        aibench_results::time::parse_duration(s, aibench_results::time::BareNumber::Refused)
+            .map(SimDuration)
+            .map_err(DurationError)
     }
 }
 
 impl fmt::Display for SimDuration {
     /// The largest unit that shows the value exactly: `150us`, `50ms`, `2s`, `1500ms`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let nanos = self.0.as_nanos();
-        if nanos == 0 {
-            return f.write_str("0s");
-        }
-        for (unit, size) in [
-            ("h", 3_600_000_000_000u128),
-            ("m", 60_000_000_000),
-            ("s", 1_000_000_000),
-            ("ms", 1_000_000),
-            ("us", 1_000),
-        ] {
-            if nanos % size == 0 {
-                return write!(f, "{}{unit}", nanos / size);
-            }
-        }
-        write!(f, "{nanos}ns")
+        f.write_str(&aibench_results::time::format_duration(self.0))
     }
 }
 

@@ -32,13 +32,36 @@ pub enum Workload {
     Vector(vector::VectorSpec),
 }
 
+/// Fill in the model of an LLM target that names none, from the server's model list
+/// (`/v1/models`, Ollama's `/api/tags`). A server that cannot list its models is still driven,
+/// with requests that name no model; the returned note says which happened.
+async fn name_the_model(target: &mut Target) -> Option<String> {
+    if target.model.is_some() || !target.protocol.is_llm() {
+        return None;
+    }
+    match crate::client::discover_model(target, std::time::Duration::from_secs(10)).await {
+        Ok(Some(m)) => {
+            let note = format!("model: {m} (the first the server lists; set `model` to choose)");
+            target.model = Some(m);
+            Some(note)
+        }
+        Ok(None) => Some("the server lists no model; requests name none".into()),
+        Err(e) => Some(format!(
+            "the server's model list could not be read ({e}); requests name no model"
+        )),
+    }
+}
+
 impl Workload {
     /// The one-time preparation before the clock that every client process relies on
     /// (preloading keys, creating tables, buckets or collections). Run it once per trial,
     /// before the load starts, in one process. Returns what was done, for the run's log.
-    pub async fn prepare(&self) -> Result<Option<String>, LoadError> {
+    ///
+    /// An LLM target without a model name learns it here from the server's model list, so
+    /// that the orchestrator can say which model it measures.
+    pub async fn prepare(&mut self) -> Result<Option<String>, LoadError> {
         match self {
-            Workload::Http { .. } => Ok(None),
+            Workload::Http { target, .. } => Ok(name_the_model(target).await),
             Workload::Redis(spec) => {
                 if !spec.preload {
                     return Ok(None);
@@ -69,7 +92,15 @@ impl Workload {
     /// Run the load `spec` (after [`Workload::prepare`]).
     pub async fn run(&self, spec: &LoadSpec, options: RunOptions) -> Result<RunOutcome, LoadError> {
         match self {
-            Workload::Http { target, dataset } => run(spec, target, dataset, options).await,
+            Workload::Http { target, dataset } => {
+                if target.model.is_none() && target.protocol.is_llm() {
+                    // A client process of its own: ask the server as the orchestrator did.
+                    let mut target = target.clone();
+                    name_the_model(&mut target).await;
+                    return run(spec, &target, dataset, options).await;
+                }
+                run(spec, target, dataset, options).await
+            }
             Workload::Redis(r) => {
                 run_driver(spec, redis::RedisDriver::new(r).await?, options).await
             }

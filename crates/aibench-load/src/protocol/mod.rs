@@ -41,6 +41,11 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Speaks to an LLM server (has a model, streams tokens).
+    pub fn is_llm(&self) -> bool {
+        !matches!(self, Protocol::Http { .. })
+    }
+
     /// The path used when the URL gives none.
     pub fn default_path(&self) -> &'static str {
         match self {

@@ -144,7 +144,7 @@ async fn dashboards_name_only_metrics_that_aibench_or_the_sim_expose() {
 
     // aibench's live exposition with every source fed.
     let live = LiveMetrics::new("r");
-    let p = aibench_load::Progress {
+    let p = aibench_results::Progress {
         elapsed: Duration::from_secs(1),
         phase: aibench_results::Phase::Measure,
         sent: 2,
@@ -170,7 +170,7 @@ async fn dashboards_name_only_metrics_that_aibench_or_the_sim_expose() {
     let mut bad = aibench_results::RequestRecord::new(2, aibench_results::Phase::Measure, 0);
     bad.error = Some(aibench_results::ErrorClass::Timeout);
     live.observe_record("w", &bad);
-    let later = aibench_load::Progress {
+    let later = aibench_results::Progress {
         elapsed: Duration::from_secs(2),
         ..p.clone()
     };

@@ -223,7 +223,7 @@ async fn pushgateway_takes_pushes_and_the_group_is_deleted_at_the_end() {
     };
 
     let live = LiveMetrics::new("push-run");
-    let progress = aibench_load::Progress {
+    let progress = aibench_results::Progress {
         elapsed: Duration::from_secs(1),
         phase: aibench_results::Phase::Measure,
         sent: 7,

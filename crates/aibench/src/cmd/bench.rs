@@ -1,17 +1,13 @@
 //! `aibench bench URL`: drive load at a running server from the command line, without a recipe,
 //! and write a run directory like `aibench run` does.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use aibench_load::{
-    discover_model, Arrival, Cancel, CapPolicy, Dataset, DatasetFormat, LengthDist, LoadSpec,
-    Pattern, Progress, Protocol, RunOptions, Shard, Stop, Target, ThinkTime,
-};
-use aibench_results::{AccumulatorConfig, LatencyStats, Phase, Summary};
-use anyhow::Context;
+use aibench_load::LengthDist;
+use aibench_results::{LatencyStats, Summary};
 use clap::ValueEnum;
 
 use crate::exit;
@@ -32,7 +28,10 @@ Examples:
 
 Latencies follow vLLM's definitions (TTFT, ITL per gap, TPOT, E2E). Open-loop latencies are also
 given from each request's intended send time, and the client's own lag separately.
-Results go to <out>/<run-id>/trials/01/ (requests.jsonl, summary.json).
+The flags make a one-workload recipe that runs through the same runner as `aibench run`: the
+run directory <out>/bench-<UTC time>/ has the same shape (recipe.yaml, run.json, report.md and
+report.html, trials/01/ with requests.jsonl and summary.json) and is listed by `aibench runs`
+and compared by `aibench compare`; `aibench run <run dir>/recipe.yaml` repeats the measurement.
 Exit codes: 0 success, 1 every request failed, 2 bad arguments, 130 interrupted.";
 
 /// The protocol to speak.
@@ -214,29 +213,9 @@ pub struct BenchArgs {
     pub no_record: bool,
 }
 
-/// Parse `30s`, `2m`, `1h`, `500ms`, `250us`, `1.5s`; a bare number is seconds.
+/// Parse `30s`, `2m`, `1h30m`, `500ms`, `250us`, `1.5s`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (try 30s, 2m, 500ms)"))?;
-    let secs = match unit.trim() {
-        "" | "s" => v,
-        "ms" => v / 1e3,
-        "us" | "µs" => v / 1e6,
-        "m" | "min" => v * 60.0,
-        "h" => v * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{s}` (use h, m, s, ms or us)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is out of range"))
+    aibench_results::time::parse_duration(s, aibench_results::time::BareNumber::Seconds)
 }
 
 /// Parse `128`, `64..256` (uniform) or `128~16` (normal: mean ~ stddev).
@@ -274,90 +253,110 @@ pub fn parse_length(s: &str) -> Result<LengthDist, String> {
 }
 
 /// An argument problem found after parsing: reported like clap's, exit code 2.
+#[derive(Debug)]
 struct BadArgs(String);
 
 fn bad<T>(msg: impl Into<String>) -> Result<T, BadArgs> {
     Err(BadArgs(msg.into()))
 }
 
-struct Plan {
-    spec: LoadSpec,
-    target: Target,
-    dataset: Dataset,
-    accumulator: AccumulatorConfig,
+/// The environment variable through which a `--header` value reaches the runner: the
+/// generated recipe names it (`${AIBENCH_HEADER_X_API_TOKEN}`) instead of holding the value, so
+/// no value is written anywhere.
+fn header_var(name: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("AIBENCH_HEADER_{name}")
 }
 
-fn plan(args: &BenchArgs) -> Result<Plan, BadArgs> {
+/// A length distribution in the recipe's form.
+fn length_json(d: &LengthDist) -> serde_json::Value {
+    match d {
+        LengthDist::Fixed(n) => serde_json::json!(n),
+        LengthDist::Uniform { min, max } => serde_json::json!({ "min": min, "max": max }),
+        LengthDist::Normal { mean, stddev } => {
+            serde_json::json!({ "mean": mean.round() as u32, "stddev": stddev.round() as u32 })
+        }
+    }
+}
+
+fn duration_text(d: Duration) -> String {
+    aibench_results::time::format_duration(d)
+}
+
+/// `scheme://host:port` and the path (with its query) of a URL; `/` when it has none.
+fn split_url(url: &str) -> (String, String) {
+    let after = url.find("://").map_or(0, |i| i + 3);
+    match url[after..].find('/') {
+        Some(i) => (url[..after + i].to_string(), url[after + i..].to_string()),
+        None => (url.to_string(), "/".into()),
+    }
+}
+
+/// The one-workload recipe the flags describe. It is what `aibench run` would read from a file
+/// and is kept as `recipe.yaml` in the run directory (JSON is YAML), so that the same
+/// measurement can be repeated with `aibench run`. Secrets stay `${VAR}` references.
+fn recipe_json(args: &BenchArgs) -> Result<(serde_json::Value, Vec<(String, String)>), BadArgs> {
+    use serde_json::json;
     if args.burstiness.is_some() && args.arrival != BenchArrival::Gamma {
         return bad("--burstiness only applies to --arrival gamma");
     }
-    let pattern = match args.rate {
-        Some(rate) => Pattern::OpenLoop {
-            arrival: match args.arrival {
-                BenchArrival::Constant => Arrival::Constant { rate },
-                BenchArrival::Poisson => Arrival::Poisson { rate },
-                BenchArrival::Gamma => Arrival::Gamma {
-                    rate,
-                    burstiness: args.burstiness.unwrap_or(1.0),
-                },
-            },
-            max_in_flight: args.max_in_flight,
-            on_cap: CapPolicy::Drop,
-        },
-        None => Pattern::ClosedLoop {
-            users: args.concurrency.unwrap_or(1),
-            think_time: ThinkTime::None,
-            ramp_up: Duration::ZERO,
-        },
-    };
-    let requests = match (args.requests, args.duration) {
-        (None, None) => Some(100),
-        (n, _) => n,
-    };
-    let spec = LoadSpec {
-        pattern,
-        stop: Stop {
-            duration: args.duration,
-            requests,
-            max_consecutive_errors: (args.max_consecutive_errors > 0)
-                .then_some(args.max_consecutive_errors),
-            max_error_rate: None,
-            error_backoff: Duration::ZERO,
-        },
-        warmup: args.warmup,
-        cooldown: args.cooldown,
-        seed: args.seed,
-        timeout: args.timeout,
-        grace: Duration::from_secs(5),
-    };
-    if let Err(e) = spec.validate(Shard::default()) {
-        return bad(e.to_string());
-    }
-
-    let protocol = match args.protocol {
-        BenchProtocol::OpenaiCompletions => Protocol::OpenAiCompletions,
-        BenchProtocol::OpenaiChat => Protocol::OpenAiChat,
-        BenchProtocol::OllamaGenerate => Protocol::OllamaGenerate,
-        BenchProtocol::OllamaChat => Protocol::OllamaChat,
-        BenchProtocol::Http => Protocol::Http {
-            method: args
-                .method
-                .to_ascii_uppercase()
-                .parse()
-                .map_err(|_| BadArgs(format!("`{}` is not an HTTP method", args.method)))?,
-            body_template: args.body.clone(),
-        },
-    };
     if args.protocol != BenchProtocol::Http && args.body.is_some() {
         return bad("--body only applies to --protocol http");
     }
-    let mut target = Target::new(args.url.clone(), protocol);
-    target.model = args.model.clone();
-    target.stream = !args.no_stream;
-    target.ignore_eos = args.ignore_eos;
+    if args.ignore_eos
+        && !matches!(
+            args.protocol,
+            BenchProtocol::OpenaiCompletions | BenchProtocol::OpenaiChat
+        )
+    {
+        return bad("--ignore-eos only applies to the OpenAI protocols");
+    }
+    let method = args.method.to_ascii_uppercase();
+    if !["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"].contains(&method.as_str()) {
+        return bad(format!(
+            "`{}` is not an HTTP method aibench sends (GET, POST, PUT, DELETE, HEAD, PATCH)",
+            args.method
+        ));
+    }
+    let protocol = args
+        .protocol
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default();
+    let mut w = json!({
+        "name": "bench",
+        "protocol": protocol,
+        "stream": !args.no_stream,
+        "timeout": duration_text(args.timeout),
+    });
+    if args.protocol == BenchProtocol::Http {
+        let (base, path) = split_url(&args.url);
+        w["target"] = json!(base);
+        w["http"] = json!({ "method": method, "path": path });
+        if let Some(body) = &args.body {
+            w["http"]["body"] = json!(body);
+        }
+    } else {
+        w["target"] = json!(args.url);
+    }
+    if let Some(m) = &args.model {
+        w["model"] = json!(m);
+    }
+    if args.ignore_eos {
+        w["ignore_eos"] = json!(true);
+    }
     if let Some(var) = &args.api_key_env {
         match std::env::var(var) {
-            Ok(v) if !v.is_empty() => target.api_key = Some(v),
+            Ok(v) if !v.is_empty() => w["api_key"] = json!(format!("${{{var}}}")),
             _ => {
                 return bad(format!(
                     "--api-key-env {var}: the environment variable {var} is not set"
@@ -365,63 +364,115 @@ fn plan(args: &BenchArgs) -> Result<Plan, BadArgs> {
             }
         }
     }
-    for h in &args.headers {
-        match h.split_once(':') {
-            Some((k, v)) if !k.trim().is_empty() => target
-                .headers
-                .push((k.trim().to_string(), v.trim().to_string())),
-            _ => {
-                return bad(format!(
-                    "--header `{}` is not of the form 'Name: value'",
-                    h.split(':').next().unwrap_or("")
-                ))
+    let mut header_values = Vec::new();
+    if !args.headers.is_empty() {
+        let mut headers = serde_json::Map::new();
+        for h in &args.headers {
+            match h.split_once(':') {
+                Some((k, v)) if !k.trim().is_empty() => {
+                    let mut var = header_var(k.trim());
+                    if header_values.iter().any(|(used, _)| *used == var) {
+                        var = format!("{var}_{}", header_values.len() + 1);
+                    }
+                    headers.insert(k.trim().to_string(), json!(format!("${{{var}}}")));
+                    header_values.push((var, v.trim().to_string()));
+                }
+                _ => {
+                    return bad(format!(
+                        "--header `{}` is not of the form 'Name: value'",
+                        h.split(':').next().unwrap_or("")
+                    ))
+                }
+            }
+        }
+        w["headers"] = serde_json::Value::Object(headers);
+    }
+    w["dataset"] = match &args.dataset {
+        None => json!({
+            "kind": "synthetic",
+            "prompt_tokens": length_json(&args.prompt_tokens),
+            "output_tokens": length_json(&args.output_tokens.unwrap_or(LengthDist::Fixed(128))),
+        }),
+        Some(path) => {
+            let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            let kind = match args.dataset_format {
+                BenchDatasetFormat::Jsonl => "jsonl",
+                BenchDatasetFormat::Sharegpt => "sharegpt",
+                BenchDatasetFormat::Hellaswag => "hellaswag",
+            };
+            let mut d = json!({ "kind": kind, "path": path.display().to_string() });
+            if let Some(o) = &args.output_tokens {
+                d["output_tokens"] = length_json(o);
+            }
+            d
+        }
+    };
+    w["load"] = match args.rate {
+        None => json!({ "pattern": "closed-loop", "users": args.concurrency.unwrap_or(1) }),
+        Some(rate) => {
+            let arrival = args
+                .arrival
+                .to_possible_value()
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default();
+            let mut l = json!({ "pattern": "open-loop", "arrival": arrival, "rate": rate });
+            if let Some(b) = args.burstiness {
+                l["burstiness"] = json!(b);
+            }
+            if let Some(m) = args.max_in_flight {
+                l["max_in_flight"] = json!(m);
+            }
+            l
+        }
+    };
+    let mut stop = serde_json::Map::new();
+    match (args.requests, args.duration) {
+        (None, None) => {
+            stop.insert("requests".into(), json!(100));
+        }
+        (n, d) => {
+            if let Some(n) = n {
+                stop.insert("requests".into(), json!(n));
+            }
+            if let Some(d) = d {
+                stop.insert("duration".into(), json!(duration_text(d)));
             }
         }
     }
-
-    let count = prompt_count(&spec);
-    let dataset = match &args.dataset {
-        None => Dataset::synthetic(
-            args.prompt_tokens,
-            args.output_tokens.unwrap_or(LengthDist::Fixed(128)),
-            count,
-            args.seed,
-        )
-        .map_err(|e| BadArgs(e.to_string()))?,
-        Some(path) => {
-            let format = match args.dataset_format {
-                BenchDatasetFormat::Jsonl => DatasetFormat::Jsonl,
-                BenchDatasetFormat::Sharegpt => DatasetFormat::ShareGpt,
-                BenchDatasetFormat::Hellaswag => DatasetFormat::HellaSwag,
-            };
-            Dataset::load(format, path, args.output_tokens, Some(count), args.seed)
-                .map_err(|e| BadArgs(e.to_string()))?
+    if args.max_consecutive_errors > 0 {
+        stop.insert(
+            "max_consecutive_errors".into(),
+            json!(args.max_consecutive_errors),
+        );
+    }
+    w["stop"] = serde_json::Value::Object(stop);
+    if !args.warmup.is_zero() {
+        w["warmup"] = json!(duration_text(args.warmup));
+    }
+    if !args.cooldown.is_zero() {
+        w["cooldown"] = json!(duration_text(args.cooldown));
+    }
+    let mut recipe = json!({
+        "name": "bench",
+        "seed": args.seed,
+        "output": { "dir": args.out.display().to_string(), "requests": !args.no_record },
+        "workloads": [w],
+    });
+    let mut slo = serde_json::Map::new();
+    for (key, v) in [
+        ("ttft", args.slo_ttft),
+        ("tpot", args.slo_tpot),
+        ("itl", args.slo_itl),
+        ("e2e", args.slo_e2e),
+    ] {
+        if let Some(d) = v {
+            slo.insert(key.into(), json!(duration_text(d)));
         }
-    };
-
-    let us = |d: Option<Duration>| d.map(|d| d.as_micros() as u64);
-    let mut accumulator = AccumulatorConfig::default();
-    accumulator.slo.ttft_us = us(args.slo_ttft);
-    accumulator.slo.tpot_us = us(args.slo_tpot);
-    accumulator.slo.itl_us = us(args.slo_itl);
-    accumulator.slo.e2e_us = us(args.slo_e2e);
-    Ok(Plan {
-        spec,
-        target,
-        dataset,
-        accumulator,
-    })
-}
-
-/// Prompts to prepare: about one per expected request, so that few repeat.
-fn prompt_count(spec: &LoadSpec) -> usize {
-    let window = spec.stop.duration.map_or(60.0, |d| d.as_secs_f64()) + spec.warmup.as_secs_f64();
-    let expected = match &spec.pattern {
-        Pattern::OpenLoop { arrival, .. } => arrival.peak_rate() * window,
-        Pattern::ClosedLoop { users, .. } => *users as f64 * 50.0,
-    };
-    let expected = spec.stop.requests.map_or(expected, |n| n as f64);
-    (expected.ceil() as usize).clamp(64, 20_000)
+    }
+    if !slo.is_empty() {
+        recipe["slo"] = serde_json::Value::Object(slo);
+    }
+    Ok((recipe, header_values))
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -446,291 +497,85 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: --workload needs a recipe instead of a URL");
         return Ok(ExitCode::from(exit::INVALID_INPUT));
     }
-    let plan = match plan(&args) {
-        Ok(p) => p,
+    let (recipe, header_values) = match recipe_json(&args) {
+        Ok(r) => r,
         Err(BadArgs(msg)) => {
             eprintln!("error: {msg}");
             return Ok(ExitCode::from(exit::INVALID_INPUT));
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    runtime.block_on(bench(args, plan))
-}
-
-async fn bench(args: BenchArgs, mut plan: Plan) -> anyhow::Result<ExitCode> {
-    let quiet = args.json;
-    let llm = !matches!(plan.target.protocol, Protocol::Http { .. });
-    if llm && plan.target.model.is_none() {
-        match discover_model(&plan.target, Duration::from_secs(10)).await {
-            Ok(Some(m)) => {
-                if !quiet {
-                    eprintln!("model: {m} (from the server's model list; --model to choose)");
-                }
-                plan.target.model = Some(m);
-            }
-            Ok(None) => {
-                if matches!(
-                    plan.target.protocol,
-                    Protocol::OllamaGenerate | Protocol::OllamaChat
-                ) {
-                    eprintln!("error: the server lists no model; pass --model NAME");
-                    return Ok(ExitCode::from(exit::INVALID_INPUT));
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                eprintln!("hint: is the server running at {}? (`aibench sim` starts a simulated one); or pass --model NAME", args.url);
-                return Ok(ExitCode::from(exit::FAILED));
-            }
-        }
+    let text = serde_json::to_string_pretty(&recipe)? + "\n";
+    let mut head =
+        String::from("# Made by `aibench bench`; run it again with `aibench run recipe.yaml`");
+    if !header_values.is_empty() {
+        let vars: Vec<&str> = header_values.iter().map(|(v, _)| v.as_str()).collect();
+        head.push_str(&format!(
+            "\n# after exporting the header values it reads: {}",
+            vars.join(", ")
+        ));
     }
-
-    // The run directory.
-    let started = SystemTime::now();
-    let epoch = started
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    let run_dir = unique_dir(&args.out, &run_id("bench", epoch))?;
-    let trial_dir = run_dir.join("trials").join("01");
-    std::fs::create_dir_all(&trial_dir)
-        .with_context(|| format!("creating {}", trial_dir.display()))?;
-    let run_id = run_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut info = serde_json::json!({
-        "schema_version": 1,
-        "run_id": run_id,
-        "name": "bench",
-        "status": "running",
-        "command": "bench",
-        "seed": args.seed,
-        "started_at": epoch,
-        "started_at_utc": utc(epoch),
-        "aibench_version": env!("CARGO_PKG_VERSION"),
-        "trials": [{ "id": "01", "params": params_json(&args, &plan), "status": "running" }],
-    });
-    write_json(&run_dir.join("run.json"), &info)?;
-    write_json(&trial_dir.join("params.json"), &params_json(&args, &plan))?;
-
-    // Ctrl-C and SIGTERM stop the load; what completed is kept.
-    let cancel = Cancel::new();
-    let signals = tokio::spawn(wait_for_signal(cancel.clone()));
-
-    let (events_tx, events) = match !quiet && std::io::stderr().is_terminal() {
-        true => {
-            let (tx, rx) = tokio::sync::mpsc::channel(16);
-            (Some(tx), Some(tokio::spawn(print_progress(rx))))
-        }
-        false => (None, None),
-    };
-    if !quiet {
-        eprintln!("{}", describe(&plan));
+    let text = format!("{head}.\n{text}");
+    // Header values reach the runner through the environment, never through a file. Set before
+    // any thread starts.
+    for (var, value) in &header_values {
+        std::env::set_var(var, value);
     }
-    let options = RunOptions {
-        records: (!args.no_record).then(|| trial_dir.join("requests.jsonl")),
-        events: events_tx,
-        cancel: Some(cancel.clone()),
-        accumulator: plan.accumulator,
-        ..RunOptions::default()
-    };
-    let result = aibench_load::run(&plan.spec, &plan.target, &plan.dataset, options).await;
-    signals.abort();
-    if let Some(e) = events {
-        let _ = e.await;
-    }
-    let outcome = match result {
-        Ok(o) => o,
-        Err(e) => {
-            info["status"] = "failed".into();
-            info["reason"] = e.to_string().into();
-            write_json(&run_dir.join("run.json"), &info)?;
-            return Err(anyhow::Error::new(e).context("the load could not run"));
-        }
-    };
-    let summary = &outcome.summary;
-    write_json(&trial_dir.join("summary.json"), summary)?;
-    let status = if cancel.is_cancelled() {
-        "interrupted"
-    } else if summary.counts.successes == 0 {
-        "failed"
-    } else {
-        "completed"
-    };
-    info["status"] = status.into();
-    info["finished_at"] = now_epoch().into();
-    info["trials"][0]["status"] = if status == "completed" {
-        "complete"
-    } else {
-        status
-    }
-    .into();
-    if let Some(r) = summary.stop_reason {
-        info["reason"] = serde_json::to_value(r)?;
-    }
-    write_json(&run_dir.join("run.json"), &info)?;
-
-    if args.json {
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, summary)?;
-        writeln!(out)?;
-    } else {
-        print!("{}", render_summary(summary));
-        println!("results: {}", trial_dir.display());
-    }
-    if cancel.is_cancelled() {
-        return Ok(ExitCode::from(exit::INTERRUPTED));
-    }
-    if summary.counts.successes == 0 && summary.counts.total > 0 {
-        if !quiet {
-            eprintln!("error: every request failed; see errors_by_class above and error_message in requests.jsonl");
-        }
-        return Ok(ExitCode::from(exit::FAILED));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn wait_for_signal(cancel: Cancel) {
-    #[cfg(unix)]
+    let loaded = match aibench_recipe::load_str("aibench bench", &text, &aibench_recipe::ProcessEnv)
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                cancel.cancel();
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    eprintln!("\nstopping: letting requests in flight finish (up to 5 s)...");
-    cancel.cancel();
-}
-
-async fn print_progress(mut rx: tokio::sync::mpsc::Receiver<Progress>) {
-    let mut err = std::io::stderr();
-    while let Some(p) = rx.recv().await {
-        let phase = match p.phase {
-            Phase::Warmup => "warm-up",
-            Phase::Measure => "measure",
-            Phase::Cooldown => "cool-down",
-        };
-        let p99 = p
-            .e2e_p99_ms
-            .map(|v| format!("  p99 e2e {v:.0} ms"))
-            .unwrap_or_default();
-        let _ = write!(
-            err,
-            "\r\x1b[2K{:>6.1}s {phase:<9} sent {}  ok {}  errors {}  dropped {}  in flight {}  {:.1} req/s{p99}",
-            p.elapsed.as_secs_f64(),
-            p.sent,
-            p.succeeded,
-            p.errors,
-            p.dropped,
-            p.in_flight,
-            p.rate_rps,
-        );
-        if p.done {
-            let _ = writeln!(err);
-        }
-        let _ = err.flush();
-    }
-}
-
-fn describe(plan: &Plan) -> String {
-    let load = match &plan.spec.pattern {
-        Pattern::ClosedLoop { users, .. } => format!("{users} user(s), closed loop"),
-        Pattern::OpenLoop {
-            arrival,
-            max_in_flight,
-            ..
-        } => {
-            let a = match arrival {
-                Arrival::Constant { rate } => format!("constant {rate}/s"),
-                Arrival::Poisson { rate } => format!("poisson {rate}/s"),
-                Arrival::Gamma { rate, burstiness } => {
-                    format!("gamma {rate}/s, burstiness {burstiness}")
+        Ok(l) => l,
+        Err(e) => {
+            // The flags were checked above; what the recipe check adds is about their values.
+            for d in e.diagnostics.items.iter() {
+                eprintln!("error: {}", d.message);
+                if let Some(h) = &d.help {
+                    eprintln!("  help: {h}");
                 }
-                other => format!("{other:?}"),
-            };
-            match max_in_flight {
-                Some(m) => format!("open loop, {a}, at most {m} in flight"),
-                None => format!("open loop, {a}"),
             }
+            return Ok(ExitCode::from(exit::INVALID_INPUT));
         }
     };
-    let stop = match (plan.spec.stop.requests, plan.spec.stop.duration) {
-        (Some(n), Some(d)) => format!("{n} requests or {d:?}"),
-        (Some(n), None) => format!("{n} requests"),
-        (None, Some(d)) => format!("{d:?}"),
-        (None, None) => "end of schedule".into(),
+    let run_args = crate::run::RunArgs {
+        recipe: None,
+        resume: None,
+        out: Some(args.out.clone()),
+        quiet: args.json,
+        json: false,
+        workloads: Vec::new(),
+        use_running: false,
+        dry_run: false,
+        server_nodes: None,
+        client_nodes: None,
     };
-    format!(
-        "bench {} ({}): {load}; stop after {stop}{}",
-        plan.target.url,
-        plan.target.model.as_deref().unwrap_or("no model"),
-        if plan.spec.warmup.is_zero() {
-            String::new()
-        } else {
-            format!(" after {:?} warm-up", plan.spec.warmup)
+    let generated = crate::run::Generated {
+        loaded,
+        command: aibench_results::Command::Bench,
+    };
+    let (code, dir) = crate::run::run_request(run_args, Some(generated))?;
+    let Some(dir) = dir else {
+        return Ok(code);
+    };
+    let trial = dir.join("trials").join("01");
+    let summary: Option<Summary> = std::fs::read(trial.join("summary.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    match (&summary, args.json) {
+        (Some(s), true) => {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, s)?;
+            writeln!(out)?;
         }
-    )
-}
-
-/// What was asked for, without secrets (header names only).
-fn params_json(args: &BenchArgs, plan: &Plan) -> serde_json::Value {
-    let name = |v: Option<clap::builder::PossibleValue>| v.map(|v| v.get_name().to_string());
-    let (users, rate) = match &plan.spec.pattern {
-        Pattern::ClosedLoop { users, .. } => (Some(*users), None),
-        Pattern::OpenLoop { arrival, .. } => (None, Some(arrival.peak_rate())),
-    };
-    serde_json::json!({
-        "url": args.url,
-        "protocol": name(args.protocol.to_possible_value()),
-        "model": plan.target.model,
-        "concurrency": users,
-        "rate": rate,
-        "arrival": rate.and(name(args.arrival.to_possible_value())),
-        "burstiness": args.burstiness,
-        "max_in_flight": args.max_in_flight,
-        "requests": plan.spec.stop.requests,
-        "duration_s": args.duration.map(|d| d.as_secs_f64()),
-        "warmup_s": args.warmup.as_secs_f64(),
-        "cooldown_s": args.cooldown.as_secs_f64(),
-        "prompt_tokens": args.dataset.is_none().then(|| length_text(&args.prompt_tokens)),
-        "output_tokens": args.output_tokens.as_ref().map(length_text),
-        "dataset": args.dataset,
-        "dataset_format": args.dataset.as_ref().and(name(args.dataset_format.to_possible_value())),
-        "stream": !args.no_stream,
-        "ignore_eos": args.ignore_eos,
-        "api_key_env": args.api_key_env,
-        "headers": args
-            .headers
-            .iter()
-            .filter_map(|h| h.split_once(':').map(|(k, _)| k.trim().to_string()))
-            .collect::<Vec<_>>(),
-        "seed": args.seed,
-        "timeout_s": args.timeout.as_secs_f64(),
-    })
-}
-
-/// A length distribution in the form `--prompt-tokens` takes.
-fn length_text(d: &LengthDist) -> String {
-    match d {
-        LengthDist::Fixed(n) => n.to_string(),
-        LengthDist::Uniform { min, max } => format!("{min}..{max}"),
-        LengthDist::Normal { mean, stddev } => format!("{mean}~{stddev}"),
+        (Some(s), false) => {
+            print!("{}", render_summary(s));
+            println!("results: {}", trial.display());
+        }
+        (None, _) => eprintln!("no summary was written; see {}", dir.display()),
     }
+    if let Some(s) = &summary {
+        if s.counts.successes == 0 && s.counts.total > 0 && !args.json {
+            eprintln!("error: every request failed; see errors by class above and error_message in requests.jsonl");
+        }
+    }
+    Ok(code)
 }
 
 fn ms(v: f64) -> String {
@@ -855,69 +700,6 @@ pub fn render_summary(s: &Summary) -> String {
     out
 }
 
-fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value)?;
-    bytes.push(b'\n');
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-/// `<out>/<id>`, or `<id>-2`, `<id>-3`... if taken.
-fn unique_dir(out: &Path, id: &str) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    for n in 1.. {
-        let name = if n == 1 {
-            id.to_string()
-        } else {
-            format!("{id}-{n}")
-        };
-        let dir = out.join(name);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
-        }
-    }
-    unreachable!("some suffix is free")
-}
-
-fn now_epoch() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch.
-fn utc(epoch: f64) -> String {
-    let secs = epoch.max(0.0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// `bench-20261123-140502`.
-fn run_id(name: &str, epoch: f64) -> String {
-    let digits: String = utc(epoch).chars().filter(char::is_ascii_digit).collect();
-    format!("{name}-{}-{}", &digits[..8], &digits[8..14])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -954,16 +736,25 @@ mod tests {
         assert!(parse_length("0").is_err());
     }
 
+    /// The flags' recipe, loaded and checked as `aibench run` would.
+    fn recipe(args: &[&str]) -> Result<aibench_recipe::Loaded, String> {
+        let a = parse(args).map_err(|e| e.to_string())?;
+        let (json, _) = recipe_json(&a).map_err(|e| e.0)?;
+        aibench_recipe::load_str("t", &json.to_string(), &aibench_recipe::ProcessEnv)
+            .map_err(|e| format!("{:?}", e.diagnostics.items))
+    }
+
     #[test]
     fn closed_loop_by_default_open_loop_with_rate() {
-        let a = parse(&["http://127.0.0.1:1"]).unwrap();
-        let p = plan(&a).ok().unwrap();
+        let r = recipe(&["http://127.0.0.1:1"]).unwrap().recipe;
+        let w = &r.workloads[0];
         assert!(matches!(
-            p.spec.pattern,
-            Pattern::ClosedLoop { users: 1, .. }
+            w.load,
+            aibench_recipe::Load::ClosedLoop { users: 1, .. }
         ));
-        assert_eq!(p.spec.stop.requests, Some(100));
-        let a = parse(&[
+        assert_eq!(w.stop.requests, Some(100));
+        assert_eq!(w.stop.duration, None);
+        let r = recipe(&[
             "http://127.0.0.1:1",
             "--rate",
             "5",
@@ -973,28 +764,75 @@ mod tests {
             "0.5",
             "-d",
             "10s",
+            "--slo-ttft",
+            "200ms",
         ])
-        .unwrap();
-        let p = plan(&a).ok().unwrap();
-        assert!(
-            matches!(p.spec.pattern, Pattern::OpenLoop { arrival: Arrival::Gamma { burstiness, .. }, .. } if burstiness == 0.5)
+        .unwrap()
+        .recipe;
+        let w = &r.workloads[0];
+        assert!(matches!(
+            w.load,
+            aibench_recipe::Load::OpenLoop { arrival: aibench_recipe::Arrival::Gamma, burstiness: Some(b), .. } if b == 0.5
+        ));
+        assert_eq!(w.stop.requests, None);
+        assert_eq!(
+            w.stop.duration.map(|d| d.std()),
+            Some(Duration::from_secs(10))
         );
-        assert_eq!(p.spec.stop.requests, None);
+        assert_eq!(
+            r.slo.and_then(|s| s.ttft).map(|d| d.std()),
+            Some(Duration::from_millis(200))
+        );
+    }
+
+    #[test]
+    fn http_urls_split_into_target_and_path() {
+        let r = recipe(&[
+            "http://127.0.0.1:9/v1/embeddings?x=1",
+            "--protocol",
+            "http",
+            "--method",
+            "post",
+            "--body",
+            "{\"input\": \"{{prompt}}\"}",
+        ])
+        .unwrap()
+        .recipe;
+        let w = &r.workloads[0];
+        assert_eq!(w.target, "http://127.0.0.1:9");
+        let h = w.http.as_ref().unwrap();
+        assert_eq!(h.path, "/v1/embeddings?x=1");
+        assert_eq!(h.method, aibench_recipe::HttpMethod::Post);
+    }
+
+    #[test]
+    fn header_values_stay_out_of_the_recipe() {
+        let a = parse(&["http://x:1", "-H", "X-Token: s3cret"]).unwrap();
+        let (json, values) = recipe_json(&a).unwrap();
+        assert!(!json.to_string().contains("s3cret"), "{json}");
+        assert_eq!(
+            values,
+            vec![("AIBENCH_HEADER_X_TOKEN".to_string(), "s3cret".to_string())]
+        );
+        assert_eq!(
+            json["workloads"][0]["headers"]["X-Token"],
+            "${AIBENCH_HEADER_X_TOKEN}"
+        );
     }
 
     #[test]
     fn bad_arguments_are_reported() {
         assert!(parse(&["http://x", "--concurrency", "2", "--rate", "3"]).is_err());
-        let a = parse(&["http://x", "--rate", "3", "--burstiness", "2"]).unwrap();
-        assert!(plan(&a).is_err());
-        let a = parse(&["http://x", "--header", "novalue"]).unwrap();
-        assert!(plan(&a).is_err());
-        let a = parse(&["http://x", "--api-key-env", "AIBENCH_TEST_SURELY_UNSET_VAR"]).unwrap();
-        assert!(plan(&a).is_err());
-    }
-
-    #[test]
-    fn run_ids_are_dated() {
-        assert_eq!(run_id("bench", 1_795_437_902.0), "bench-20261123-124502");
+        for bad in [
+            &["http://x", "--rate", "3", "--burstiness", "2"][..],
+            &["http://x", "--header", "novalue"],
+            &["http://x", "--api-key-env", "AIBENCH_TEST_SURELY_UNSET_VAR"],
+            &["http://x", "--body", "{}"],
+            &["http://x", "--protocol", "ollama-chat", "--ignore-eos"],
+            &["http://x", "--protocol", "http", "--method", "BREW"],
+        ] {
+            let a = parse(bad).unwrap();
+            assert!(recipe_json(&a).is_err(), "{bad:?}");
+        }
     }
 }

@@ -87,7 +87,7 @@ pub fn findings(r: &aibench_report::Report) -> String {
         r.run.run_id,
         r.trials.len(),
         if r.trials.len() == 1 { "" } else { "s" },
-        r.run.status
+        aibench_report::model::status_text(r.run.status)
     ));
     for s in &r.sweeps {
         let show = |x: f64| show_x(x, &s.unit);

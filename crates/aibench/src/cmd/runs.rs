@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use aibench_results::Status;
+use clap::builder::TypedValueParser as _;
+
 use crate::exit;
 
 const AFTER_HELP: &str = "\
@@ -16,24 +19,10 @@ Examples:
   aibench runs --recipe 'vllm-*' --since 7d --status completed
   aibench runs --service vllm --root /scratch/results --json";
 
-/// A run's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Status {
-    Running,
-    Completed,
-    Failed,
-    Interrupted,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Running => "running",
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-            Status::Interrupted => "interrupted",
-        }
-    }
+/// `--status`: the statuses a run ends with (or `running`), listed in `--help`.
+fn status_parser() -> impl clap::builder::TypedValueParser<Value = Status> {
+    clap::builder::PossibleValuesParser::new(["running", "completed", "failed", "interrupted"])
+        .try_map(|s| s.parse::<Status>())
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,7 +44,7 @@ pub struct RunsArgs {
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
     /// Only runs that ended so (or are still running).
-    #[arg(long, value_enum, value_name = "STATUS")]
+    #[arg(long, value_name = "STATUS", value_parser = status_parser())]
     pub status: Option<Status>,
     /// Only runs that deployed a service of this kind (`vllm`) or name (`llm`).
     #[arg(long, value_name = "KIND")]
@@ -92,7 +81,7 @@ pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let filter = aibench_report::RunFilter {
         recipe: args.recipe.clone(),
         since,
-        status: args.status.map(|s| s.as_str().to_string()),
+        status: args.status,
         service: args.service.clone(),
     };
     let runs = aibench_report::catalog_list(&args.root, &filter)?;

@@ -65,7 +65,7 @@ pub enum Event {
         message: String,
     },
     RunFinished {
-        status: String,
+        status: aibench_results::Status,
         report: Option<String>,
         exit_code: u8,
     },
@@ -92,7 +92,7 @@ pub struct ProgressEvent {
 pub struct WorkloadResult {
     pub trial: String,
     pub workload: String,
-    pub status: String,
+    pub status: aibench_results::Status,
     pub requests: u64,
     pub successes: u64,
     pub errors: u64,
@@ -289,7 +289,7 @@ impl Events {
                     w.errors,
                     w.requests_per_s,
                     w.output_tokens_per_s,
-                    if w.status == "complete" {
+                    if w.status == aibench_results::Status::Completed {
                         String::new()
                     } else {
                         format!(" [{}]", w.status)

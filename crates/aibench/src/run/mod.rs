@@ -30,7 +30,7 @@ use crate::exit;
 use deployed::Deployed;
 use events::{Event, Events, Mode, ProgressEvent, WorkloadResult};
 use report::Row;
-use rundir::{Host, RunDir, RunInfo, TrialInfo};
+use rundir::{Host, RunDir, RunInfo, Status, TrialInfo};
 
 const AFTER_HELP: &str = "\
 The run directory (default `results/<recipe name>-<UTC time>/`) receives the recipe as given,
@@ -139,28 +139,60 @@ fn install_signals(cancel: Cancel, count: Arc<AtomicU32>) -> anyhow::Result<()> 
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    run_request(args, None).map(|(code, _)| code)
+}
+
+/// A recipe made by another command rather than read from a file: `aibench bench URL` builds a
+/// one-workload recipe from its flags and runs it here, through the same runner.
+pub struct Generated {
+    pub loaded: Loaded,
+    /// Which command made it (recorded in run.json).
+    pub command: aibench_results::Command,
+}
+
+/// Run a recipe, from `args.recipe` or `generated`; the exit code and the run directory (once
+/// one was made). A generated run prints nothing on stdout: its command shows the result.
+pub fn run_request(
+    args: RunArgs,
+    generated: Option<Generated>,
+) -> anyhow::Result<(ExitCode, Option<PathBuf>)> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let mut dir = None;
     // `block_on` runs on this (the main) thread, so services started by the top-level future
     // get the main thread as the parent whose death kills them.
-    rt.block_on(run_async(args))
+    let code = rt.block_on(run_async(args, generated, &mut dir))?;
+    Ok((code, dir))
 }
 
 struct Failure {
-    status: &'static str,
+    status: Status,
     reason: String,
 }
 
-async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
-    // Load the recipe: from the file, or from the run directory being resumed.
+async fn run_async(
+    args: RunArgs,
+    generated: Option<Generated>,
+    dir_out: &mut Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    // Load the recipe: given, from the file, or from the run directory being resumed.
     let (recipe_path, resume_dir) = match (&args.recipe, &args.resume) {
         (_, Some(dir)) => (dir.join("recipe.yaml"), Some(dir.clone())),
         (Some(p), None) => (p.clone(), None),
+        (None, None) if generated.is_some() => (PathBuf::new(), None),
         (None, None) => anyhow::bail!("give a recipe, or --resume RUN_DIR"),
     };
-    let Ok(mut loaded) = crate::cmd::load_recipe(&recipe_path) else {
-        return Ok(exit::INVALID_INPUT.into());
+    let command = generated
+        .as_ref()
+        .map_or(aibench_results::Command::Run, |g| g.command);
+    let print_result = generated.is_none();
+    let mut loaded = match generated {
+        Some(g) => g.loaded,
+        None => match crate::cmd::load_recipe(&recipe_path) {
+            Ok(l) => l,
+            Err(_) => return Ok(exit::INVALID_INPUT.into()),
+        },
     };
     if !args.workloads.is_empty() {
         let known: Vec<String> = loaded
@@ -243,31 +275,14 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .out
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(&loaded.recipe.output.dir));
-            let run_id = rundir::run_id(&loaded.recipe.name, started_at);
-            let mut path = root.join(&run_id);
-            let mut n = 2;
-            while path.exists() {
-                path = root.join(format!("{run_id}-{n}"));
-                n += 1;
-            }
-            std::fs::create_dir_all(&path).map_err(|e| {
-                anyhow::anyhow!("cannot create the run directory {}: {e}", path.display())
-            })?;
-            let rd = RunDir { root: path };
+            let rd = RunDir::create(&root, &rundir::run_id(&loaded.recipe.name, started_at))?;
             std::fs::write(rd.root.join("recipe.yaml"), &loaded.source.text)?;
-            let info = new_info(
-                &loaded,
-                &plan,
-                &recipe_path,
-                rd.root
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or(run_id),
-                started_at,
-            );
+            let mut info = new_info(&loaded, &plan, &recipe_path, rd.id(), started_at);
+            info.command = command;
             (rd, info)
         }
     };
+    *dir_out = Some(dir.root.clone());
     // resolved.yaml: defaults filled, values expanded, secrets still references. JSON is YAML.
     let mut resolved = String::from(
         "# The recipe with defaults filled in and ${VAR}s expanded; secrets stay references.\n",
@@ -277,7 +292,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     )?)?);
     resolved.push('\n');
     std::fs::write(dir.root.join("resolved.yaml"), resolved)?;
-    info.status = "running".into();
+    info.status = Status::Running;
     dir.write_json("run.json", &info)?;
     events.open_log(&dir.root.join("logs/events.jsonl"))?;
     events.emit(Event::RunStarted {
@@ -363,7 +378,11 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     for (i, trial) in plan.trials.iter().enumerate() {
         let recipe = &loaded.trials[i].recipe;
-        if info.trials.get(i).is_some_and(|t| t.status == "complete") {
+        if info
+            .trials
+            .get(i)
+            .is_some_and(|t| t.status == Status::Completed)
+        {
             events.emit(Event::TrialSkipped {
                 trial: trial.id.clone(),
                 reason: "finished before".into(),
@@ -380,7 +399,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             total: plan.trials.len(),
             params: serde_json::to_value(&trial.params)?,
         });
-        set_trial_status(&mut info, i, "running");
+        info.set_trial_status(i, Status::Running);
         dir.write_json("run.json", &info)?;
         dir.write_json(&format!("trials/{}/params.json", trial.id), &trial.params)?;
 
@@ -420,13 +439,14 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
                             });
                         }
                     }
-                    set_trial_status(
-                        &mut info,
-                        i,
-                        if interrupted { "interrupted" } else { "failed" },
-                    );
+                    let status = if interrupted {
+                        Status::Interrupted
+                    } else {
+                        Status::Failed
+                    };
+                    info.set_trial_status(i, status);
                     failure = Some(Failure {
-                        status: if interrupted { "interrupted" } else { "failed" },
+                        status,
                         reason: e.to_string(),
                     });
                     break;
@@ -479,28 +499,29 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         match outcome {
             Ok((trial_rows, crash)) => {
-                let status = if crash.is_some() {
-                    "failed"
-                } else if trial_rows.iter().any(|r| r.status == "interrupted")
-                    || cancel.is_cancelled()
-                {
-                    "interrupted"
-                } else {
-                    "complete"
-                };
+                let status =
+                    if crash.is_some() || trial_rows.iter().any(|r| r.status == Status::Failed) {
+                        Status::Failed
+                    } else if trial_rows.iter().any(|r| r.status == Status::Interrupted)
+                        || cancel.is_cancelled()
+                    {
+                        Status::Interrupted
+                    } else {
+                        Status::Completed
+                    };
                 rows.extend(trial_rows);
-                set_trial_status(&mut info, i, status);
+                info.set_trial_status(i, status);
                 if let Some(msg) = crash {
                     failure = Some(Failure {
-                        status: "failed",
+                        status: Status::Failed,
                         reason: msg,
                     });
                 }
             }
             Err(e) => {
-                set_trial_status(&mut info, i, "failed");
+                info.set_trial_status(i, Status::Failed);
                 failure = Some(Failure {
-                    status: "failed",
+                    status: Status::Failed,
                     reason: format!("{e:#}"),
                 });
             }
@@ -529,14 +550,17 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Collect and report.
     let slo_failed = rows.iter().any(|r| !r.slo_failures.is_empty());
     let (status, reason) = match (&failure, cancel.is_cancelled()) {
-        (Some(f), _) => (f.status.to_string(), Some(f.reason.clone())),
-        (None, true) => (
-            "interrupted".to_string(),
-            Some("stopped by a signal".to_string()),
-        ),
-        (None, false) => ("completed".to_string(), None),
+        (Some(f), _) => (f.status, Some(f.reason.clone())),
+        (None, true) => (Status::Interrupted, Some("stopped by a signal".to_string())),
+        (None, false) => match failed_workloads(&rows) {
+            None => (Status::Completed, None),
+            Some(which) => (
+                Status::Failed,
+                Some(format!("every request failed: {which}")),
+            ),
+        },
     };
-    info.status = status.clone();
+    info.status = status;
     info.reason = reason.clone();
     info.finished_at = Some(rundir::now_epoch());
     dir.write_json("run.json", &info)?;
@@ -561,30 +585,32 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
             aibench_report::catalog_path(results_root).display()
         ));
     }
-    let code = match status.as_str() {
-        "completed" if slo_failed => exit::FAILED,
-        "completed" => exit::SUCCESS,
-        "interrupted" => exit::INTERRUPTED,
+    let code = match status {
+        Status::Completed if slo_failed => exit::FAILED,
+        Status::Completed => exit::SUCCESS,
+        Status::Interrupted => exit::INTERRUPTED,
         _ => exit::FAILED,
     };
     events.emit(Event::RunFinished {
-        status: status.clone(),
+        status,
         report: Some(report_path.display().to_string()),
         exit_code: code,
     });
     events.finish();
     if let Some(r) = &reason {
-        if status != "completed" {
+        if status != Status::Completed {
             eprintln!("run {status}: {r}");
         }
     }
-    if slo_failed && status == "completed" {
+    if slo_failed && status == Status::Completed {
         eprintln!(
             "SLO missed in {} trial(s); see the report",
             rows.iter().filter(|r| !r.slo_failures.is_empty()).count()
         );
     }
-    if args.json {
+    if !print_result {
+        // The command that generated the recipe shows the result.
+    } else if args.json {
         let out = serde_json::json!({
             "run_id": info.run_id,
             "status": status,
@@ -604,6 +630,16 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(code.into())
 }
 
+/// The workloads (with their trials) in which every measured request failed, if any.
+fn failed_workloads(rows: &[Row]) -> Option<String> {
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .map(|r| format!("workload `{}` of trial {}", r.workload, r.trial))
+        .collect();
+    (!failed.is_empty()).then(|| failed.join(", "))
+}
+
 fn new_info(
     loaded: &Loaded,
     plan: &Plan,
@@ -612,10 +648,11 @@ fn new_info(
     started_at: f64,
 ) -> RunInfo {
     RunInfo {
-        schema_version: 1,
+        schema_version: aibench_results::RUN_SCHEMA_VERSION,
         run_id,
         name: loaded.recipe.name.clone(),
-        status: "running".into(),
+        command: aibench_results::Command::Run,
+        status: Status::Running,
         reason: None,
         recipe_path: recipe_path.display().to_string(),
         platform: plan.platform.clone(),
@@ -639,16 +676,10 @@ fn new_info(
             .map(|t| TrialInfo {
                 id: t.id.clone(),
                 params: serde_json::to_value(&t.params).unwrap_or_default(),
-                status: "pending".into(),
+                status: Status::Pending,
             })
             .collect(),
         job_ids: Vec::new(),
-    }
-}
-
-fn set_trial_status(info: &mut RunInfo, i: usize, status: &str) {
-    if let Some(t) = info.trials.get_mut(i) {
-        t.status = status.into();
     }
 }
 
@@ -902,7 +933,7 @@ async fn measure(
         };
         let service = recipe.services.iter().find(|s| s.name == w.target);
         let spec = workload::load_spec(w, recipe.seed, base_dir)?;
-        let driven = workload::driven(w, &url, service, recipe.seed, base_dir)?;
+        let mut driven = workload::driven(w, &url, service, recipe.seed, base_dir)?;
         // Before the clock, once for every client process: preload keys, create tables...
         if let Some(done) = driven
             .prepare()
@@ -1034,12 +1065,13 @@ async fn measure(
         if crash.is_some() || cancel.is_cancelled() {
             summary.interrupted = true;
         }
-        let status = if crash.is_some() {
-            "failed"
+        let every_request_failed = summary.counts.total > 0 && summary.counts.successes == 0;
+        let status = if crash.is_some() || every_request_failed {
+            Status::Failed
         } else if summary.interrupted {
-            "interrupted"
+            Status::Interrupted
         } else {
-            "complete"
+            Status::Completed
         };
         let rel = wdir
             .strip_prefix(&dir.root)
@@ -1051,7 +1083,7 @@ async fn measure(
         events.emit(Event::WorkloadFinished(WorkloadResult {
             trial: trial.id.clone(),
             workload: name.clone(),
-            status: status.into(),
+            status,
             requests: summary.counts.total,
             successes: summary.counts.successes,
             errors: summary.counts.errors + summary.counts.dropped,
@@ -1066,7 +1098,7 @@ async fn measure(
             trial: trial.id.clone(),
             params: serde_json::to_value(&trial.params)?,
             workload: name,
-            status: status.into(),
+            status,
             summary,
             slo_failures,
         });
@@ -1096,7 +1128,7 @@ fn read_rows(
                 trial: trial.into(),
                 params: serde_json::to_value(params).unwrap_or_default(),
                 workload: w.name.clone(),
-                status: "complete".into(),
+                status: Status::Completed,
                 slo_failures: report::slo_failures(recipe.slo.as_ref(), &summary),
                 summary,
             })

@@ -14,7 +14,7 @@ pub struct Row {
     pub trial: String,
     pub params: serde_json::Value,
     pub workload: String,
-    pub status: String,
+    pub status: aibench_results::Status,
     pub summary: Summary,
     pub slo_failures: Vec<String>,
 }
@@ -45,7 +45,7 @@ pub fn write_csv(path: &Path, rows: &[Row]) -> std::io::Result<()> {
         let cells = [
             csv_escape(&r.trial),
             csv_escape(&r.workload),
-            r.status.clone(),
+            r.status.to_string(),
             csv_escape(&r.params.to_string()),
             s.counts.total.to_string(),
             s.counts.successes.to_string(),

@@ -540,6 +540,7 @@ fn target(w: &r::Workload, url: &str, service_model: Option<&str>) -> anyhow::Re
     let mut t = Target::new(base, protocol);
     t.model = w.model.clone().or_else(|| service_model.map(String::from));
     t.stream = w.stream;
+    t.ignore_eos = w.ignore_eos;
     let env = aibench_recipe::ProcessEnv;
     if let Some(k) = &w.api_key {
         t.api_key = Some(

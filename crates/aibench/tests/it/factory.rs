@@ -55,7 +55,7 @@ fn each_trial(dir: &Path, check: impl Fn(&str, &serde_json::Value)) {
     let trials = info["trials"].as_array().unwrap();
     assert!(!trials.is_empty());
     for t in trials {
-        assert_eq!(t["status"], "complete", "{t}");
+        assert_eq!(t["status"], "completed", "{t}");
         let id = t["id"].as_str().unwrap();
         let summary = read_json(&dir.join("trials").join(id).join("summary.json"));
         assert_eq!(summary["counts"]["errors"], 0, "{id}: {summary}");

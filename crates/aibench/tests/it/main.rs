@@ -1,5 +1,6 @@
 //! Integration tests: they run the real `aibench` binary. One test binary, one module per area.
 
+mod bench;
 mod factory;
 mod harness;
 mod prepare;

@@ -174,7 +174,7 @@ fn quickstart_end_to_end() {
     assert!(info["host"]["cpus"].as_u64().unwrap() >= 1);
     assert!(info["started_at"].as_f64().unwrap() > 1.7e9);
     for t in info["trials"].as_array().unwrap() {
-        assert_eq!(t["status"], "complete");
+        assert_eq!(t["status"], "completed");
         let id = t["id"].as_str().unwrap();
         let summary = read_json(&dir.join("trials").join(id).join("summary.json"));
         assert!(
@@ -188,7 +188,7 @@ fn quickstart_end_to_end() {
     assert_eq!(csv.lines().count(), 4, "header and three trials:\n{csv}");
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(
-        report.contains("| `03_users=16` | chat | complete |"),
+        report.contains("| `03_users=16` | chat | completed |"),
         "{report}"
     );
     assert!(dir.join("recipe.yaml").exists() && dir.join("resolved.yaml").exists());
@@ -397,8 +397,8 @@ fn resume_completes_the_same_trials() {
     }
     assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), 130);
     let info = read_json(&dir.join("run.json"));
-    assert_eq!(info["trials"][0]["status"], "complete");
-    assert_ne!(info["trials"][2]["status"], "complete");
+    assert_eq!(info["trials"][0]["status"], "completed");
+    assert_ne!(info["trials"][2]["status"], "completed");
 
     let run = env.cmd(&["run", "--resume", dir.to_str().unwrap()]).run();
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -417,7 +417,7 @@ fn resume_completes_the_same_trials() {
         .collect();
     assert_eq!(ids, ["01_users=1", "02_users=2", "03_users=3"]);
     for t in info["trials"].as_array().unwrap() {
-        assert_eq!(t["status"], "complete");
+        assert_eq!(t["status"], "completed");
     }
     let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");

@@ -1,0 +1,297 @@
+//! `run.json`: what ran, where, when, and how each trial and the run ended.
+//!
+//! The runner writes it (`aibench run` and `aibench bench` alike) at every change of status;
+//! the report, `runs`, `compare`, `watch` and `--resume` read it with [`RunInfo::read`]. Its
+//! JSON Schema, from [`run_schema`], is committed as `schema/run.schema.json`.
+
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Version of the `run.json` layout.
+pub const RUN_SCHEMA_VERSION: u32 = 1;
+
+/// How a run, a trial or one workload of a trial stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Not started yet.
+    #[default]
+    Pending,
+    /// Started and not ended (or its process died without saying how it ended).
+    Running,
+    /// Ended as planned. (Older run directories wrote `complete` for trials.)
+    #[serde(alias = "complete")]
+    Completed,
+    /// Stopped early by a signal or a stop request; what was measured is kept.
+    Interrupted,
+    /// Could not do what it was asked: a service did not start or crashed, every request
+    /// failed, or the load could not run.
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Interrupted => "interrupted",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// Every status, in the order a run goes through them.
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::Running,
+        Status::Completed,
+        Status::Interrupted,
+        Status::Failed,
+    ];
+
+    /// The run or trial has ended, whichever way.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Completed | Status::Interrupted | Status::Failed
+        )
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "complete" => Ok(Status::Completed),
+            _ => Status::ALL
+                .into_iter()
+                .find(|st| st.as_str() == s)
+                .ok_or_else(|| {
+                    format!(
+                        "`{s}` is not a status; use one of {}",
+                        Status::ALL.map(Status::as_str).join(", ")
+                    )
+                }),
+        }
+    }
+}
+
+/// Which command made the run directory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Command {
+    /// `aibench run RECIPE`: deploys the recipe's services (or uses running ones) and drives
+    /// its workloads.
+    #[default]
+    Run,
+    /// `aibench bench URL`: one workload at a server that already runs, from flags.
+    Bench,
+}
+
+/// `run.json`.
+///
+/// Reading is lenient (every field has a default) so that a run cut off half-way, or written
+/// by an older aibench, still reads.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct RunInfo {
+    pub schema_version: u32,
+    /// The run directory's name: the recipe name and the UTC start time.
+    pub run_id: String,
+    /// The recipe's name (`bench` for `aibench bench URL`).
+    pub name: String,
+    pub command: Command,
+    pub status: Status,
+    /// Why the run failed or stopped early.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The recipe as given on the command line (`recipe.yaml` in the run directory holds its
+    /// text).
+    pub recipe_path: String,
+    /// `local` or `slurm`.
+    pub platform: String,
+    pub seed: u64,
+    /// Wall-clock time of the run's start, seconds since the Unix epoch; record times in
+    /// `requests.jsonl` are relative to each workload's own start, given in its summary.
+    pub started_at: f64,
+    pub started_at_utc: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<f64>,
+    pub aibench_version: String,
+    pub aibench_git: String,
+    /// The commit of the repository holding the recipe, if it is in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipe_git: Option<String>,
+    pub host: Host,
+    pub trials: Vec<TrialInfo>,
+    /// Slurm jobs submitted for the run.
+    pub job_ids: Vec<String>,
+}
+
+/// One trial of a run: one point of the recipe's sweep.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct TrialInfo {
+    /// `01`, `02`, ...: the folder under `trials/`.
+    pub id: String,
+    /// The sweep's values for this trial (empty object without a sweep).
+    pub params: serde_json::Value,
+    pub status: Status,
+}
+
+/// The machine aibench ran on.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct Host {
+    pub hostname: String,
+    pub os: String,
+    pub kernel: String,
+    pub cpu_model: String,
+    pub cpus: usize,
+    pub memory_bytes: u64,
+}
+
+impl Host {
+    /// This machine (Linux `/proc`; fields it cannot read are left empty).
+    pub fn here() -> Host {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let memory_bytes = read("/proc/meminfo")
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024);
+        let hostname = read("/proc/sys/kernel/hostname").trim().to_string();
+        Host {
+            hostname: if hostname.is_empty() {
+                "localhost".into()
+            } else {
+                hostname
+            },
+            os: std::env::consts::OS.into(),
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+            cpu_model,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_bytes,
+        }
+    }
+}
+
+impl RunInfo {
+    /// Read `run.json` from a run directory.
+    pub fn read(run_dir: &Path) -> std::io::Result<RunInfo> {
+        let bytes = std::fs::read(run_dir.join("run.json"))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// Set one trial's status, by its position.
+    pub fn set_trial_status(&mut self, index: usize, status: Status) {
+        if let Some(t) = self.trials.get_mut(index) {
+            t.status = status;
+        }
+    }
+}
+
+/// A run id: the name made safe for a folder, and the UTC start time, e.g.
+/// `quickstart-20261123-140502`.
+pub fn run_id(name: &str, epoch_s: f64) -> String {
+    let digits: String = crate::time::utc(epoch_s)
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{safe}-{}-{}", &digits[..8], &digits[8..14])
+}
+
+/// Write a file so that readers see the old content or the new, never a part: a temporary
+/// file beside it (hidden, so globs like `*.json` skip it), then a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Write a value as pretty JSON (with a final newline) through [`write_atomic`], creating the
+/// folders it goes in.
+pub fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+/// The JSON Schema of `run.json`.
+pub fn run_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(RunInfo);
+    serde_json::to_value(&schema).expect("a JSON Schema always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_named_and_dated() {
+        assert_eq!(
+            run_id("quick start", 1_795_437_902.0),
+            "quick-start-20261123-124502"
+        );
+    }
+
+    #[test]
+    fn statuses_read_old_spellings_and_write_one() {
+        let t: TrialInfo =
+            serde_json::from_str(r#"{"id": "01", "params": {}, "status": "complete"}"#).unwrap();
+        assert_eq!(t.status, Status::Completed);
+        assert_eq!(
+            serde_json::to_value(&t).unwrap()["status"],
+            serde_json::json!("completed")
+        );
+        assert_eq!("complete".parse::<Status>(), Ok(Status::Completed));
+        assert!("done".parse::<Status>().unwrap_err().contains("pending"));
+        for s in Status::ALL {
+            assert_eq!(s.as_str().parse::<Status>(), Ok(s));
+        }
+    }
+
+    #[test]
+    fn a_partial_run_json_reads() {
+        let r: RunInfo = serde_json::from_str(r#"{"run_id": "x", "status": "running"}"#).unwrap();
+        assert_eq!(r.status, Status::Running);
+        assert_eq!(r.command, Command::Run);
+        assert!(r.trials.is_empty());
+    }
+}
