@@ -208,3 +208,17 @@ fn not_a_run_directory() {
         "{err:#}"
     );
 }
+
+/// The Markdown report of a known sweep, whole: any change to its wording, tables or figures is
+/// a diff to review. (The run is constructed with fixed times, so nothing needs redacting but
+/// the temporary folder.)
+#[test]
+fn the_sweep_report_reads_as_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sweep_run(tmp.path());
+    let paths = aibench_report::write_reports(&dir).unwrap();
+    let md = std::fs::read_to_string(&paths.markdown)
+        .unwrap()
+        .replace(&tmp.path().display().to_string(), "<tmp>");
+    insta::assert_snapshot!("sweep-report-md", md);
+}

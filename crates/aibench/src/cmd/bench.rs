@@ -387,65 +387,9 @@ fn recipe_json(args: &BenchArgs) -> Result<(serde_json::Value, Vec<(String, Stri
         }
         w["headers"] = serde_json::Value::Object(headers);
     }
-    w["dataset"] = match &args.dataset {
-        None => json!({
-            "kind": "synthetic",
-            "prompt_tokens": length_json(&args.prompt_tokens),
-            "output_tokens": length_json(&args.output_tokens.unwrap_or(LengthDist::Fixed(128))),
-        }),
-        Some(path) => {
-            let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-            let kind = match args.dataset_format {
-                BenchDatasetFormat::Jsonl => "jsonl",
-                BenchDatasetFormat::Sharegpt => "sharegpt",
-                BenchDatasetFormat::Hellaswag => "hellaswag",
-            };
-            let mut d = json!({ "kind": kind, "path": path.display().to_string() });
-            if let Some(o) = &args.output_tokens {
-                d["output_tokens"] = length_json(o);
-            }
-            d
-        }
-    };
-    w["load"] = match args.rate {
-        None => json!({ "pattern": "closed-loop", "users": args.concurrency.unwrap_or(1) }),
-        Some(rate) => {
-            let arrival = args
-                .arrival
-                .to_possible_value()
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_default();
-            let mut l = json!({ "pattern": "open-loop", "arrival": arrival, "rate": rate });
-            if let Some(b) = args.burstiness {
-                l["burstiness"] = json!(b);
-            }
-            if let Some(m) = args.max_in_flight {
-                l["max_in_flight"] = json!(m);
-            }
-            l
-        }
-    };
-    let mut stop = serde_json::Map::new();
-    match (args.requests, args.duration) {
-        (None, None) => {
-            stop.insert("requests".into(), json!(100));
-        }
-        (n, d) => {
-            if let Some(n) = n {
-                stop.insert("requests".into(), json!(n));
-            }
-            if let Some(d) = d {
-                stop.insert("duration".into(), json!(duration_text(d)));
-            }
-        }
-    }
-    if args.max_consecutive_errors > 0 {
-        stop.insert(
-            "max_consecutive_errors".into(),
-            json!(args.max_consecutive_errors),
-        );
-    }
-    w["stop"] = serde_json::Value::Object(stop);
+    w["dataset"] = dataset_json(args);
+    w["load"] = load_json(args);
+    w["stop"] = stop_json(args);
     if !args.warmup.is_zero() {
         w["warmup"] = json!(duration_text(args.warmup));
     }
@@ -473,6 +417,80 @@ fn recipe_json(args: &BenchArgs) -> Result<(serde_json::Value, Vec<(String, Stri
         recipe["slo"] = serde_json::Value::Object(slo);
     }
     Ok((recipe, header_values))
+}
+
+/// The recipe's `dataset`: synthetic prompts, or a file.
+fn dataset_json(args: &BenchArgs) -> serde_json::Value {
+    use serde_json::json;
+    match &args.dataset {
+        None => json!({
+            "kind": "synthetic",
+            "prompt_tokens": length_json(&args.prompt_tokens),
+            "output_tokens": length_json(&args.output_tokens.unwrap_or(LengthDist::Fixed(128))),
+        }),
+        Some(path) => {
+            let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            let kind = match args.dataset_format {
+                BenchDatasetFormat::Jsonl => "jsonl",
+                BenchDatasetFormat::Sharegpt => "sharegpt",
+                BenchDatasetFormat::Hellaswag => "hellaswag",
+            };
+            let mut d = json!({ "kind": kind, "path": path.display().to_string() });
+            if let Some(o) = &args.output_tokens {
+                d["output_tokens"] = length_json(o);
+            }
+            d
+        }
+    }
+}
+
+/// The recipe's `load`: closed loop by default, open loop with `--rate`.
+fn load_json(args: &BenchArgs) -> serde_json::Value {
+    use serde_json::json;
+    match args.rate {
+        None => json!({ "pattern": "closed-loop", "users": args.concurrency.unwrap_or(1) }),
+        Some(rate) => {
+            let arrival = args
+                .arrival
+                .to_possible_value()
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default();
+            let mut l = json!({ "pattern": "open-loop", "arrival": arrival, "rate": rate });
+            if let Some(b) = args.burstiness {
+                l["burstiness"] = json!(b);
+            }
+            if let Some(m) = args.max_in_flight {
+                l["max_in_flight"] = json!(m);
+            }
+            l
+        }
+    }
+}
+
+/// The recipe's `stop`: 100 requests unless `--requests` or `--duration` say otherwise.
+fn stop_json(args: &BenchArgs) -> serde_json::Value {
+    use serde_json::json;
+    let mut stop = serde_json::Map::new();
+    match (args.requests, args.duration) {
+        (None, None) => {
+            stop.insert("requests".into(), json!(100));
+        }
+        (n, d) => {
+            if let Some(n) = n {
+                stop.insert("requests".into(), json!(n));
+            }
+            if let Some(d) = d {
+                stop.insert("duration".into(), json!(duration_text(d)));
+            }
+        }
+    }
+    if args.max_consecutive_errors > 0 {
+        stop.insert(
+            "max_consecutive_errors".into(),
+            json!(args.max_consecutive_errors),
+        );
+    }
+    serde_json::Value::Object(stop)
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -834,5 +852,40 @@ mod tests {
             let a = parse(bad).unwrap();
             assert!(recipe_json(&a).is_err(), "{bad:?}");
         }
+    }
+
+    /// The terminal table, from a summary of known records: its layout is a snapshot.
+    #[test]
+    fn the_summary_table() {
+        use aibench_results::{Accumulator, AccumulatorConfig, ErrorClass, Phase, RequestRecord};
+        let mut config = AccumulatorConfig::default();
+        config.slo.ttft_us = Some(60_000);
+        let mut acc = Accumulator::new(config);
+        for i in 0..40u64 {
+            let start = i * 250_000;
+            let mut r = RequestRecord::new(i, Phase::Measure, start);
+            r.sent_us = Some(start + 20);
+            if i % 10 == 9 {
+                r.error = Some(ErrorClass::Http5xx);
+                r.status = Some(503);
+                r.end_us = Some(start + 3_000);
+                r.done_us = r.end_us;
+            } else {
+                let ttft = 40_000 + (i % 7) * 5_000;
+                r.first_byte_us = Some(start + ttft - 1_000);
+                r.first_token_us = Some(start + ttft);
+                r.itl_us = vec![10_000; 31];
+                r.end_us = Some(start + ttft + 310_000);
+                r.done_us = r.end_us;
+                r.chunks = 32;
+                r.input_tokens = Some(128);
+                r.output_tokens = Some(32);
+                r.token_source = Some(aibench_results::TokenSource::Usage);
+                r.status = Some(200);
+            }
+            acc.add(&r);
+        }
+        acc.set_stop_reason(aibench_results::StopReason::Requests);
+        insta::assert_snapshot!(render_summary(&acc.summary()));
     }
 }

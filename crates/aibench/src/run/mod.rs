@@ -14,6 +14,7 @@ pub mod rundir;
 pub mod shards;
 pub mod workload;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -171,12 +172,68 @@ struct Failure {
     reason: String,
 }
 
+/// Services started by `aibench up`, used instead of deploying (`--use-running`).
+struct Running {
+    urls: HashMap<String, String>,
+    records: Vec<aibench_platform::ServiceRecord>,
+}
+
+/// Where the recipe came from, once loaded.
+struct Source {
+    loaded: Loaded,
+    recipe_path: PathBuf,
+    resume_dir: Option<PathBuf>,
+    command: aibench_results::Command,
+    /// Print the run's result on stdout (a generated recipe's command prints its own).
+    print_result: bool,
+}
+
+/// One run, from its set-up to its report: the state the trials share.
+struct Runner {
+    json: bool,
+    print_result: bool,
+    loaded: Loaded,
+    plan: Plan,
+    base_dir: PathBuf,
+    dir: RunDir,
+    info: RunInfo,
+    events: Events,
+    cancel: Cancel,
+    ctx: StartContext,
+    slurm_ctx: Option<aibench_slurm::SlurmContext>,
+    clients: ClientContext,
+    monitoring: monitoring::RunMonitoring,
+    running: Option<Running>,
+    single: bool,
+    rows: Vec<Row>,
+    services: Option<Deployed>,
+    failure: Option<Failure>,
+    warnings: Vec<String>,
+}
+
 async fn run_async(
     args: RunArgs,
     generated: Option<Generated>,
     dir_out: &mut Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    // Load the recipe: given, from the file, or from the run directory being resumed.
+    let mut runner = match Runner::setup(args, generated, dir_out).await? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    for i in 0..runner.plan.trials.len() {
+        if !runner.run_trial(i).await? {
+            break;
+        }
+    }
+    runner.finish().await
+}
+
+/// Load the recipe: given, from the file, or from the run directory being resumed; keep only
+/// the workloads asked for. `Err` is the exit code of a recipe that cannot run.
+fn load_source(
+    args: &RunArgs,
+    generated: Option<Generated>,
+) -> anyhow::Result<Result<Source, ExitCode>> {
     let (recipe_path, resume_dir) = match (&args.recipe, &args.resume) {
         (_, Some(dir)) => (dir.join("recipe.yaml"), Some(dir.clone())),
         (Some(p), None) => (p.clone(), None),
@@ -191,7 +248,7 @@ async fn run_async(
         Some(g) => g.loaded,
         None => match crate::cmd::load_recipe(&recipe_path) {
             Ok(l) => l,
-            Err(_) => return Ok(exit::INVALID_INPUT.into()),
+            Err(_) => return Ok(Err(exit::INVALID_INPUT.into())),
         },
     };
     if !args.workloads.is_empty() {
@@ -206,7 +263,7 @@ async fn run_async(
                 "error: the recipe has no workload `{bad}`; it has: {}",
                 known.join(", ")
             );
-            return Ok(exit::INVALID_INPUT.into());
+            return Ok(Err(exit::INVALID_INPUT.into()));
         }
         let keep = |r: &mut aibench_recipe::Recipe| {
             r.workloads.retain(|w| args.workloads.contains(&w.name))
@@ -216,50 +273,51 @@ async fn run_async(
             keep(&mut t.recipe);
         }
     }
-    // With --use-running, the services come from the registry (`aibench up`).
-    let mut running_records: Vec<aibench_platform::ServiceRecord> = Vec::new();
-    let running: Option<std::collections::HashMap<String, String>> = if args.use_running {
-        let registry = aibench_platform::Registry::user();
-        let mut urls = std::collections::HashMap::new();
-        let mut all = Vec::new();
-        let needed: std::collections::BTreeSet<&str> = loaded
-            .recipe
-            .workloads
-            .iter()
-            .map(|w| w.target.as_str())
-            .filter(|t| loaded.recipe.services.iter().any(|s| s.name == *t))
-            .collect();
-        for name in needed {
-            let records: Vec<_> = registry
-                .find_service(name)
-                .into_iter()
-                .filter(|r| r.alive() != Some(false))
-                .collect();
-            if records.is_empty() {
-                eprintln!(
-                    "error: service `{name}` is not running; start it with `aibench up {}`",
-                    recipe_path.display()
-                );
-                return Ok(exit::INVALID_INPUT.into());
-            }
-            urls.extend(service_urls(&records));
-            all.extend(records);
-        }
-        running_records = all;
-        Some(urls)
-    } else {
-        None
-    };
-    let plan = aibench_plan::plan(&loaded);
-    let base_dir = recipe_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    Ok(Ok(Source {
+        loaded,
+        recipe_path,
+        resume_dir,
+        command,
+        print_result,
+    }))
+}
 
-    let mut events = Events::new(Mode::pick(args.quiet));
-    let started_at = rundir::now_epoch();
-    let (dir, mut info) = match &resume_dir {
+/// With `--use-running`: the services the workloads target, from the registry (`aibench up`).
+fn find_running(loaded: &Loaded, recipe_path: &Path) -> Result<Running, ExitCode> {
+    let registry = aibench_platform::Registry::user();
+    let mut urls = HashMap::new();
+    let mut all = Vec::new();
+    let needed: std::collections::BTreeSet<&str> = loaded
+        .recipe
+        .workloads
+        .iter()
+        .map(|w| w.target.as_str())
+        .filter(|t| loaded.recipe.services.iter().any(|s| s.name == *t))
+        .collect();
+    for name in needed {
+        let records: Vec<_> = registry
+            .find_service(name)
+            .into_iter()
+            .filter(|r| r.alive() != Some(false))
+            .collect();
+        if records.is_empty() {
+            eprintln!(
+                "error: service `{name}` is not running; start it with `aibench up {}`",
+                recipe_path.display()
+            );
+            return Err(exit::INVALID_INPUT.into());
+        }
+        urls.extend(service_urls(&records));
+        all.extend(records);
+    }
+    Ok(Running { urls, records: all })
+}
+
+/// The run directory and its run.json: the one being resumed, or a new one holding the recipe
+/// as given; then resolved.yaml, and run.json marked running.
+fn open_run_dir(args: &RunArgs, source: &Source, plan: &Plan) -> anyhow::Result<(RunDir, RunInfo)> {
+    let loaded = &source.loaded;
+    let (dir, mut info) = match &source.resume_dir {
         Some(d) => {
             let rd = RunDir { root: d.clone() };
             let info = rd.read_info().ok_or_else(|| {
@@ -271,18 +329,18 @@ async fn run_async(
             (rd, info)
         }
         None => {
+            let started_at = rundir::now_epoch();
             let root = args
                 .out
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(&loaded.recipe.output.dir));
             let rd = RunDir::create(&root, &rundir::run_id(&loaded.recipe.name, started_at))?;
             std::fs::write(rd.root.join("recipe.yaml"), &loaded.source.text)?;
-            let mut info = new_info(&loaded, &plan, &recipe_path, rd.id(), started_at);
-            info.command = command;
+            let mut info = new_info(loaded, plan, &source.recipe_path, rd.id(), started_at);
+            info.command = source.command;
             (rd, info)
         }
     };
-    *dir_out = Some(dir.root.clone());
     // resolved.yaml: defaults filled, values expanded, secrets still references. JSON is YAML.
     let mut resolved = String::from(
         "# The recipe with defaults filled in and ${VAR}s expanded; secrets stay references.\n",
@@ -294,208 +352,247 @@ async fn run_async(
     std::fs::write(dir.root.join("resolved.yaml"), resolved)?;
     info.status = Status::Running;
     dir.write_json("run.json", &info)?;
-    events.open_log(&dir.root.join("logs/events.jsonl"))?;
-    events.emit(Event::RunStarted {
-        run_id: info.run_id.clone(),
-        recipe: loaded.recipe.name.clone(),
-        run_dir: dir.root.display().to_string(),
-        trials: plan.trials.len(),
-    });
+    Ok((dir, info))
+}
 
-    let cancel = Cancel::new();
-    let signals = Arc::new(AtomicU32::new(0));
-    install_signals(cancel.clone(), signals.clone())?;
+/// The Slurm platform's context, when the recipe runs there (and deploys its services).
+/// `Err` is the exit code when Slurm is not reachable.
+fn slurm_context(
+    args: &RunArgs,
+    loaded: &Loaded,
+    dir: &RunDir,
+    run_id: &str,
+    base_dir: &Path,
+) -> anyhow::Result<Result<aibench_slurm::SlurmContext, ExitCode>> {
+    let cli = aibench_slurm::SlurmCli::from_env();
+    if !cli.available() && !args.dry_run {
+        eprintln!("error: `platform.kind: slurm`, but Slurm's commands (sbatch, squeue) are not on PATH; run on a login node, load the Slurm module, or use `--dry-run` to see the scripts");
+        return Ok(Err(exit::INTERNAL.into()));
+    }
+    let mut s = aibench_slurm::SlurmContext::new(
+        &dir.root,
+        run_id,
+        &loaded.recipe.name,
+        std::env::current_exe()?,
+    );
+    s.template_dirs = vec![base_dir.to_path_buf()];
+    s.user_registry = Some(aibench_platform::Registry::user());
+    s.mode = aibench_slurm::Mode::detect(
+        &s.cli,
+        args.server_nodes.as_deref(),
+        args.client_nodes.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Ok(s))
+}
 
-    let ctx = StartContext {
-        run_dir: dir.root.clone(),
-        host: "127.0.0.1".into(),
-        exe: std::env::current_exe()?,
-        detach: false,
-        recipe_name: loaded.recipe.name.clone(),
-        user_registry: Some(aibench_platform::Registry::user()),
-    };
-    let slurm_ctx = if loaded.recipe.platform.kind == aibench_recipe::PlatformKind::Slurm
-        && running.is_none()
-    {
-        let cli = aibench_slurm::SlurmCli::from_env();
-        if !cli.available() && !args.dry_run {
-            eprintln!("error: `platform.kind: slurm`, but Slurm's commands (sbatch, squeue) are not on PATH; run on a login node, load the Slurm module, or use `--dry-run` to see the scripts");
-            return Ok(exit::INTERNAL.into());
+impl Runner {
+    /// Everything before the first trial: the recipe, the run directory, signals, the
+    /// platform's context, monitoring. `Err` is an exit code to return at once (bad input, a
+    /// dry run's end).
+    async fn setup(
+        args: RunArgs,
+        generated: Option<Generated>,
+        dir_out: &mut Option<PathBuf>,
+    ) -> anyhow::Result<Result<Runner, ExitCode>> {
+        let source = match load_source(&args, generated)? {
+            Ok(s) => s,
+            Err(code) => return Ok(Err(code)),
+        };
+        let running = if args.use_running {
+            match find_running(&source.loaded, &source.recipe_path) {
+                Ok(r) => Some(r),
+                Err(code) => return Ok(Err(code)),
+            }
+        } else {
+            None
+        };
+        let plan = aibench_plan::plan(&source.loaded);
+        let base_dir = source
+            .recipe_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+
+        let mut events = Events::new(Mode::pick(args.quiet));
+        let (dir, info) = open_run_dir(&args, &source, &plan)?;
+        *dir_out = Some(dir.root.clone());
+        let loaded = source.loaded;
+        events.open_log(&dir.root.join("logs/events.jsonl"))?;
+        events.emit(Event::RunStarted {
+            run_id: info.run_id.clone(),
+            recipe: loaded.recipe.name.clone(),
+            run_dir: dir.root.display().to_string(),
+            trials: plan.trials.len(),
+        });
+
+        let cancel = Cancel::new();
+        install_signals(cancel.clone(), Arc::new(AtomicU32::new(0)))?;
+
+        let ctx = StartContext {
+            run_dir: dir.root.clone(),
+            host: "127.0.0.1".into(),
+            exe: std::env::current_exe()?,
+            detach: false,
+            recipe_name: loaded.recipe.name.clone(),
+            user_registry: Some(aibench_platform::Registry::user()),
+        };
+        let slurm_ctx = if loaded.recipe.platform.kind == aibench_recipe::PlatformKind::Slurm
+            && running.is_none()
+        {
+            match slurm_context(&args, &loaded, &dir, &info.run_id, &base_dir)? {
+                Ok(s) => Some(s),
+                Err(code) => return Ok(Err(code)),
+            }
+        } else {
+            None
+        };
+        if args.dry_run {
+            events.finish();
+            return dry_run(&plan, &loaded, slurm_ctx.as_ref(), &dir).map(Err);
         }
-        let mut s = aibench_slurm::SlurmContext::new(
+        let clients = ClientContext {
+            exe: std::env::current_exe()?,
+            run_id: info.run_id.clone(),
+            slurm: slurm_ctx.as_ref().map(|s| {
+                let alloc = match &s.mode {
+                    aibench_slurm::Mode::Allocation(a) => {
+                        Some((a.job_id.clone(), a.client_nodes.clone()))
+                    }
+                    aibench_slurm::Mode::Submit => None,
+                };
+                (
+                    loaded.recipe.platform.slurm.clone().unwrap_or_default(),
+                    alloc,
+                )
+            }),
+        };
+        let mut warnings = Vec::new();
+        let monitoring = monitoring::RunMonitoring::start(
+            &loaded.recipe,
             &dir.root,
             &info.run_id,
-            &loaded.recipe.name,
-            std::env::current_exe()?,
-        );
-        s.template_dirs = vec![if base_dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            base_dir.clone()
-        }];
-        s.user_registry = Some(aibench_platform::Registry::user());
-        s.mode = aibench_slurm::Mode::detect(
-            &s.cli,
-            args.server_nodes.as_deref(),
-            args.client_nodes.as_deref(),
+            &mut warnings,
         )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        Some(s)
-    } else {
-        None
-    };
-    if args.dry_run {
-        events.finish();
-        return dry_run(&plan, &loaded, slurm_ctx.as_ref(), &dir);
+        .await;
+        for message in warnings.drain(..) {
+            events.emit(Event::Warning { message });
+        }
+        Ok(Ok(Runner {
+            json: args.json,
+            print_result: source.print_result,
+            single: loaded.recipe.workloads.len() == 1,
+            loaded,
+            plan,
+            base_dir,
+            dir,
+            info,
+            events,
+            cancel,
+            ctx,
+            slurm_ctx,
+            clients,
+            monitoring,
+            running,
+            rows: Vec::new(),
+            services: None,
+            failure: None,
+            warnings,
+        }))
     }
-    let clients = ClientContext {
-        exe: std::env::current_exe()?,
-        run_id: info.run_id.clone(),
-        slurm: slurm_ctx.as_ref().map(|s| {
-            let alloc = match &s.mode {
-                aibench_slurm::Mode::Allocation(a) => {
-                    Some((a.job_id.clone(), a.client_nodes.clone()))
-                }
-                aibench_slurm::Mode::Submit => None,
-            };
-            (
-                loaded.recipe.platform.slurm.clone().unwrap_or_default(),
-                alloc,
-            )
-        }),
-    };
-    let mut warnings = Vec::new();
-    let monitoring =
-        monitoring::RunMonitoring::start(&loaded.recipe, &dir.root, &info.run_id, &mut warnings)
-            .await;
-    for message in warnings.drain(..) {
-        events.emit(Event::Warning { message });
-    }
-    let single = loaded.recipe.workloads.len() == 1;
-    let mut rows: Vec<Row> = Vec::new();
-    let mut services: Option<Deployed> = None;
-    let mut failure: Option<Failure> = None;
 
-    for (i, trial) in plan.trials.iter().enumerate() {
-        let recipe = &loaded.trials[i].recipe;
-        if info
+    /// Trial `i`: skip it if an earlier attempt finished it; deploy if needed; measure; record
+    /// its status. `false`: stop here (a failure, or a signal).
+    async fn run_trial(&mut self, i: usize) -> anyhow::Result<bool> {
+        let trial = &self.plan.trials[i];
+        let recipe = &self.loaded.trials[i].recipe;
+        if self
+            .info
             .trials
             .get(i)
             .is_some_and(|t| t.status == Status::Completed)
         {
-            events.emit(Event::TrialSkipped {
+            self.events.emit(Event::TrialSkipped {
                 trial: trial.id.clone(),
                 reason: "finished before".into(),
             });
-            rows.extend(read_rows(&dir, &trial.id, recipe, single, &trial.params));
-            continue;
+            self.rows.extend(read_rows(
+                &self.dir,
+                &trial.id,
+                recipe,
+                self.single,
+                &trial.params,
+            ));
+            return Ok(true);
         }
-        if cancel.is_cancelled() {
-            break;
+        if self.cancel.is_cancelled() {
+            return Ok(false);
         }
-        events.emit(Event::TrialStarted {
+        self.events.emit(Event::TrialStarted {
             trial: trial.id.clone(),
             index: i,
-            total: plan.trials.len(),
+            total: self.plan.trials.len(),
             params: serde_json::to_value(&trial.params)?,
         });
-        info.set_trial_status(i, Status::Running);
-        dir.write_json("run.json", &info)?;
-        dir.write_json(&format!("trials/{}/params.json", trial.id), &trial.params)?;
+        self.info.set_trial_status(i, Status::Running);
+        self.dir.write_json("run.json", &self.info)?;
+        self.dir
+            .write_json(&format!("trials/{}/params.json", trial.id), &trial.params)?;
 
-        // Deploy (or keep) the services.
-        if running.is_none() && (trial.restart_services || services.is_none()) {
-            if let Some(mut old) = services.take() {
-                let n = old.count();
-                old.stop(Duration::from_secs(10));
-                events.emit(Event::ServicesStopped { count: n });
-            }
-            let deployed = match &slurm_ctx {
-                Some(sctx) => {
-                    deploy_slurm(sctx, trial, recipe, &mut events, &cancel, &mut info).await
-                }
-                None => deploy(&ctx, trial, &mut events, &cancel)
-                    .await
-                    .map(Deployed::Local),
-            };
-            match deployed {
-                Ok(set) => {
-                    if let Deployed::Local(s) = &set {
-                        set_groups(Some(s));
-                    }
-                    dir.write_json("run.json", &info)?;
-                    services = Some(set);
-                }
-                Err(e) => {
-                    let interrupted = matches!(e, PlatformError::Interrupted { .. });
-                    if !interrupted {
-                        if let PlatformError::Crashed { name, .. }
-                        | PlatformError::Unhealthy { name, .. }
-                        | PlatformError::Start { name, .. } = &e
-                        {
-                            events.emit(Event::ServiceCrashed {
-                                name: name.clone(),
-                                message: e.to_string(),
-                            });
-                        }
-                    }
-                    let status = if interrupted {
-                        Status::Interrupted
-                    } else {
-                        Status::Failed
-                    };
-                    info.set_trial_status(i, status);
-                    failure = Some(Failure {
-                        status,
-                        reason: e.to_string(),
-                    });
-                    break;
-                }
-            }
+        if !self.deploy_trial(i).await? {
+            return Ok(false);
         }
+        let trial = &self.plan.trials[i];
+        let recipe = &self.loaded.trials[i].recipe;
 
         // Drive every workload of the trial at once, watching the services as they run.
-        events.emit(Event::Phase {
+        self.events.emit(Event::Phase {
             phase: "measure".into(),
             trial: Some(trial.id.clone()),
         });
-        let records = match services.as_ref() {
-            Some(set) => set.records(),
-            None => running_records.clone(),
+        let records = match (&self.services, &self.running) {
+            (Some(set), _) => set.records(),
+            (None, Some(r)) => r.records.clone(),
+            (None, None) => Vec::new(),
         };
-        let trial_monitor =
-            monitoring.start_trial(recipe, &dir.trial_dir(&trial.id), &records, &mut warnings);
-        for message in warnings.drain(..) {
-            events.emit(Event::Warning { message });
+        let trial_monitor = self.monitoring.start_trial(
+            recipe,
+            &self.dir.trial_dir(&trial.id),
+            &records,
+            &mut self.warnings,
+        );
+        for message in self.warnings.drain(..) {
+            self.events.emit(Event::Warning { message });
         }
-        let urls = match (&running, services.as_ref()) {
-            (Some(urls), _) => urls.clone(),
+        let urls = match (&self.running, self.services.as_ref()) {
+            (Some(r), _) => r.urls.clone(),
             (None, Some(set)) => service_urls(&set.records()),
             (None, None) => Default::default(),
         };
         let outcome = measure(
             recipe,
             trial,
-            &dir,
-            single,
-            &base_dir,
+            &self.dir,
+            self.single,
+            &self.base_dir,
             &urls,
-            services.as_mut(),
-            &clients,
-            &monitoring.live,
-            &cancel,
-            &mut events,
+            self.services.as_mut(),
+            &self.clients,
+            &self.monitoring.live,
+            &self.cancel,
+            &mut self.events,
         )
         .await;
         if let Some(handle) = trial_monitor {
             for message in monitoring::RunMonitoring::finish_trial(handle).await {
-                events.emit(Event::Warning {
+                self.events.emit(Event::Warning {
                     message: format!("monitoring: {message}"),
                 });
             }
         }
-        if trial.restart_services || i + 1 == plan.trials.len() {
-            monitoring.forget_services(&records);
+        if trial.restart_services || i + 1 == self.plan.trials.len() {
+            self.monitoring.forget_services(&records);
         }
         match outcome {
             Ok((trial_rows, crash)) => {
@@ -503,131 +600,197 @@ async fn run_async(
                     if crash.is_some() || trial_rows.iter().any(|r| r.status == Status::Failed) {
                         Status::Failed
                     } else if trial_rows.iter().any(|r| r.status == Status::Interrupted)
-                        || cancel.is_cancelled()
+                        || self.cancel.is_cancelled()
                     {
                         Status::Interrupted
                     } else {
                         Status::Completed
                     };
-                rows.extend(trial_rows);
-                info.set_trial_status(i, status);
+                self.rows.extend(trial_rows);
+                self.info.set_trial_status(i, status);
                 if let Some(msg) = crash {
-                    failure = Some(Failure {
+                    self.failure = Some(Failure {
                         status: Status::Failed,
                         reason: msg,
                     });
                 }
             }
             Err(e) => {
-                info.set_trial_status(i, Status::Failed);
-                failure = Some(Failure {
+                self.info.set_trial_status(i, Status::Failed);
+                self.failure = Some(Failure {
                     status: Status::Failed,
                     reason: format!("{e:#}"),
                 });
             }
         }
-        report::write_csv(&dir.root.join("summary.csv"), &rows)?;
-        dir.write_json("run.json", &info)?;
-        if failure.is_some() || cancel.is_cancelled() {
-            break;
+        report::write_csv(&self.dir.root.join("summary.csv"), &self.rows)?;
+        self.dir.write_json("run.json", &self.info)?;
+        Ok(self.failure.is_none() && !self.cancel.is_cancelled())
+    }
+
+    /// Deploy the trial's services, or keep those running (first trial, or a service changed
+    /// since the last one). `false`: they did not start, and the run stops.
+    async fn deploy_trial(&mut self, i: usize) -> anyhow::Result<bool> {
+        let trial = &self.plan.trials[i];
+        let recipe = &self.loaded.trials[i].recipe;
+        if self.running.is_some() || !(trial.restart_services || self.services.is_none()) {
+            return Ok(true);
+        }
+        if let Some(mut old) = self.services.take() {
+            let n = old.count();
+            old.stop(Duration::from_secs(10));
+            self.events.emit(Event::ServicesStopped { count: n });
+        }
+        let deployed = match &self.slurm_ctx {
+            Some(sctx) => {
+                deploy_slurm(
+                    sctx,
+                    trial,
+                    recipe,
+                    &mut self.events,
+                    &self.cancel,
+                    &mut self.info,
+                )
+                .await
+            }
+            None => deploy(&self.ctx, trial, &mut self.events, &self.cancel)
+                .await
+                .map(Deployed::Local),
+        };
+        match deployed {
+            Ok(set) => {
+                if let Deployed::Local(s) = &set {
+                    set_groups(Some(s));
+                }
+                self.dir.write_json("run.json", &self.info)?;
+                self.services = Some(set);
+                Ok(true)
+            }
+            Err(e) => {
+                let interrupted = matches!(e, PlatformError::Interrupted { .. });
+                if !interrupted {
+                    if let PlatformError::Crashed { name, .. }
+                    | PlatformError::Unhealthy { name, .. }
+                    | PlatformError::Start { name, .. } = &e
+                    {
+                        self.events.emit(Event::ServiceCrashed {
+                            name: name.clone(),
+                            message: e.to_string(),
+                        });
+                    }
+                }
+                let status = if interrupted {
+                    Status::Interrupted
+                } else {
+                    Status::Failed
+                };
+                self.info.set_trial_status(i, status);
+                self.failure = Some(Failure {
+                    status,
+                    reason: e.to_string(),
+                });
+                Ok(false)
+            }
         }
     }
 
-    // Teardown.
-    if let Some(mut set) = services.take() {
-        events.emit(Event::Phase {
-            phase: "teardown".into(),
-            trial: None,
-        });
-        let n = set.count();
-        set.stop(Duration::from_secs(10));
-        set_groups(None);
-        events.emit(Event::ServicesStopped { count: n });
-    }
+    /// Teardown, the run's status, report and catalog entry; the exit code.
+    async fn finish(mut self) -> anyhow::Result<ExitCode> {
+        if let Some(mut set) = self.services.take() {
+            self.events.emit(Event::Phase {
+                phase: "teardown".into(),
+                trial: None,
+            });
+            let n = set.count();
+            set.stop(Duration::from_secs(10));
+            set_groups(None);
+            self.events.emit(Event::ServicesStopped { count: n });
+        }
+        self.monitoring.stop().await;
 
-    monitoring.stop().await;
-
-    // Collect and report.
-    let slo_failed = rows.iter().any(|r| !r.slo_failures.is_empty());
-    let (status, reason) = match (&failure, cancel.is_cancelled()) {
-        (Some(f), _) => (f.status, Some(f.reason.clone())),
-        (None, true) => (Status::Interrupted, Some("stopped by a signal".to_string())),
-        (None, false) => match failed_workloads(&rows) {
-            None => (Status::Completed, None),
-            Some(which) => (
-                Status::Failed,
-                Some(format!("every request failed: {which}")),
-            ),
-        },
-    };
-    info.status = status;
-    info.reason = reason.clone();
-    info.finished_at = Some(rundir::now_epoch());
-    dir.write_json("run.json", &info)?;
-    report::write_csv(&dir.root.join("summary.csv"), &rows)?;
-    // The full report (analysis, plots, HTML); the plain table if the analysis fails, so a
-    // report is always there.
-    let report_path = match aibench_report::write_reports(&dir.root) {
-        Ok(paths) => paths.html,
-        Err(e) => {
-            events.problem(&format!(
-                "warning: the full report could not be written ({e:#}); writing the plain table"
+        let rows = &self.rows;
+        let slo_failed = rows.iter().any(|r| !r.slo_failures.is_empty());
+        let (status, reason) = match (&self.failure, self.cancel.is_cancelled()) {
+            (Some(f), _) => (f.status, Some(f.reason.clone())),
+            (None, true) => (Status::Interrupted, Some("stopped by a signal".to_string())),
+            (None, false) => match failed_workloads(rows) {
+                None => (Status::Completed, None),
+                Some(which) => (
+                    Status::Failed,
+                    Some(format!("every request failed: {which}")),
+                ),
+            },
+        };
+        let (dir, info) = (&self.dir, &mut self.info);
+        info.status = status;
+        info.reason = reason.clone();
+        info.finished_at = Some(rundir::now_epoch());
+        dir.write_json("run.json", info)?;
+        report::write_csv(&dir.root.join("summary.csv"), rows)?;
+        // The full report (analysis, plots, HTML); the plain table if the analysis fails, so a
+        // report is always there.
+        let report_path = match aibench_report::write_reports(&dir.root) {
+            Ok(paths) => paths.html,
+            Err(e) => {
+                self.events.problem(&format!(
+                    "warning: the full report could not be written ({e:#}); writing the plain table"
+                ));
+                let md = dir.root.join("report.md");
+                report::write_markdown(&md, info, rows, self.loaded.recipe.slo.is_some())?;
+                md
+            }
+        };
+        let results_root = dir.root.parent().unwrap_or(Path::new("."));
+        if let Err(e) = aibench_report::catalog_add(results_root, &dir.root) {
+            self.events.problem(&format!(
+                "warning: the run was not added to the catalog {}: {e:#}",
+                aibench_report::catalog_path(results_root).display()
             ));
-            let md = dir.root.join("report.md");
-            report::write_markdown(&md, &info, &rows, loaded.recipe.slo.is_some())?;
-            md
         }
-    };
-    let results_root = dir.root.parent().unwrap_or(Path::new("."));
-    if let Err(e) = aibench_report::catalog_add(results_root, &dir.root) {
-        events.problem(&format!(
-            "warning: the run was not added to the catalog {}: {e:#}",
-            aibench_report::catalog_path(results_root).display()
-        ));
-    }
-    let code = match status {
-        Status::Completed if slo_failed => exit::FAILED,
-        Status::Completed => exit::SUCCESS,
-        Status::Interrupted => exit::INTERRUPTED,
-        _ => exit::FAILED,
-    };
-    events.emit(Event::RunFinished {
-        status,
-        report: Some(report_path.display().to_string()),
-        exit_code: code,
-    });
-    events.finish();
-    if let Some(r) = &reason {
-        if status != Status::Completed {
-            eprintln!("run {status}: {r}");
-        }
-    }
-    if slo_failed && status == Status::Completed {
-        eprintln!(
-            "SLO missed in {} trial(s); see the report",
-            rows.iter().filter(|r| !r.slo_failures.is_empty()).count()
-        );
-    }
-    if !print_result {
-        // The command that generated the recipe shows the result.
-    } else if args.json {
-        let out = serde_json::json!({
-            "run_id": info.run_id,
-            "status": status,
-            "reason": reason,
-            "run_dir": dir.root,
-            "report": report_path,
-            "exit_code": code,
-            "trials": rows.iter().map(|r| serde_json::json!({
-                "trial": r.trial, "workload": r.workload, "status": r.status,
-                "slo_failures": r.slo_failures, "summary": r.summary,
-            })).collect::<Vec<_>>(),
+        let code = match status {
+            Status::Completed if slo_failed => exit::FAILED,
+            Status::Completed => exit::SUCCESS,
+            Status::Interrupted => exit::INTERRUPTED,
+            _ => exit::FAILED,
+        };
+        self.events.emit(Event::RunFinished {
+            status,
+            report: Some(report_path.display().to_string()),
+            exit_code: code,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        println!("report: {}", report_path.display());
+        self.events.finish();
+        if let Some(r) = &reason {
+            if status != Status::Completed {
+                eprintln!("run {status}: {r}");
+            }
+        }
+        if slo_failed && status == Status::Completed {
+            eprintln!(
+                "SLO missed in {} trial(s); see the report",
+                rows.iter().filter(|r| !r.slo_failures.is_empty()).count()
+            );
+        }
+        if !self.print_result {
+            // The command that generated the recipe shows the result.
+        } else if self.json {
+            let out = serde_json::json!({
+                "run_id": info.run_id,
+                "status": status,
+                "reason": reason,
+                "run_dir": dir.root,
+                "report": report_path,
+                "exit_code": code,
+                "trials": rows.iter().map(|r| serde_json::json!({
+                    "trial": r.trial, "workload": r.workload, "status": r.status,
+                    "slo_failures": r.slo_failures, "summary": r.summary,
+                })).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            println!("report: {}", report_path.display());
+        }
+        Ok(code.into())
     }
-    Ok(code.into())
 }
 
 /// The workloads (with their trials) in which every measured request failed, if any.
@@ -1059,14 +1222,32 @@ async fn measure(
         }
     }
 
+    let rows = workload_rows(recipe, trial, dir, results, crash.is_some(), cancel, events)?;
+    Ok((rows, crash))
+}
+
+/// What one workload's load task returned: its name, folder and summary.
+type WorkloadOutcome = (String, PathBuf, anyhow::Result<aibench_results::Summary>);
+
+/// Each workload's summary written, its status judged and announced: the trial's rows, in the
+/// recipe's order.
+fn workload_rows(
+    recipe: &aibench_recipe::Recipe,
+    trial: &aibench_plan::TrialPlan,
+    dir: &RunDir,
+    results: Vec<WorkloadOutcome>,
+    crashed: bool,
+    cancel: &Cancel,
+    events: &mut Events,
+) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for (name, wdir, out) in results {
         let mut summary = out.map_err(|e| anyhow::anyhow!("workload `{name}`: {e:#}"))?;
-        if crash.is_some() || cancel.is_cancelled() {
+        if crashed || cancel.is_cancelled() {
             summary.interrupted = true;
         }
         let every_request_failed = summary.counts.total > 0 && summary.counts.successes == 0;
-        let status = if crash.is_some() || every_request_failed {
+        let status = if crashed || every_request_failed {
             Status::Failed
         } else if summary.interrupted {
             Status::Interrupted
@@ -1104,7 +1285,7 @@ async fn measure(
         });
     }
     rows.sort_by_key(|r| recipe.workloads.iter().position(|w| w.name == r.workload));
-    Ok((rows, crash))
+    Ok(rows)
 }
 
 /// The rows of a trial finished in an earlier attempt (for `--resume`).

@@ -80,149 +80,182 @@ pub async fn run(j: ShardJob, cancel: Cancel) -> anyhow::Result<Summary> {
     let args = client_args(&j, shards, start_at);
     let logs = j.run_dir.join("logs");
     std::fs::create_dir_all(&logs)?;
+    let (children, job_id) = match &j.slurm {
+        None => (spawn_local(&j, &args, &logs, shards)?, None),
+        Some(s) => match &s.allocation {
+            Some((alloc, nodes)) => (
+                vec![srun_in_allocation(&j, s, alloc, nodes, &args, &logs)?],
+                None,
+            ),
+            None => (Vec::new(), Some(submit_job(&j, s, &args, &logs).await?)),
+        },
+    };
+    wait_for_shards(children, job_id.as_deref(), &cancel).await?;
+    merge_shards(&j, shards, &logs, &cancel)
+}
+
+/// Client processes on this machine, one per shard, dying with aibench.
+fn spawn_local(
+    j: &ShardJob,
+    args: &[String],
+    logs: &Path,
+    shards: u32,
+) -> anyhow::Result<Vec<tokio::process::Child>> {
     let mut children = Vec::new();
-    let mut job_id: Option<String> = None;
-    match &j.slurm {
-        None => {
-            for i in 0..shards {
-                let log = std::fs::File::create(
-                    logs.join(format!("client-{}-{}-{i}.log", j.trial, j.workload)),
-                )?;
-                let mut cmd = tokio::process::Command::new(&j.exe);
-                cmd.args(&args)
-                    .arg("--shard")
-                    .arg(i.to_string())
-                    .stdin(Stdio::null())
-                    .stdout(log.try_clone()?)
-                    .stderr(log)
-                    .kill_on_drop(true);
-                // SAFETY: prctl is async-signal-safe.
-                unsafe {
-                    cmd.pre_exec(|| {
-                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                        Ok(())
-                    });
-                }
-                children.push(cmd.spawn()?);
-            }
+    for i in 0..shards {
+        let log =
+            std::fs::File::create(logs.join(format!("client-{}-{}-{i}.log", j.trial, j.workload)))?;
+        let mut cmd = tokio::process::Command::new(&j.exe);
+        cmd.args(args)
+            .arg("--shard")
+            .arg(i.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
         }
-        Some(s) => {
-            let mut srun: Vec<String> = Vec::new();
-            let task_args = format!(
-                "{} {}",
-                quote(&j.exe.display().to_string()),
-                args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
-            );
-            match &s.allocation {
-                Some((alloc, nodes)) => {
-                    srun.extend([
-                        "srun".to_string(),
-                        format!("--jobid={alloc}"),
-                        "--overlap".into(),
-                        format!("--nodes={}", j.nodes),
-                        format!("--ntasks-per-node={}", j.processes),
-                        format!("--job-name={}", s.job_name),
-                    ]);
-                    if !nodes.is_empty() {
-                        srun.push(format!("--nodelist={}", nodes.join(",")));
-                    }
-                    srun.push(format!(
-                        "--output={}/client-{}-{}-%t.log",
-                        logs.display(),
-                        j.trial,
-                        j.workload
-                    ));
-                    srun.extend(j.exe.display().to_string().split('\0').map(String::from));
-                    srun.extend(args.iter().cloned());
-                    let log = std::fs::File::create(
-                        logs.join(format!("client-{}-{}-srun.log", j.trial, j.workload)),
-                    )?;
-                    let mut cmd = tokio::process::Command::new(&srun[0]);
-                    cmd.args(&srun[1..])
-                        .stdin(Stdio::null())
-                        .stdout(log.try_clone()?)
-                        .stderr(log)
-                        .kill_on_drop(true);
-                    children.push(cmd.spawn()?);
-                }
-                None => {
-                    let st = &s.settings;
-                    let mut script = String::from("#!/bin/bash\n");
-                    script.push_str(&format!(
-                        "#SBATCH --job-name={}\n#SBATCH --nodes={}\n#SBATCH --ntasks-per-node={}\n",
-                        s.job_name, j.nodes, j.processes
-                    ));
-                    script.push_str(&format!(
-                        "#SBATCH --output={}/client-{}-{}-%j.log\n",
-                        logs.display(),
-                        j.trial,
-                        j.workload
-                    ));
-                    for (flag, v) in [
-                        ("account", &st.account),
-                        ("partition", &st.partition),
-                        ("qos", &st.qos),
-                        ("constraint", &st.constraint),
-                        ("reservation", &st.reservation),
-                    ] {
-                        if let Some(v) = v {
-                            script.push_str(&format!("#SBATCH --{flag}={v}\n"));
-                        }
-                    }
-                    if let Some(t) = &st.time {
-                        script.push_str(&format!("#SBATCH --time={t}\n"));
-                    }
-                    for m in &st.modules {
-                        script.push_str(&format!("module load {m}\n"));
-                    }
-                    for l in &st.setup {
-                        script.push_str(l);
-                        script.push('\n');
-                    }
-                    script.push_str(&format!("srun {task_args}\n"));
-                    let path = j
-                        .run_dir
-                        .join("slurm")
-                        .join(format!("client-{}-{}.sbatch", j.trial, j.workload));
-                    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-                    std::fs::write(&path, script)?;
-                    let out = tokio::process::Command::new("sbatch")
-                        .arg("--parsable")
-                        .arg("--export=ALL")
-                        .arg(&path)
-                        .output()
-                        .await?;
-                    if !out.status.success() {
-                        anyhow::bail!(
-                            "sbatch of the load clients failed: {}",
-                            String::from_utf8_lossy(&out.stderr).trim()
-                        );
-                    }
-                    let id = String::from_utf8_lossy(&out.stdout)
-                        .trim()
-                        .split(';')
-                        .next()
-                        .unwrap_or("")
-                        .to_string();
-                    job_id = Some(id);
-                }
-            }
+        children.push(cmd.spawn()?);
+    }
+    Ok(children)
+}
+
+/// Inside a Slurm allocation: one `srun --overlap` step with a task per shard.
+fn srun_in_allocation(
+    j: &ShardJob,
+    s: &SlurmClients,
+    alloc: &str,
+    nodes: &[String],
+    args: &[String],
+    logs: &Path,
+) -> anyhow::Result<tokio::process::Child> {
+    let mut srun: Vec<String> = vec![
+        "srun".to_string(),
+        format!("--jobid={alloc}"),
+        "--overlap".into(),
+        format!("--nodes={}", j.nodes),
+        format!("--ntasks-per-node={}", j.processes),
+        format!("--job-name={}", s.job_name),
+    ];
+    if !nodes.is_empty() {
+        srun.push(format!("--nodelist={}", nodes.join(",")));
+    }
+    srun.push(format!(
+        "--output={}/client-{}-{}-%t.log",
+        logs.display(),
+        j.trial,
+        j.workload
+    ));
+    srun.push(j.exe.display().to_string());
+    srun.extend(args.iter().cloned());
+    let log =
+        std::fs::File::create(logs.join(format!("client-{}-{}-srun.log", j.trial, j.workload)))?;
+    let mut cmd = tokio::process::Command::new(&srun[0]);
+    cmd.args(&srun[1..])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    Ok(cmd.spawn()?)
+}
+
+/// Outside an allocation: a batch job of its own with a task per shard; its job id.
+async fn submit_job(
+    j: &ShardJob,
+    s: &SlurmClients,
+    args: &[String],
+    logs: &Path,
+) -> anyhow::Result<String> {
+    let task_args = format!(
+        "{} {}",
+        quote(&j.exe.display().to_string()),
+        args.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+    );
+    let st = &s.settings;
+    let mut script = String::from("#!/bin/bash\n");
+    script.push_str(&format!(
+        "#SBATCH --job-name={}\n#SBATCH --nodes={}\n#SBATCH --ntasks-per-node={}\n",
+        s.job_name, j.nodes, j.processes
+    ));
+    script.push_str(&format!(
+        "#SBATCH --output={}/client-{}-{}-%j.log\n",
+        logs.display(),
+        j.trial,
+        j.workload
+    ));
+    for (flag, v) in [
+        ("account", &st.account),
+        ("partition", &st.partition),
+        ("qos", &st.qos),
+        ("constraint", &st.constraint),
+        ("reservation", &st.reservation),
+    ] {
+        if let Some(v) = v {
+            script.push_str(&format!("#SBATCH --{flag}={v}\n"));
         }
     }
+    if let Some(t) = &st.time {
+        script.push_str(&format!("#SBATCH --time={t}\n"));
+    }
+    for m in &st.modules {
+        script.push_str(&format!("module load {m}\n"));
+    }
+    for l in &st.setup {
+        script.push_str(l);
+        script.push('\n');
+    }
+    script.push_str(&format!("srun {task_args}\n"));
+    let path = j
+        .run_dir
+        .join("slurm")
+        .join(format!("client-{}-{}.sbatch", j.trial, j.workload));
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    std::fs::write(&path, script)?;
+    let out = tokio::process::Command::new("sbatch")
+        .arg("--parsable")
+        .arg("--export=ALL")
+        .arg(&path)
+        .output()
+        .await?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "sbatch of the load clients failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_string())
+}
 
-    // Wait for the shards; pass a cancel on as SIGTERM (the clients flush and exit).
+/// Wait until every client process and the client job have ended; pass a cancel on as
+/// SIGTERM (the clients flush and exit).
+async fn wait_for_shards(
+    mut children: Vec<tokio::process::Child>,
+    job_id: Option<&str>,
+    cancel: &Cancel,
+) -> anyhow::Result<()> {
     let mut signalled = false;
     loop {
         if cancel.is_cancelled() && !signalled {
             signalled = true;
             for c in &children {
                 if let Some(pid) = c.id() {
+                    // SAFETY: kill(2) with a pid this process started and has not reaped.
                     unsafe {
                         libc::kill(pid as i32, libc::SIGTERM);
                     }
                 }
             }
-            if let Some(id) = &job_id {
+            if let Some(id) = job_id {
                 let _ = tokio::process::Command::new("scancel")
                     .args(["--signal=TERM", "--full", id])
                     .status()
@@ -235,7 +268,7 @@ pub async fn run(j: ShardJob, cancel: Cancel) -> anyhow::Result<Summary> {
                 running += 1;
             }
         }
-        if let Some(id) = &job_id {
+        if let Some(id) = job_id {
             let out = tokio::process::Command::new("squeue")
                 .args(["-h", "-j", id, "-o", "%T"])
                 .output()
@@ -258,11 +291,20 @@ pub async fn run(j: ShardJob, cancel: Cancel) -> anyhow::Result<Summary> {
             }
         }
         if running == 0 {
-            break;
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
 
+/// Merge every shard's accumulator into the workload's summary; a missing one is an error
+/// that names its log.
+fn merge_shards(
+    j: &ShardJob,
+    shards: u32,
+    logs: &Path,
+    cancel: &Cancel,
+) -> anyhow::Result<Summary> {
     let mut merged: Option<Accumulator> = None;
     let mut missing = Vec::new();
     for i in 0..shards {

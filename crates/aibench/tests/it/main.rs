@@ -8,4 +8,5 @@ mod recipe;
 mod report;
 mod run;
 mod slurm;
+mod snapshots;
 mod verdicts;
