@@ -418,34 +418,10 @@ async fn exchange(
     .await
 }
 
-/// Classify a hyper error, with its causes in the message.
+/// Classify a hyper error (see [`crate::drivers::http1::classify`]).
 fn classify(e: &hyper::Error, context: &str) -> Failure {
-    use std::io::ErrorKind;
-    let mut msg = format!("{context}: {e}");
-    let mut cut =
-        e.is_incomplete_message() || e.is_closed() || e.is_canceled() || e.is_body_write_aborted();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(&format!(": {s}"));
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            cut |= matches!(
-                io.kind(),
-                ErrorKind::UnexpectedEof
-                    | ErrorKind::ConnectionReset
-                    | ErrorKind::ConnectionAborted
-                    | ErrorKind::BrokenPipe
-            );
-        }
-        source = s.source();
-    }
-    Failure::Failed(
-        if cut {
-            ErrorClass::ClosedMidStream
-        } else {
-            ErrorClass::Other
-        },
-        msg,
-    )
+    let (class, msg) = crate::drivers::http1::classify(e, context);
+    Failure::Failed(class, msg)
 }
 
 /// Ask an OpenAI-compatible server (`/v1/models`) or Ollama (`/api/tags`) for the first model

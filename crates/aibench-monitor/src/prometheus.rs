@@ -398,13 +398,9 @@ impl Drop for LocalPrometheus {
 /// (a Ctrl-C in the terminal goes to aibench, which stops it in order).
 fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
-    cmd.process_group(0);
-    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+    // SAFETY: the hook runs only async-signal-safe calls between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
+        cmd.pre_exec(aibench_platform::process::die_with_parent(libc::SIGTERM));
     }
 }
 

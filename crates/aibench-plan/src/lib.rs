@@ -14,15 +14,7 @@ use serde::Serialize;
 
 pub use kinds::{defaults, prepare_steps, KindDefaults};
 
-/// Work a service needs once it is healthy and before any load starts, whatever platform
-/// started it (`run`, `up`, Slurm jobs).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "step", rename_all = "kebab-case")]
-pub enum PrepareStep {
-    /// Ollama: pull the model (`POST /api/pull`) so that the first request does not wait for
-    /// a download.
-    PullModel { model: String },
-}
+pub use aibench_recipe::kinds::PrepareStep;
 
 /// What runs, for every trial.
 #[derive(Clone, Debug, Serialize)]

@@ -22,16 +22,19 @@ pub enum Check {
 impl Check {
     /// The check a plan asks for, for a service of `kind`.
     pub fn from_plan(check: HealthCheck, path: Option<&str>, kind: ServiceKind) -> Check {
-        match (check, kind) {
-            (HealthCheck::Http, _) => Check::Http {
+        use aibench_recipe::kinds::Ping;
+        match check {
+            HealthCheck::Http => Check::Http {
                 path: path.unwrap_or("/health").to_string(),
             },
-            (HealthCheck::Tcp, _) => Check::Tcp,
+            HealthCheck::Tcp => Check::Tcp,
             // The protocol's own ping where the kind has one; a connection otherwise.
-            (HealthCheck::Ping, ServiceKind::Redis) => Check::RedisPing,
-            (HealthCheck::Ping, ServiceKind::Postgres) => Check::PostgresPing,
-            (HealthCheck::Ping, _) => Check::Tcp,
-            (HealthCheck::None, _) => Check::None,
+            HealthCheck::Ping => match kind.spec().ping {
+                Ping::Resp => Check::RedisPing,
+                Ping::PostgresStartup => Check::PostgresPing,
+                Ping::Tcp => Check::Tcp,
+            },
+            HealthCheck::None => Check::None,
         }
     }
 

@@ -12,6 +12,7 @@
 pub mod health;
 pub mod local;
 pub mod prepare;
+pub mod process;
 pub mod registry;
 
 pub use local::{LocalService, ServiceSet, StartContext};

@@ -396,27 +396,19 @@ impl ServiceSet {
             .stdout(log.try_clone()?)
             .stderr(log);
         let detach = self.ctx.detach;
-        // SAFETY: only async-signal-safe calls (setsid, prctl, getppid, kill) run between fork and exec.
+        // SAFETY: only async-signal-safe calls run between fork and exec.
         unsafe {
-            cmd.pre_exec(move || {
-                if detach {
+            if detach {
+                // `aibench up`: a session of its own, to outlive this process.
+                cmd.pre_exec(|| {
                     if libc::setsid() < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                } else {
-                    if libc::setpgid(0, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    // The parent may have died before prctl took effect.
-                    if libc::getppid() == 1 {
-                        libc::kill(libc::getpid(), libc::SIGKILL);
-                    }
-                }
-                Ok(())
-            });
+                    Ok(())
+                });
+            } else {
+                cmd.pre_exec(crate::process::die_with_parent(libc::SIGKILL));
+            }
         }
         let child = cmd
             .spawn()

@@ -12,11 +12,13 @@
 pub mod check;
 pub mod diagnostic;
 pub mod interpolate;
+pub mod kinds;
 pub mod locate;
 pub mod model;
 pub mod reference;
 pub mod sweep;
-pub mod units;
+/// Quantities with units (durations, sizes, rates, percentages), shared with the results.
+pub use aibench_results::units;
 pub mod validate;
 pub mod yaml;
 

@@ -284,70 +284,29 @@ impl ServiceKind {
         }
     }
 
+    /// Everything aibench knows about this kind (see [`crate::kinds`]).
+    pub fn spec(self) -> &'static crate::kinds::KindSpec {
+        crate::kinds::spec(self)
+    }
+
     /// LLM servers: they serve a model and speak an LLM protocol.
     pub fn is_llm(self) -> bool {
-        matches!(
-            self,
-            ServiceKind::Vllm
-                | ServiceKind::Ollama
-                | ServiceKind::Sglang
-                | ServiceKind::Tgi
-                | ServiceKind::Llamacpp
-                | ServiceKind::Sim
-        )
+        self.spec().llm
     }
 
     /// Kinds that cannot do useful work without a GPU.
     pub fn needs_gpu(self) -> bool {
-        matches!(
-            self,
-            ServiceKind::Vllm | ServiceKind::Sglang | ServiceKind::Tgi
-        )
+        self.spec().needs_gpu
     }
 
     /// Kinds that can use a GPU at all.
     pub fn can_use_gpu(self) -> bool {
-        self.is_llm() && self != ServiceKind::Sim
-            || matches!(self, ServiceKind::Command | ServiceKind::Qdrant)
+        self.spec().can_use_gpu
     }
 
     /// The protocols a workload may speak to this kind.
     pub fn protocols(self) -> &'static [Protocol] {
-        use Protocol::*;
-        match self {
-            ServiceKind::Vllm | ServiceKind::Sglang | ServiceKind::Tgi | ServiceKind::Llamacpp => {
-                &[OpenaiCompletions, OpenaiChat, Http]
-            }
-            ServiceKind::Sim => &[
-                OpenaiCompletions,
-                OpenaiChat,
-                OllamaGenerate,
-                OllamaChat,
-                Http,
-            ],
-            ServiceKind::Ollama => &[
-                OllamaGenerate,
-                OllamaChat,
-                OpenaiCompletions,
-                OpenaiChat,
-                Http,
-            ],
-            ServiceKind::Redis => &[Redis],
-            ServiceKind::Postgres => &[Postgres],
-            ServiceKind::Minio => &[S3, Http],
-            ServiceKind::Chroma | ServiceKind::Qdrant => &[Vector, Http],
-            ServiceKind::Command => &[
-                OpenaiCompletions,
-                OpenaiChat,
-                OllamaGenerate,
-                OllamaChat,
-                Http,
-                Redis,
-                Postgres,
-                S3,
-                Vector,
-            ],
-        }
+        self.spec().protocols
     }
 }
 
@@ -1268,54 +1227,7 @@ pub struct Sweep {
     pub zip: Vec<IndexMap<String, Vec<serde_json::Value>>>,
 }
 
-/// Service-level objectives. Per-request thresholds (`ttft`, `tpot`, `itl`, `e2e`) decide which
-/// requests count toward goodput; the percentile and rate gates decide whether a trial passes.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Slo {
-    /// A request is good only if its time to first token is at most this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttft: Option<Duration>,
-    /// ... and its time per output token is at most this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tpot: Option<Duration>,
-    /// ... and its largest gap between tokens is at most this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub itl: Option<Duration>,
-    /// ... and its end-to-end latency is at most this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub e2e: Option<Duration>,
-    /// The trial passes only if the median TTFT is at most this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttft_p50: Option<Duration>,
-    /// ... the 90th percentile TTFT.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttft_p90: Option<Duration>,
-    /// ... the 99th percentile TTFT.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttft_p99: Option<Duration>,
-    /// ... the 99th percentile TPOT.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tpot_p99: Option<Duration>,
-    /// ... the 99th percentile gap between tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub itl_p99: Option<Duration>,
-    /// ... the median end-to-end latency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub e2e_p50: Option<Duration>,
-    /// ... the 99th percentile end-to-end latency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub e2e_p99: Option<Duration>,
-    /// ... the share of failed requests.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_rate: Option<Percent>,
-    /// ... the request rate achieved is at least this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_throughput: Option<Rate>,
-    /// ... the share of requests meeting every per-request threshold is at least this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_goodput: Option<Percent>,
-}
+pub use aibench_results::objectives::Slo;
 
 /// Thresholds for `aibench compare`: a change beyond any of them is a regression (exit code 1).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+use crate::kinds::MultiNode;
 use crate::locate::KeyPath;
 use crate::model::*;
 use crate::yaml::Node;
@@ -187,10 +188,10 @@ fn runtime_name(r: ContainerRuntime) -> &'static str {
 
 fn service(cx: &mut Ctx, recipe: &Recipe, s: &Service, path: &KeyPath) {
     let kind = s.kind.name();
-    if s.kind == ServiceKind::Command && s.command.is_none() {
+    if s.command.is_none() && (s.kind.spec().command)(s).argv.is_empty() {
         cx.error(
             &path.key("kind"),
-            "`kind: command` needs a `command`",
+            format!("`kind: {kind}` needs a `command`"),
             Some("add `command: \"my-server --port ${PORT}\"`, or choose a known kind".into()),
         );
     }
@@ -202,23 +203,11 @@ fn service(cx: &mut Ctx, recipe: &Recipe, s: &Service, path: &KeyPath) {
     if empty_command {
         cx.error(&path.key("command"), "the command is empty", None);
     }
-    let needs_model = matches!(
-        s.kind,
-        ServiceKind::Vllm
-            | ServiceKind::Sglang
-            | ServiceKind::Tgi
-            | ServiceKind::Ollama
-            | ServiceKind::Llamacpp
-    );
-    if needs_model && s.model.is_none() && s.command.is_none() {
+    if let (Some(hint), None, None) = (s.kind.spec().model_required, &s.model, &s.command) {
         cx.error(
             &path.key("kind"),
             format!("a `{kind}` service needs a `model`"),
-            Some(match s.kind {
-                ServiceKind::Ollama => "add `model: llama3.2:1b`".into(),
-                ServiceKind::Llamacpp => "add `model: /models/model.gguf`".into(),
-                _ => "add `model: facebook/opt-125m` (a Hugging Face id or a local path)".into(),
-            }),
+            Some(hint.into()),
         );
     }
     let r = &s.resources;
@@ -267,7 +256,7 @@ fn service(cx: &mut Ctx, recipe: &Recipe, s: &Service, path: &KeyPath) {
     }
     if let Some(d) = &s.distributed {
         let dp = path.key("distributed");
-        if !matches!(s.kind, ServiceKind::Vllm | ServiceKind::Command) {
+        if s.kind.spec().multi_node == MultiNode::No {
             cx.error(
                 &dp,
                 format!("`distributed` is for vLLM over Ray, not `{kind}`"),
@@ -297,7 +286,7 @@ fn service(cx: &mut Ctx, recipe: &Recipe, s: &Service, path: &KeyPath) {
                 Some("use `args: { tensor-parallel-size: N }` instead".into()),
             );
         }
-    } else if r.nodes > 1 && s.kind != ServiceKind::Command {
+    } else if r.nodes > 1 && s.kind.spec().multi_node != MultiNode::Any {
         cx.error(
             &rp.key("nodes"),
             format!(
@@ -451,7 +440,7 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
     }
     if w.protocol.is_llm()
         && w.model.is_none()
-        && target.is_some_and(|s| s.model.is_none() && s.kind != ServiceKind::Sim)
+        && target.is_some_and(|s| s.model.is_none() && s.kind.spec().default_model.is_none())
     {
         cx.warn(
             path,

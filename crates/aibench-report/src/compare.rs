@@ -100,7 +100,7 @@ impl Thresholds {
 fn percent(v: &serde_json::Value) -> Option<f64> {
     match v {
         serde_json::Value::Number(n) => n.as_f64(),
-        serde_json::Value::String(s) => aibench_recipe::Percent::from_str(s)
+        serde_json::Value::String(s) => aibench_results::units::Percent::from_str(s)
             .ok()
             .map(|p| p.0)
             .or_else(|| s.trim().parse().ok()),
@@ -128,7 +128,7 @@ pub fn recipe_overrides(recipe: &serde_json::Value) -> Result<ThresholdOverrides
             "min_latency_delta" => {
                 let d = v
                     .as_str()
-                    .and_then(|s| aibench_recipe::Duration::from_str(s).ok())
+                    .and_then(|s| aibench_results::units::Duration::from_str(s).ok())
                     .ok_or_else(bad)?;
                 o.min_latency_delta_ms = Some(d.as_secs_f64() * 1000.0);
             }

@@ -14,7 +14,7 @@ use crate::model::{RunReport, ServiceReport, SloSpec};
 /// What the report needs from the recipe (`resolved.yaml`).
 #[derive(Debug, Clone, Default)]
 pub struct RecipeFacts {
-    pub slo: Option<aibench_recipe::Slo>,
+    pub slo: Option<aibench_results::objectives::Slo>,
     pub services: Vec<ServiceReport>,
     /// Workload name -> load pattern (`open-loop`, `closed-loop`).
     pub patterns: HashMap<String, String>,
@@ -146,7 +146,7 @@ fn read_recipe(root: &Path, notes: &mut Vec<String>) -> RecipeFacts {
     };
     let slo = match json.get("slo") {
         None | Some(serde_json::Value::Null) => None,
-        Some(v) => match serde_json::from_value::<aibench_recipe::Slo>(v.clone()) {
+        Some(v) => match serde_json::from_value::<aibench_results::objectives::Slo>(v.clone()) {
             Ok(s) => Some(s),
             Err(e) => {
                 notes.push(format!("the recipe's `slo` section could not be read: {e}"));

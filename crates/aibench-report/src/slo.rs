@@ -4,12 +4,12 @@ use aibench_results::{LatencyStats, SloMs, Summary};
 
 use crate::model::{Goodput, SloOutcome, SloSpec};
 
-fn ms(d: Option<aibench_recipe::Duration>) -> Option<f64> {
+fn ms(d: Option<aibench_results::units::Duration>) -> Option<f64> {
     d.map(|d| d.as_secs_f64() * 1000.0)
 }
 
 /// The recipe's objectives in report units.
-pub fn spec(slo: &aibench_recipe::Slo) -> SloSpec {
+pub fn spec(slo: &aibench_results::objectives::Slo) -> SloSpec {
     SloSpec {
         per_request: SloMs {
             ttft_ms: ms(slo.ttft),

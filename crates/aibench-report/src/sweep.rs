@@ -27,12 +27,12 @@ pub fn numeric(v: &serde_json::Value) -> Option<f64> {
             .parse::<f64>()
             .ok()
             .or_else(|| {
-                aibench_recipe::Rate::from_str(s)
+                aibench_results::units::Rate::from_str(s)
                     .ok()
                     .map(|r| r.per_second())
             })
             .or_else(|| {
-                aibench_recipe::Duration::from_str(s)
+                aibench_results::units::Duration::from_str(s)
                     .ok()
                     .map(|d| d.as_secs_f64())
             }),

@@ -15,11 +15,13 @@
 //! milliseconds, seconds and per-second rates, as their field names say.
 
 mod accumulator;
+pub mod objectives;
 mod progress;
 mod record;
 mod run;
 mod summary;
 pub mod time;
+pub mod units;
 mod writer;
 
 pub use accumulator::{

@@ -927,20 +927,9 @@ fn spawn_driver(script: &Path, log: &Path) -> Result<Child, SlurmError> {
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
-    // SAFETY: only async-signal-safe calls (setpgid, prctl, getppid, kill) between fork and exec.
+    // SAFETY: the hook runs only async-signal-safe calls between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
-            if libc::setpgid(0, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() == 1 {
-                libc::kill(libc::getpid(), libc::SIGTERM);
-            }
-            Ok(())
-        });
+        cmd.pre_exec(aibench_platform::process::die_with_parent(libc::SIGTERM));
     }
     cmd.spawn().map_err(|e| SlurmError::Command {
         command: format!("bash {}", script.display()),

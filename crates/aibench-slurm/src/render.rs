@@ -91,7 +91,9 @@ impl Layout {
     pub fn of(service: &Service) -> Layout {
         if service.resources.nodes <= 1 {
             Layout::Single
-        } else if service.kind == ServiceKind::Vllm || service.distributed.is_some() {
+        } else if service.kind.spec().multi_node == aibench_recipe::kinds::MultiNode::Ray
+            || service.distributed.is_some()
+        {
             Layout::Ray
         } else {
             Layout::Nodes

@@ -177,7 +177,7 @@ impl Http1 {
                     format!("sending request: {}", e.error()),
                 )
             } else {
-                classify(e.error())
+                classify(e.error(), "sending request")
             }
         })
     }
@@ -191,7 +191,7 @@ pub(crate) async fn read_all(
     let mut body = resp.into_body();
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| classify(&e))?;
+        let frame = frame.map_err(|e| classify(&e, "reading body"))?;
         if let Ok(d) = frame.into_data() {
             if out.len() < limit {
                 out.extend_from_slice(&d[..d.len().min(limit - out.len())]);
@@ -201,15 +201,28 @@ pub(crate) async fn read_all(
     Ok(Bytes::from(out))
 }
 
-/// A hyper error as a failure: cut short, or anything else.
-pub(crate) fn classify(e: &hyper::Error) -> Failure {
-    let mut msg = e.to_string();
+/// A hyper error as an error class and a message with its causes: `closed_mid_stream` when the
+/// exchange was cut short (the connection ended, reset or aborted), `other` otherwise. The one
+/// classification of every HTTP driver.
+pub(crate) fn classify(e: &hyper::Error, context: &str) -> Failure {
+    use std::io::ErrorKind;
+    let mut msg = format!("{context}: {e}");
+    let mut cut =
+        e.is_incomplete_message() || e.is_closed() || e.is_canceled() || e.is_body_write_aborted();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         msg.push_str(&format!(": {s}"));
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            cut |= matches!(
+                io.kind(),
+                ErrorKind::UnexpectedEof
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+            );
+        }
         source = s.source();
     }
-    let cut = e.is_incomplete_message() || e.is_closed() || e.is_canceled();
     (
         if cut {
             ErrorClass::ClosedMidStream

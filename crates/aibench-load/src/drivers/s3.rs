@@ -427,7 +427,7 @@ impl S3Driver {
         let mut verify = Verifier::new(self, key);
         let mut body = resp.into_body();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| crate::drivers::http1::classify(&e))?;
+            let frame = frame.map_err(|e| crate::drivers::http1::classify(&e, "reading body"))?;
             if let Ok(d) = frame.into_data() {
                 verify.feed(&d);
             }

@@ -104,8 +104,9 @@ impl RunMonitoring {
                     t.path = r.metrics_path.clone();
                     let svc = recipe.services.iter().find(|s| s.name == r.service);
                     let creds = svc.and_then(|s| s.credentials.as_ref());
-                    let postgres = r.kind == ServiceKind::Postgres;
-                    if postgres || r.kind == ServiceKind::Redis {
+                    let scrape = r.kind.spec().scrape;
+                    let postgres = scrape == aibench_recipe::kinds::Scrape::PgStat;
+                    if postgres || scrape == aibench_recipe::kinds::Scrape::RedisInfo {
                         t.credentials = Some(Credentials {
                             user: creds
                                 .and_then(|c| c.user.clone())
@@ -163,22 +164,21 @@ impl RunMonitoring {
     }
 }
 
-/// How the monitor watches a service of each kind: its own collector (Redis INFO, PostgreSQL
-/// pg_stat), its metric names and filter, or a plain Prometheus endpoint when the kind has no
-/// metrics of its own but the recipe gives a path (`None`: nothing to scrape).
+/// How the monitor watches a service, from its kind's spec: its own collector (Redis INFO,
+/// PostgreSQL pg_stat), its metric names and filter, or a plain Prometheus endpoint when the
+/// kind has no metrics of its own but the recipe gives a path (`None`: nothing to scrape).
 fn target_kind(kind: ServiceKind, has_metrics_path: bool) -> Option<TargetKind> {
-    Some(match kind {
-        ServiceKind::Vllm => TargetKind::Vllm,
-        ServiceKind::Sglang => TargetKind::Sglang,
-        ServiceKind::Tgi => TargetKind::Tgi,
-        ServiceKind::Llamacpp => TargetKind::Llamacpp,
-        ServiceKind::Sim => TargetKind::Sim,
-        ServiceKind::Minio => TargetKind::Minio,
-        ServiceKind::Qdrant => TargetKind::Qdrant,
-        ServiceKind::Redis => TargetKind::Redis,
-        ServiceKind::Postgres => TargetKind::Postgres,
-        ServiceKind::Ollama | ServiceKind::Chroma | ServiceKind::Command => {
-            return has_metrics_path.then_some(TargetKind::Prometheus)
-        }
+    use aibench_recipe::kinds::{MetricNames, Scrape};
+    Some(match kind.spec().scrape {
+        Scrape::Named(MetricNames::Vllm) => TargetKind::Vllm,
+        Scrape::Named(MetricNames::Sglang) => TargetKind::Sglang,
+        Scrape::Named(MetricNames::Tgi) => TargetKind::Tgi,
+        Scrape::Named(MetricNames::Llamacpp) => TargetKind::Llamacpp,
+        Scrape::Named(MetricNames::Sim) => TargetKind::Sim,
+        Scrape::Named(MetricNames::Minio) => TargetKind::Minio,
+        Scrape::Named(MetricNames::Qdrant) => TargetKind::Qdrant,
+        Scrape::RedisInfo => TargetKind::Redis,
+        Scrape::PgStat => TargetKind::Postgres,
+        Scrape::None => return has_metrics_path.then_some(TargetKind::Prometheus),
     })
 }

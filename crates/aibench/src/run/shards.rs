@@ -113,12 +113,9 @@ fn spawn_local(
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe.
+        // SAFETY: the hook runs only async-signal-safe calls between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
+            cmd.pre_exec(aibench_platform::process::die_with_parent(libc::SIGKILL));
         }
         children.push(cmd.spawn()?);
     }

@@ -465,7 +465,7 @@ fn postgres_spec(
 fn service_model(s: &r::Service) -> Option<String> {
     s.model
         .clone()
-        .or_else(|| (s.kind == r::ServiceKind::Sim).then(|| "sim".to_string()))
+        .or_else(|| s.kind.spec().default_model.map(String::from))
 }
 
 /// The key space of a `key-value` dataset.

@@ -85,8 +85,7 @@ impl FromStr for Duration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         // A bare number is refused: in a recipe it is more likely a forgotten unit than seconds.
-        aibench_results::time::parse_duration(s, aibench_results::time::BareNumber::Refused)
-            .map(Duration)
+        crate::time::parse_duration(s, crate::time::BareNumber::Refused).map(Duration)
     }
 }
 
