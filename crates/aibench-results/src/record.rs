@@ -71,6 +71,12 @@ pub enum ErrorClass {
     /// The body ended, or the connection closed, before the stream's end marker
     /// (`[DONE]`, `"done": true`).
     ClosedMidStream,
+    /// The response ended as it should but held no output: a stream of only its end marker,
+    /// or a body without text, and no token counted by the server.
+    EmptyResponse,
+    /// A stream was asked for and the server answered with a body that is not one (a JSON
+    /// document, an HTML page): no event arrived.
+    NotAStream,
     /// Open loop: the request could not start on time because the in-flight cap was reached.
     /// It was never sent.
     Dropped,
@@ -90,13 +96,15 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Every class, in a fixed order.
-    pub const ALL: [ErrorClass; 11] = [
+    pub const ALL: [ErrorClass; 13] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::Http4xx,
         ErrorClass::Http5xx,
         ErrorClass::MalformedStream,
         ErrorClass::ClosedMidStream,
+        ErrorClass::EmptyResponse,
+        ErrorClass::NotAStream,
         ErrorClass::Dropped,
         ErrorClass::Cancelled,
         ErrorClass::ServerError,
@@ -113,6 +121,8 @@ impl ErrorClass {
             ErrorClass::Http5xx => "http_5xx",
             ErrorClass::MalformedStream => "malformed_stream",
             ErrorClass::ClosedMidStream => "closed_mid_stream",
+            ErrorClass::EmptyResponse => "empty_response",
+            ErrorClass::NotAStream => "not_a_stream",
             ErrorClass::Dropped => "dropped",
             ErrorClass::Cancelled => "cancelled",
             ErrorClass::ServerError => "server_error",
@@ -360,6 +370,8 @@ mod tests {
             assert_eq!(s, format!("\"{}\"", c.as_str()));
             assert_eq!(ErrorClass::ALL[c.index()], c);
         }
+        // Every class is in ALL: `Other` is declared last.
+        assert_eq!(ErrorClass::Other.index() + 1, ErrorClass::ALL.len());
         assert_eq!(ErrorClass::from_status(503), Some(ErrorClass::Http5xx));
         assert_eq!(ErrorClass::from_status(429), Some(ErrorClass::Http4xx));
         assert_eq!(ErrorClass::from_status(204), None);

@@ -33,7 +33,14 @@ pub(crate) struct ResponseState {
     /// The stream's end marker arrived (`[DONE]`, `"done": true`).
     pub done: bool,
     pub failure: Option<(ErrorClass, String)>,
+    /// SSE events seen (any `data:` field), to tell a stream from a body that is not one.
+    events: u32,
+    /// The first bytes of the body, quoted when it turns out not to be a stream.
+    head: Vec<u8>,
 }
+
+/// How much of a body is kept to quote when it is not a stream.
+const HEAD_BYTES: usize = 80;
 
 impl ResponseState {
     pub fn new(kind: BodyKind) -> Self {
@@ -55,6 +62,10 @@ impl ResponseState {
     pub fn on_frame(&mut self, data: &[u8], now_us: u64) {
         if self.failed() {
             return;
+        }
+        if self.head.len() < HEAD_BYTES {
+            let take = (HEAD_BYTES - self.head.len()).min(data.len());
+            self.head.extend_from_slice(&data[..take]);
         }
         match self.kind.expect("constructed with a kind") {
             BodyKind::OpenAiSse => {
@@ -93,10 +104,18 @@ impl ResponseState {
                 let mut sse = self.sse.take().expect("SSE parser");
                 sse.finish(&mut |e: SseEvent<'_>| self.on_openai_event(e.data, now_us));
                 if !self.failed() && !self.done {
-                    self.fail(
-                        ErrorClass::ClosedMidStream,
-                        "stream ended before [DONE]".into(),
-                    );
+                    if self.events == 0 && !self.head.is_empty() {
+                        let head = String::from_utf8_lossy(&self.head).into_owned();
+                        self.fail(
+                            ErrorClass::NotAStream,
+                            format!("a stream was asked for; the body is not one: {head:?}"),
+                        );
+                    } else {
+                        self.fail(
+                            ErrorClass::ClosedMidStream,
+                            "stream ended before [DONE]".into(),
+                        );
+                    }
                 }
             }
             BodyKind::OllamaNdjson => {
@@ -137,6 +156,13 @@ impl ResponseState {
             }
             BodyKind::Raw => self.done = true,
         }
+        let llm = !matches!(self.kind, Some(BodyKind::Raw));
+        if llm && !self.failed() && self.chunks == 0 && self.usage_output.unwrap_or(0) == 0 {
+            self.fail(
+                ErrorClass::EmptyResponse,
+                "the response ended as it should but held no output".into(),
+            );
+        }
     }
 
     /// The output token count and where it came from.
@@ -174,6 +200,7 @@ impl ResponseState {
     }
 
     fn on_openai_event(&mut self, data: &[u8], now_us: u64) {
+        self.events += 1;
         if self.failed() {
             return;
         }
@@ -428,6 +455,52 @@ mod tests {
 
     #[test]
     fn missing_done_is_closed_mid_stream() {
+        let s = feed(
+            BodyKind::OpenAiSse,
+            &[("data: {\"choices\":[{\"text\":\"a\"}]}\n\n", 1)],
+            2,
+        );
+        assert_eq!(s.failure.unwrap().0, ErrorClass::ClosedMidStream);
+    }
+
+    /// A stream of only its end marker is no answer (vLLM's client counts it failed too).
+    #[test]
+    fn a_stream_without_output_is_an_empty_response() {
+        let s = feed(BodyKind::OpenAiSse, &[("data: [DONE]\n\n", 1)], 2);
+        assert_eq!(s.failure.unwrap().0, ErrorClass::EmptyResponse);
+        let s = feed(
+            BodyKind::OllamaNdjson,
+            &[("{\"response\":\"\",\"done\":true}\n", 1)],
+            2,
+        );
+        assert_eq!(s.failure.unwrap().0, ErrorClass::EmptyResponse);
+        // The server's own count of tokens makes it an answer even without text.
+        let s = feed(
+            BodyKind::OpenAiSse,
+            &[
+                (
+                    "data: {\"choices\":[],\"usage\":{\"completion_tokens\":3}}\n\n",
+                    1,
+                ),
+                ("data: [DONE]\n\n", 2),
+            ],
+            3,
+        );
+        assert!(s.failure.is_none(), "{:?}", s.failure);
+    }
+
+    /// A 200 whose body is a JSON document when a stream was asked for.
+    #[test]
+    fn a_body_that_is_not_a_stream_says_so() {
+        let s = feed(
+            BodyKind::OpenAiSse,
+            &[("{\"choices\":[{\"text\":\"hello\"}]}", 1)],
+            2,
+        );
+        let (class, msg) = s.failure.unwrap();
+        assert_eq!(class, ErrorClass::NotAStream);
+        assert!(msg.contains("choices"), "{msg}");
+        // A stream cut short after its first event is still closed mid-stream.
         let s = feed(
             BodyKind::OpenAiSse,
             &[("data: {\"choices\":[{\"text\":\"a\"}]}\n\n", 1)],
