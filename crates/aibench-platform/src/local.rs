@@ -22,7 +22,7 @@ use aibench_recipe::interpolate::expand;
 use crate::health::{probe, Check};
 use crate::registry::{Registry, ServiceRecord};
 use crate::PlatformError;
-use aibench_recipe::{HealthCheck, ServiceKind};
+use aibench_recipe::HealthCheck;
 
 /// What every service of a run shares.
 #[derive(Clone, Debug)]
@@ -416,7 +416,7 @@ impl ServiceSet {
         let pid = child.id();
         let url = (plan.health.check == HealthCheck::Http
             || plan.metrics_path.is_some()
-            || plan.kind == ServiceKind::Sim)
+            || plan.kind.spec().llm)
             .then(|| format!("http://{host}:{port}"));
         let record = ServiceRecord {
             name: name.clone(),

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use aibench_plan::ServicePlan;
-use aibench_recipe::{Container, ContainerRuntime, Platform, Service, ServiceKind};
+use aibench_recipe::{Container, ContainerRuntime, Platform, Service};
 
 use crate::shell::{json_string, literal, template};
 
@@ -412,7 +412,7 @@ fn variables_block(input: &ScriptInput, nodes: u32, ports: &[(String, Option<u16
     ));
     let url = plan.health.check == aibench_recipe::HealthCheck::Http
         || plan.metrics_path.is_some()
-        || plan.kind == ServiceKind::Sim;
+        || plan.kind.spec().llm;
     lines.push(format!(
         "export AIBENCH_URL_SCHEME={}",
         if url { "http" } else { "''" }
