@@ -50,14 +50,6 @@ impl Status {
         Status::Interrupted,
         Status::Failed,
     ];
-
-    /// The run or trial has ended, whichever way.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            Status::Completed | Status::Interrupted | Status::Failed
-        )
-    }
 }
 
 impl std::fmt::Display for Status {

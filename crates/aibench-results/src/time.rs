@@ -49,7 +49,6 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 pub enum Precision {
     Seconds,
     Millis,
-    Nanos,
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch.
@@ -63,7 +62,6 @@ pub fn utc_with(epoch_s: f64, precision: Precision) -> String {
     let (scale, digits) = match precision {
         Precision::Seconds => (1i128, 0),
         Precision::Millis => (1_000, 3),
-        Precision::Nanos => (1_000_000_000, 9),
     };
     let ticks = if epoch_s.is_finite() {
         (epoch_s.max(0.0) * scale as f64).round() as i128
@@ -85,21 +83,6 @@ pub fn utc_with(epoch_s: f64, precision: Precision) -> String {
     }
     out.push('Z');
     out
-}
-
-/// ISO 8601 UTC text of a wall-clock time with nanoseconds, exactly (no float rounding).
-pub fn utc_nanos(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs() as i64;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_nanos()
-    )
 }
 
 /// Seconds since the epoch of `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM`, `YYYY-MM-DDTHH:MM:SS` (UTC,
@@ -242,10 +225,6 @@ mod tests {
         assert_eq!(
             utc_with(1_795_437_902.25, Precision::Millis),
             "2026-11-23T12:45:02.250Z"
-        );
-        assert_eq!(
-            utc_nanos(UNIX_EPOCH + Duration::new(1_795_437_902, 5)),
-            "2026-11-23T12:45:02.000000005Z"
         );
         for days in [-800_000, -1, 0, 59, 60, 11_016, 20_000, 2_932_896] {
             let (y, m, d) = civil_from_days(days);

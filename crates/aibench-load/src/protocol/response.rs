@@ -35,7 +35,8 @@ pub(crate) struct ResponseState {
     pub failure: Option<(ErrorClass, String)>,
     /// SSE events seen (any `data:` field), to tell a stream from a body that is not one.
     events: u32,
-    /// The first bytes of the body, quoted when it turns out not to be a stream.
+    /// The first bytes of an SSE body that has shown no event yet, quoted when it turns out
+    /// not to be a stream.
     head: Vec<u8>,
 }
 
@@ -63,10 +64,6 @@ impl ResponseState {
         if self.failed() {
             return;
         }
-        if self.head.len() < HEAD_BYTES {
-            let take = (HEAD_BYTES - self.head.len()).min(data.len());
-            self.head.extend_from_slice(&data[..take]);
-        }
         match self.kind.expect("constructed with a kind") {
             BodyKind::OpenAiSse => {
                 let mut sse = self.sse.take().expect("SSE parser");
@@ -74,6 +71,12 @@ impl ResponseState {
                     self.on_openai_event(e.data, now_us)
                 });
                 self.sse = Some(sse);
+                // Keep the first bytes only while no event has come: a real stream never
+                // copies (or allocates) here.
+                if self.events == 0 && self.head.len() < HEAD_BYTES {
+                    let take = (HEAD_BYTES - self.head.len()).min(data.len());
+                    self.head.extend_from_slice(&data[..take]);
+                }
             }
             BodyKind::OllamaNdjson => {
                 let mut lines = self.lines.take().expect("line splitter");
