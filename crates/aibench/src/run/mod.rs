@@ -6,30 +6,29 @@
 //! SIGTERM, and a panic (the service set stops them when dropped). Services die with aibench
 //! even when it is killed outright, through the parent-death signal.
 
-pub mod deployed;
 pub mod events;
 pub mod monitoring;
+pub mod platform;
 pub mod report;
 pub mod rundir;
 pub mod shards;
 pub mod workload;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aibench_load::Cancel;
 use aibench_plan::Plan;
-use aibench_platform::{PlatformError, ServiceSet, StartContext};
+use aibench_platform::{PlatformError, StartContext};
 use aibench_recipe::Loaded;
 use tokio::sync::mpsc;
 
 use crate::exit;
-use deployed::Deployed;
 use events::{Event, Events, Mode, ProgressEvent, WorkloadResult};
+use platform::Platform;
 use report::Row;
 use rundir::{Host, RunDir, RunInfo, Status, TrialInfo};
 
@@ -84,36 +83,6 @@ pub struct RunArgs {
     pub client_nodes: Option<String>,
 }
 
-/// Process groups of running services, for the second Ctrl-C which exits at once.
-static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
-
-fn set_groups(set: Option<&ServiceSet>) {
-    let groups = set
-        .map(|s| {
-            s.services
-                .iter()
-                .filter_map(|svc| svc.record.pgid)
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Ok(mut g) = GROUPS.lock() {
-        *g = groups;
-    }
-}
-
-fn kill_groups_now() {
-    if let Ok(h) = deployed::SLURM_CANCEL.lock() {
-        if let Some(h) = h.as_ref() {
-            h.cancel_all();
-        }
-    }
-    if let Ok(g) = GROUPS.lock() {
-        for pgid in g.iter() {
-            aibench_platform::local::signal_group(*pgid, libc::SIGKILL);
-        }
-    }
-}
-
 /// Ctrl-C and SIGTERM: the first cancels gracefully; a second Ctrl-C kills services and exits.
 fn install_signals(cancel: Cancel, count: Arc<AtomicU32>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -130,7 +99,7 @@ fn install_signals(cancel: Cancel, count: Arc<AtomicU32>) -> anyhow::Result<()> 
             if n == 1 {
                 eprintln!("\nstopping: finishing requests in flight and writing results (Ctrl-C again to stop at once)");
             } else if hard || n > 2 {
-                kill_groups_now();
+                platform::kill_now();
                 eprintln!("\nstopped at once; results written so far are kept");
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
@@ -172,12 +141,6 @@ struct Failure {
     reason: String,
 }
 
-/// Services started by `aibench up`, used instead of deploying (`--use-running`).
-struct Running {
-    urls: HashMap<String, String>,
-    records: Vec<aibench_platform::ServiceRecord>,
-}
-
 /// Where the recipe came from, once loaded.
 struct Source {
     loaded: Loaded,
@@ -199,14 +162,13 @@ struct Runner {
     info: RunInfo,
     events: Events,
     cancel: Cancel,
-    ctx: StartContext,
-    slurm_ctx: Option<aibench_slurm::SlurmContext>,
-    clients: ClientContext,
+    platform: Box<dyn Platform>,
+    /// Whether the platform runs the services of the current trial.
+    deployed: bool,
+    exe: PathBuf,
     monitoring: monitoring::RunMonitoring,
-    running: Option<Running>,
     single: bool,
     rows: Vec<Row>,
-    services: Option<Deployed>,
     failure: Option<Failure>,
     warnings: Vec<String>,
 }
@@ -280,37 +242,6 @@ fn load_source(
         command,
         print_result,
     }))
-}
-
-/// With `--use-running`: the services the workloads target, from the registry (`aibench up`).
-fn find_running(loaded: &Loaded, recipe_path: &Path) -> Result<Running, ExitCode> {
-    let registry = aibench_platform::Registry::user();
-    let mut urls = HashMap::new();
-    let mut all = Vec::new();
-    let needed: std::collections::BTreeSet<&str> = loaded
-        .recipe
-        .workloads
-        .iter()
-        .map(|w| w.target.as_str())
-        .filter(|t| loaded.recipe.services.iter().any(|s| s.name == *t))
-        .collect();
-    for name in needed {
-        let records: Vec<_> = registry
-            .find_service(name)
-            .into_iter()
-            .filter(|r| r.alive() != Some(false))
-            .collect();
-        if records.is_empty() {
-            eprintln!(
-                "error: service `{name}` is not running; start it with `aibench up {}`",
-                recipe_path.display()
-            );
-            return Err(exit::INVALID_INPUT.into());
-        }
-        urls.extend(service_urls(&records));
-        all.extend(records);
-    }
-    Ok(Running { urls, records: all })
 }
 
 /// The run directory and its run.json: the one being resumed, or a new one holding the recipe
@@ -399,10 +330,17 @@ impl Runner {
             Ok(s) => s,
             Err(code) => return Ok(Err(code)),
         };
-        let running = if args.use_running {
-            match find_running(&source.loaded, &source.recipe_path) {
-                Ok(r) => Some(r),
-                Err(code) => return Ok(Err(code)),
+        // Services of `aibench up` are looked for before anything is written.
+        let attached = if args.use_running {
+            match platform::Attached::find(&source.loaded) {
+                Ok(a) => Some(a),
+                Err(platform::NotRunning(name)) => {
+                    eprintln!(
+                        "error: service `{name}` is not running; start it with `aibench up {}`",
+                        source.recipe_path.display()
+                    );
+                    return Ok(Err(exit::INVALID_INPUT.into()));
+                }
             }
         } else {
             None
@@ -430,44 +368,32 @@ impl Runner {
         let cancel = Cancel::new();
         install_signals(cancel.clone(), Arc::new(AtomicU32::new(0)))?;
 
-        let ctx = StartContext {
-            run_dir: dir.root.clone(),
-            host: "127.0.0.1".into(),
-            exe: std::env::current_exe()?,
-            detach: false,
-            recipe_name: loaded.recipe.name.clone(),
-            user_registry: Some(aibench_platform::Registry::user()),
-        };
-        let slurm_ctx = if loaded.recipe.platform.kind == aibench_recipe::PlatformKind::Slurm
-            && running.is_none()
-        {
-            match slurm_context(&args, &loaded, &dir, &info.run_id, &base_dir)? {
-                Ok(s) => Some(s),
-                Err(code) => return Ok(Err(code)),
+        let exe = std::env::current_exe()?;
+        let platform: Box<dyn Platform> = match attached {
+            Some(a) => Box::new(a),
+            None if loaded.recipe.platform.kind == aibench_recipe::PlatformKind::Slurm => {
+                match slurm_context(&args, &loaded, &dir, &info.run_id, &base_dir)? {
+                    Ok(s) => Box::new(platform::Slurm::new(
+                        s,
+                        loaded.recipe.platform.slurm.clone().unwrap_or_default(),
+                        &info.run_id,
+                    )),
+                    Err(code) => return Ok(Err(code)),
+                }
             }
-        } else {
-            None
+            None => Box::new(platform::Local::new(StartContext {
+                run_dir: dir.root.clone(),
+                host: "127.0.0.1".into(),
+                exe: exe.clone(),
+                detach: false,
+                recipe_name: loaded.recipe.name.clone(),
+                user_registry: Some(aibench_platform::Registry::user()),
+            })),
         };
         if args.dry_run {
             events.finish();
-            return dry_run(&plan, &loaded, slurm_ctx.as_ref(), &dir).map(Err);
+            return dry_run(&plan, &loaded, platform.as_ref(), &dir).map(Err);
         }
-        let clients = ClientContext {
-            exe: std::env::current_exe()?,
-            run_id: info.run_id.clone(),
-            slurm: slurm_ctx.as_ref().map(|s| {
-                let alloc = match &s.mode {
-                    aibench_slurm::Mode::Allocation(a) => {
-                        Some((a.job_id.clone(), a.client_nodes.clone()))
-                    }
-                    aibench_slurm::Mode::Submit => None,
-                };
-                (
-                    loaded.recipe.platform.slurm.clone().unwrap_or_default(),
-                    alloc,
-                )
-            }),
-        };
         let mut warnings = Vec::new();
         let monitoring = monitoring::RunMonitoring::start(
             &loaded.recipe,
@@ -490,13 +416,11 @@ impl Runner {
             info,
             events,
             cancel,
-            ctx,
-            slurm_ctx,
-            clients,
+            platform,
+            deployed: false,
+            exe,
             monitoring,
-            running,
             rows: Vec::new(),
-            services: None,
             failure: None,
             warnings,
         }))
@@ -551,11 +475,7 @@ impl Runner {
             phase: "measure".into(),
             trial: Some(trial.id.clone()),
         });
-        let records = match (&self.services, &self.running) {
-            (Some(set), _) => set.records(),
-            (None, Some(r)) => r.records.clone(),
-            (None, None) => Vec::new(),
-        };
+        let records = self.platform.records();
         let trial_monitor = self.monitoring.start_trial(
             recipe,
             &self.dir.trial_dir(&trial.id),
@@ -565,11 +485,7 @@ impl Runner {
         for message in self.warnings.drain(..) {
             self.events.emit(Event::Warning { message });
         }
-        let urls = match (&self.running, self.services.as_ref()) {
-            (Some(r), _) => r.urls.clone(),
-            (None, Some(set)) => service_urls(&set.records()),
-            (None, None) => Default::default(),
-        };
+        let urls = service_urls(&records);
         let outcome = measure(
             recipe,
             trial,
@@ -577,8 +493,8 @@ impl Runner {
             self.single,
             &self.base_dir,
             &urls,
-            self.services.as_mut(),
-            &self.clients,
+            self.platform.as_mut(),
+            &self.exe,
             &self.monitoring.live,
             &self.cancel,
             &mut self.events,
@@ -633,37 +549,22 @@ impl Runner {
     async fn deploy_trial(&mut self, i: usize) -> anyhow::Result<bool> {
         let trial = &self.plan.trials[i];
         let recipe = &self.loaded.trials[i].recipe;
-        if self.running.is_some() || !(trial.restart_services || self.services.is_none()) {
+        if self.deployed && !trial.restart_services {
             return Ok(true);
         }
-        if let Some(mut old) = self.services.take() {
-            let n = old.count();
-            old.stop(Duration::from_secs(10));
+        let n = self.platform.stop(Duration::from_secs(10));
+        if n > 0 {
             self.events.emit(Event::ServicesStopped { count: n });
         }
-        let deployed = match &self.slurm_ctx {
-            Some(sctx) => {
-                deploy_slurm(
-                    sctx,
-                    trial,
-                    recipe,
-                    &mut self.events,
-                    &self.cancel,
-                    &mut self.info,
-                )
-                .await
-            }
-            None => deploy(&self.ctx, trial, &mut self.events, &self.cancel)
-                .await
-                .map(Deployed::Local),
-        };
+        let deployed = self
+            .platform
+            .deploy(trial, recipe, &mut self.events, &self.cancel)
+            .await;
+        self.info.job_ids = self.platform.job_ids();
+        self.dir.write_json("run.json", &self.info)?;
         match deployed {
-            Ok(set) => {
-                if let Deployed::Local(s) = &set {
-                    set_groups(Some(s));
-                }
-                self.dir.write_json("run.json", &self.info)?;
-                self.services = Some(set);
+            Ok(()) => {
+                self.deployed = true;
                 Ok(true)
             }
             Err(e) => {
@@ -696,14 +597,12 @@ impl Runner {
 
     /// Teardown, the run's status, report and catalog entry; the exit code.
     async fn finish(mut self) -> anyhow::Result<ExitCode> {
-        if let Some(mut set) = self.services.take() {
+        if self.deployed {
             self.events.emit(Event::Phase {
                 phase: "teardown".into(),
                 trial: None,
             });
-            let n = set.count();
-            set.stop(Duration::from_secs(10));
-            set_groups(None);
+            let n = self.platform.stop(Duration::from_secs(10));
             self.events.emit(Event::ServicesStopped { count: n });
         }
         self.monitoring.stop().await;
@@ -846,99 +745,20 @@ fn new_info(
     }
 }
 
-async fn deploy(
-    ctx: &StartContext,
-    trial: &aibench_plan::TrialPlan,
-    events: &mut Events,
-    cancel: &Cancel,
-) -> Result<ServiceSet, PlatformError> {
-    let mut set = ServiceSet::new(ctx.clone());
-    if trial.services.is_empty() {
-        return Ok(set);
-    }
-    events.emit(Event::Phase {
-        phase: "deploy".into(),
-        trial: Some(trial.id.clone()),
-    });
-    for sp in &trial.services {
-        let before = set.services.len();
-        set.start(sp)?;
-        for svc in &set.services[before..] {
-            events.emit(Event::ServiceStarted {
-                name: svc.record.name.clone(),
-                pid: svc.record.pid,
-                address: format!("{}:{}", svc.record.host, svc.record.port),
-                log: svc
-                    .record
-                    .log
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            });
-        }
-    }
-    set_groups(Some(&set));
-    events.emit(Event::Phase {
-        phase: "health".into(),
-        trial: Some(trial.id.clone()),
-    });
-    let t0 = std::time::Instant::now();
-    let c = cancel.clone();
-    set.wait_healthy(move || c.is_cancelled()).await?;
-    for svc in &set.services {
-        events.emit(Event::ServiceHealthy {
-            name: svc.record.name.clone(),
-            after_s: t0.elapsed().as_secs_f64(),
-        });
-    }
-    // The kinds' own preparation (a model pull) before the clock starts.
-    prepare_services(trial, &set.records(), events).await?;
-    Ok(set)
-}
-
-/// An allocation's id and the nodes reserved for load clients.
-pub type Allocation = (String, Vec<String>);
-
-/// What multi-process load clients need to start.
-pub struct ClientContext {
-    pub exe: PathBuf,
-    pub run_id: String,
-    /// On Slurm: the recipe's settings, and inside an allocation its id and the client nodes.
-    pub slurm: Option<(aibench_recipe::Slurm, Option<Allocation>)>,
-}
-
 /// `--dry-run`: the scripts and commands of every trial that (re)starts services.
 fn dry_run(
     plan: &Plan,
     loaded: &Loaded,
-    sctx: Option<&aibench_slurm::SlurmContext>,
+    platform: &dyn Platform,
     dir: &RunDir,
 ) -> anyhow::Result<ExitCode> {
     for (i, trial) in plan.trials.iter().enumerate() {
         if !trial.restart_services {
             continue;
         }
-        println!(
-            "trial {} ({}):",
-            trial.id,
-            if sctx.is_some() { "slurm" } else { "local" }
-        );
-        match sctx {
-            Some(s) => {
-                let mut s = s.clone();
-                s.script_dir = dir.root.join("slurm").join(&trial.id);
-                let subs = aibench_slurm::dry_run(s, trial, &loaded.trials[i].recipe)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                for sub in subs {
-                    println!("  {}: {}", sub.name, sub.command_line());
-                    println!("    script: {}", sub.script.display());
-                }
-            }
-            None => {
-                for sp in &trial.services {
-                    println!("  {}: {}", sp.name, sp.argv.join(" "));
-                }
-            }
+        println!("trial {} ({}):", trial.id, platform.name());
+        for line in platform.dry_run(trial, &loaded.trials[i].recipe, &dir.root)? {
+            println!("  {line}");
         }
     }
     println!(
@@ -946,115 +766,6 @@ fn dry_run(
         dir.root.display()
     );
     Ok(exit::SUCCESS.into())
-}
-
-async fn deploy_slurm(
-    sctx: &aibench_slurm::SlurmContext,
-    trial: &aibench_plan::TrialPlan,
-    recipe: &aibench_recipe::Recipe,
-    events: &mut Events,
-    cancel: &Cancel,
-    info: &mut RunInfo,
-) -> Result<Deployed, PlatformError> {
-    let mut jobs = aibench_slurm::SlurmJobs::new(sctx.clone());
-    if let Ok(mut h) = deployed::SLURM_CANCEL.lock() {
-        *h = Some(jobs.cancel_handle());
-    }
-    events.emit(Event::Phase {
-        phase: "submit".into(),
-        trial: Some(trial.id.clone()),
-    });
-    for sp in &trial.services {
-        let before = jobs.jobs().len();
-        jobs.start(sp, recipe).map_err(PlatformError::from)?;
-        for j in &jobs.jobs()[before..] {
-            match &sctx.mode {
-                aibench_slurm::Mode::Allocation(a) => events.emit(Event::JobState {
-                    name: j.name.clone(),
-                    job_id: a.job_id.clone(),
-                    description: "starting as a step of this allocation (srun)".into(),
-                }),
-                aibench_slurm::Mode::Submit => events.emit(Event::JobSubmitted {
-                    name: j.name.clone(),
-                    job_id: j.id_text(),
-                    script: j.script.display().to_string(),
-                }),
-            }
-        }
-    }
-    info.job_ids = jobs.job_ids();
-    events.emit(Event::Phase {
-        phase: "health".into(),
-        trial: Some(trial.id.clone()),
-    });
-    let c = cancel.clone();
-    let result = jobs
-        .wait_ready(
-            move || c.is_cancelled(),
-            |e| match e {
-                aibench_slurm::SlurmEvent::State {
-                    name,
-                    job_id,
-                    description,
-                    ..
-                } => events.emit(Event::JobState {
-                    name,
-                    job_id,
-                    description,
-                }),
-                aibench_slurm::SlurmEvent::Registered {
-                    name,
-                    job_id,
-                    node,
-                    address,
-                    log,
-                } => events.emit(Event::ServiceStarted {
-                    name,
-                    pid: None,
-                    address: format!("{address} on {node} (job {job_id})"),
-                    log,
-                }),
-                aibench_slurm::SlurmEvent::Healthy { name, after_s, .. } => {
-                    events.emit(Event::ServiceHealthy { name, after_s })
-                }
-            },
-        )
-        .await;
-    info.job_ids = jobs.job_ids();
-    let result = match result {
-        Ok(()) => prepare_services(trial, &jobs.records(), events).await,
-        Err(e) => Err(PlatformError::from(e)),
-    };
-    match result {
-        Ok(()) => Ok(Deployed::Slurm(Box::new(jobs))),
-        Err(e) => {
-            jobs.stop(Duration::from_secs(10));
-            Err(e)
-        }
-    }
-}
-
-/// Run the plan's prepare steps (see `aibench_plan::PrepareStep`) against the started
-/// services, whichever platform started them.
-async fn prepare_services(
-    trial: &aibench_plan::TrialPlan,
-    records: &[aibench_platform::ServiceRecord],
-    events: &mut Events,
-) -> Result<(), PlatformError> {
-    for sp in trial.services.iter().filter(|s| !s.prepare.is_empty()) {
-        aibench_platform::prepare::prepare(sp, records, |what| {
-            events.emit(Event::Phase {
-                phase: what,
-                trial: None,
-            })
-        })
-        .await
-        .map_err(|reason| PlatformError::Start {
-            name: sp.name.clone(),
-            reason,
-        })?;
-    }
-    Ok(())
 }
 
 /// The address of each service (its first replica), by service name.
@@ -1077,8 +788,8 @@ async fn measure(
     single: bool,
     base_dir: &Path,
     urls: &std::collections::HashMap<String, String>,
-    mut set: Option<&mut Deployed>,
-    clients: &ClientContext,
+    platform: &mut dyn Platform,
+    exe: &Path,
     live: &aibench_monitor::LiveMetrics,
     cancel: &Cancel,
     events: &mut Events,
@@ -1086,6 +797,7 @@ async fn measure(
     let (ptx, mut prx) = mpsc::channel::<(String, aibench_load::Progress)>(256);
     let mut tasks = tokio::task::JoinSet::new();
     let mut planned: std::collections::HashMap<String, f64> = Default::default();
+    let clients = platform.clients();
     for w in &recipe.workloads {
         let url = match recipe.services.iter().find(|s| s.name == w.target) {
             Some(_) => urls
@@ -1133,9 +845,9 @@ async fn measure(
         let name = w.name.clone();
         let processes = w.clients.nodes * w.clients.processes;
         // On Slurm the load clients are jobs (or steps) of their own, like the services.
-        if processes > 1 || clients.slurm.is_some() {
+        if processes > 1 || clients.always_separate() {
             let job = shards::ShardJob {
-                exe: clients.exe.clone(),
+                exe: exe.to_path_buf(),
                 run_dir: dir.root.clone(),
                 base_dir: base_dir.to_path_buf(),
                 trial: trial.id.clone(),
@@ -1144,27 +856,16 @@ async fn measure(
                 nodes: w.clients.nodes,
                 processes: w.clients.processes,
                 out: wdir.clone(),
-                slurm: clients
-                    .slurm
-                    .as_ref()
-                    .map(|(settings, allocation)| shards::SlurmClients {
-                        settings: settings.clone(),
-                        allocation: allocation.clone(),
-                        job_name: format!("aibench-{}-client-{}", clients.run_id, w.name),
-                    }),
             };
             events.say(&format!(
                 "  {}: {processes} client process{}{}, starting together",
                 w.name,
                 if processes == 1 { "" } else { "es" },
-                if clients.slurm.is_some() {
-                    " on Slurm"
-                } else {
-                    ""
-                }
+                clients.place()
             ));
             let c = cancel.clone();
-            tasks.spawn(async move { (name, wdir, shards::run(job, c).await) });
+            let clients = clients.clone();
+            tasks.spawn(async move { (name, wdir, shards::run(job, clients, c).await) });
         } else {
             tasks.spawn(async move {
                 let out = driven
@@ -1210,7 +911,7 @@ async fn measure(
             }
             _ = tick.tick() => {
                 if crash.is_none() {
-                    if let Some(e) = set.as_deref_mut().and_then(|s| s.crashed("the measurement")) {
+                    if let Some(e) = platform.crashed("the measurement") {
                         let name = match &e { PlatformError::Crashed { name, .. } => name.clone(), _ => String::new() };
                         events.emit(Event::ServiceCrashed { name, message: e.to_string() });
                         crash = Some(e.to_string());
