@@ -417,7 +417,7 @@ pub(crate) async fn run_driver<D: Driver>(
             ramp_up,
         } => {
             let users = *users as u64;
-            let mut handles = Vec::new();
+            let mut handles = tokio::task::JoinSet::new();
             for u in (0..users).filter(|u| shard.owns(*u)) {
                 let start_us = if users > 1 {
                     micros(*ramp_up) * u / users
@@ -434,11 +434,16 @@ pub(crate) async fn run_driver<D: Driver>(
                     seed: spec.seed,
                     conn: conns.pop(),
                 };
-                handles.push(tokio::spawn(user.run(user_limits.pop())));
+                handles.spawn(user.run(user_limits.pop()));
             }
+            let watch = Arc::clone(&ctx);
             tokio::spawn(async move {
-                for h in handles {
-                    let _ = h.await;
+                while let Some(ended) = handles.join_next().await {
+                    // A user task that panicked is a bug of aibench: stop, keep what was
+                    // recorded, and say so in the summary.
+                    if ended.is_err_and(|e| e.is_panic()) {
+                        watch.stop.trigger(StopReason::InternalError);
+                    }
                 }
                 let _ = done_tx.send(None);
             });
@@ -464,7 +469,15 @@ pub(crate) async fn run_driver<D: Driver>(
                 .spawn(move || {
                     pacing::tighten_timer_slack();
                     pacing::request_short_slice(pacing::SHORT_SLICE);
-                    let reason = scheduler.run();
+                    let stop = Arc::clone(&scheduler.ctx);
+                    // A panic here is a bug of aibench: stop, keep what was recorded, and say
+                    // so in the summary (the panic message is on stderr).
+                    let reason =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scheduler.run()))
+                            .unwrap_or_else(|_| {
+                                stop.stop.trigger(StopReason::InternalError);
+                                Some(StopReason::InternalError)
+                            });
                     let _ = done_tx.send(reason);
                 })
                 .map_err(|e| {

@@ -781,3 +781,37 @@ async fn generic_http_and_ramp_up() {
         );
     }
 }
+
+/// A panic in the open-loop scheduler thread (here: an arrival gap too long for a `Duration`)
+/// ends the run with `InternalError`, not as if the schedule had simply run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_panic_is_an_internal_error_not_a_normal_end() {
+    let server = serve(Behavior::Stream {
+        ttft: Duration::from_millis(1),
+        itl: Duration::from_millis(1),
+    })
+    .await;
+    let spec = LoadSpec {
+        pattern: Pattern::OpenLoop {
+            arrival: Arrival::Constant { rate: 1e-300 },
+            max_in_flight: None,
+            on_cap: CapPolicy::Drop,
+        },
+        stop: Stop {
+            duration: Some(Duration::from_secs(1)),
+            ..Stop::default()
+        },
+        ..LoadSpec::default()
+    };
+    let out = run(
+        &spec,
+        &openai(server.url()),
+        &dataset(2),
+        RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.stop_reason, StopReason::InternalError);
+    assert_eq!(out.summary.stop_reason, Some(StopReason::InternalError));
+    assert!(out.summary.interrupted);
+}

@@ -393,6 +393,38 @@ fn ports(cx: &mut Ctx, recipe: &Recipe) {
     }
 }
 
+/// What is wrong with a URL's host and port, if anything: no host, or a port that is not a
+/// number from 1 to 65535 (`:99999` must not quietly become port 80).
+fn authority_problem(url: &str) -> Option<(String, String)> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.strip_prefix('[') {
+        // [IPv6]:port
+        Some(v6) => match v6.split_once(']') {
+            Some((h, p)) => (h, p.strip_prefix(':')),
+            None => (v6, None),
+        },
+        None => match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        },
+    };
+    if host.is_empty() {
+        return Some((
+            format!("the URL `{url}` has no host"),
+            "give one, e.g. `http://127.0.0.1:8000`".into(),
+        ));
+    }
+    match port {
+        Some(p) if p.parse::<u16>().map_or(true, |n| n == 0) => Some((
+            format!("the URL `{url}` has port `{p}`, which is not a port"),
+            "ports are numbers from 1 to 65535".into(),
+        )),
+        _ => None,
+    }
+}
+
 fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_dir: &Path) {
     let target = recipe.services.iter().find(|s| s.name == w.target);
     let is_url = w.target.contains("://");
@@ -422,6 +454,8 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
                     format!("unsupported URL scheme `{scheme}`"),
                     Some("use http://, https://, redis:// or postgres://".into()),
                 );
+            } else if let Some((problem, help)) = authority_problem(&w.target) {
+                cx.error(&path.key("target"), problem, Some(help));
             }
         }
         None => {
@@ -1184,5 +1218,33 @@ fn arrival_name(a: Arrival) -> &'static str {
         Arrival::Ramp => "ramp",
         Arrival::Bursts => "bursts",
         Arrival::Trace => "trace",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authority_problem;
+
+    #[test]
+    fn urls_need_a_host_and_a_real_port() {
+        for ok in [
+            "http://127.0.0.1:8000/v1",
+            "http://host",
+            "redis://:secret@cache:6379/0",
+            "http://[::1]:8080/",
+            "postgres://u:p@db/bench?sslmode=disable",
+        ] {
+            assert_eq!(authority_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:0/",
+            "http://host:port/",
+            "http://:8000/",
+            "http:///v1",
+            "http://[::1]:70000",
+        ] {
+            assert!(authority_problem(bad).is_some(), "{bad}");
+        }
     }
 }

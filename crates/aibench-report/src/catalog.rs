@@ -5,6 +5,7 @@
 //! ([`catalog_sync`]), so runs copied in, made by an older aibench or interrupted before the end
 //! show up too. Paths inside the root are stored relative to it, so a results tree can move.
 
+use crate::error::{ReportError, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,22 +61,15 @@ pub struct RunFilter {
     pub service: Option<String>,
 }
 
-fn open(results_root: &Path) -> anyhow::Result<Connection> {
-    use anyhow::Context as _;
-    std::fs::create_dir_all(results_root)
-        .with_context(|| format!("cannot create the results root {}", results_root.display()))?;
+fn open(results_root: &Path) -> Result<Connection> {
+    std::fs::create_dir_all(results_root).map_err(ReportError::io("create", results_root))?;
     let path = catalog_path(results_root);
-    let conn = Connection::open(&path)
-        .with_context(|| format!("cannot open the catalog {}", path.display()))?;
+    let conn = Connection::open(&path)?;
     // Runs that end together write together.
     conn.busy_timeout(Duration::from_secs(10))?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > CATALOG_VERSION {
-        anyhow::bail!(
-            "{} was written by a newer aibench (catalog version {version}); upgrade aibench or \
-             move the file away to rebuild it",
-            path.display()
-        );
+        return Err(ReportError::NewerCatalog { path, version });
     }
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS runs (
@@ -109,7 +103,7 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn entry_of(run_dir: &Path) -> anyhow::Result<CatalogEntry> {
+fn entry_of(run_dir: &Path) -> Result<CatalogEntry> {
     let data = RunData::read(run_dir)?;
     let r = &data.run;
     let id = if r.run_id.is_empty() {
@@ -158,7 +152,7 @@ fn stored_path(results_root: &Path, run_dir: &Path) -> String {
     }
 }
 
-fn upsert(conn: &Connection, results_root: &Path, e: &CatalogEntry) -> anyhow::Result<()> {
+fn upsert(conn: &Connection, results_root: &Path, e: &CatalogEntry) -> Result<()> {
     conn.execute(
         "INSERT OR REPLACE INTO runs (id, path, recipe, status, started_at, started_at_utc,
             finished_at, platform, host, services, trials, requests, max_requests_per_s,
@@ -186,7 +180,7 @@ fn upsert(conn: &Connection, results_root: &Path, e: &CatalogEntry) -> anyhow::R
 }
 
 /// Add (or refresh) one run in the catalog under `results_root`.
-pub fn catalog_add(results_root: &Path, run_dir: &Path) -> anyhow::Result<CatalogEntry> {
+pub fn catalog_add(results_root: &Path, run_dir: &Path) -> Result<CatalogEntry> {
     let e = entry_of(run_dir)?;
     let conn = open(results_root)?;
     upsert(&conn, results_root, &e)?;
@@ -204,7 +198,7 @@ pub struct SyncOutcome {
 
 /// Index the run directories directly under `results_root` that the catalog is missing or has
 /// stale (a status that changed), and forget runs whose directory is gone.
-pub fn catalog_sync(results_root: &Path) -> anyhow::Result<SyncOutcome> {
+pub fn catalog_sync(results_root: &Path) -> Result<SyncOutcome> {
     let conn = open(results_root)?;
     let mut out = SyncOutcome::default();
     let known: Vec<(String, String, String)> = {
@@ -270,7 +264,7 @@ fn glob_to_like(pattern: &str) -> String {
 }
 
 /// The runs in the catalog that match `filter`, newest first.
-pub fn catalog_list(results_root: &Path, filter: &RunFilter) -> anyhow::Result<Vec<CatalogEntry>> {
+pub fn catalog_list(results_root: &Path, filter: &RunFilter) -> Result<Vec<CatalogEntry>> {
     let conn = open(results_root)?;
     let mut sql = String::from(
         "SELECT id, path, recipe, status, started_at, started_at_utc, finished_at, platform,
@@ -323,7 +317,7 @@ pub fn catalog_list(results_root: &Path, filter: &RunFilter) -> anyhow::Result<V
 }
 
 /// The run directory of a catalog id: the exact id, or a prefix of exactly one id.
-pub fn catalog_find(results_root: &Path, id: &str) -> anyhow::Result<Option<PathBuf>> {
+pub fn catalog_find(results_root: &Path, id: &str) -> Result<Option<PathBuf>> {
     if !catalog_path(results_root).is_file() {
         return Ok(None);
     }
@@ -346,14 +340,10 @@ pub fn catalog_find(results_root: &Path, id: &str) -> anyhow::Result<Option<Path
     match hits.len() {
         0 => Ok(None),
         1 => Ok(Some(resolve(results_root, &hits[0].1))),
-        _ => anyhow::bail!(
-            "`{id}` matches {} runs: {}; give more of the id",
-            hits.len(),
-            hits.iter()
-                .map(|h| h.0.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => Err(ReportError::AmbiguousId {
+            id: id.to_string(),
+            matches: hits.into_iter().map(|h| h.0).collect(),
+        }),
     }
 }
 

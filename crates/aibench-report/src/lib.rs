@@ -17,6 +17,7 @@ pub mod bottleneck;
 pub mod catalog;
 pub mod charts;
 pub mod compare;
+pub mod error;
 mod headline;
 pub mod html;
 pub mod knee;
@@ -36,6 +37,7 @@ use std::path::{Path, PathBuf};
 pub use catalog::{
     catalog_add, catalog_find, catalog_list, catalog_path, catalog_sync, CatalogEntry, RunFilter,
 };
+pub use error::{ReportError, Result};
 pub use model::{report_schema, Report, REPORT_SCHEMA_VERSION};
 
 use model::TrialReport;
@@ -67,7 +69,7 @@ pub struct Analysis {
 }
 
 /// Read and analyse a run directory (no file is written).
-pub fn analyse(run_dir: &Path) -> anyhow::Result<Analysis> {
+pub fn analyse(run_dir: &Path) -> Result<Analysis> {
     let data = RunData::read(run_dir)?;
     Ok(analyse_data(&data))
 }
@@ -246,12 +248,10 @@ pub(crate) use aibench_results::write_atomic;
 
 /// Analyse a run directory and write `report.json`, `report.md`, `report.html` and
 /// `plots/*.{svg,png}` into it, replacing earlier ones.
-pub fn write_reports(run_dir: &Path) -> anyhow::Result<ReportPaths> {
-    use anyhow::Context as _;
+pub fn write_reports(run_dir: &Path) -> Result<ReportPaths> {
     let mut a = analyse(run_dir)?;
     let plots_dir = run_dir.join("plots");
-    std::fs::create_dir_all(&plots_dir)
-        .with_context(|| format!("cannot create {}", plots_dir.display()))?;
+    std::fs::create_dir_all(&plots_dir).map_err(ReportError::io("create", &plots_dir))?;
     // Plots of an earlier report may name trials that are gone.
     if let Ok(rd) = std::fs::read_dir(&plots_dir) {
         for e in rd.filter_map(|e| e.ok()) {
@@ -275,11 +275,11 @@ pub fn write_reports(run_dir: &Path) -> anyhow::Result<ReportPaths> {
         };
         let svg_path = plots_dir.join(format!("{}.svg", fig.id));
         let png_path = plots_dir.join(format!("{}.png", fig.id));
-        write_atomic(&svg_path, svg.as_bytes())
-            .with_context(|| format!("cannot write {}", svg_path.display()))?;
+        write_atomic(&svg_path, svg.as_bytes()).map_err(ReportError::io("write", &svg_path))?;
         match fig.png() {
-            Ok(png) => write_atomic(&png_path, &png)
-                .with_context(|| format!("cannot write {}", png_path.display()))?,
+            Ok(png) => {
+                write_atomic(&png_path, &png).map_err(ReportError::io("write", &png_path))?
+            }
             Err(e) => a
                 .report
                 .notes
@@ -300,13 +300,14 @@ pub fn write_reports(run_dir: &Path) -> anyhow::Result<ReportPaths> {
     let json_path = run_dir.join("report.json");
     let md_path = run_dir.join("report.md");
     let html_path = run_dir.join("report.html");
-    let json = serde_json::to_string_pretty(&a.report)? + "\n";
-    write_atomic(&json_path, json.as_bytes())
-        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    let json = serde_json::to_string_pretty(&a.report)
+        .map_err(|e| ReportError::io("write", &json_path)(e.into()))?
+        + "\n";
+    write_atomic(&json_path, json.as_bytes()).map_err(ReportError::io("write", &json_path))?;
     write_atomic(&md_path, markdown::render(&a.report).as_bytes())
-        .with_context(|| format!("cannot write {}", md_path.display()))?;
+        .map_err(ReportError::io("write", &md_path))?;
     write_atomic(&html_path, html::render(&a.report, &svgs).as_bytes())
-        .with_context(|| format!("cannot write {}", html_path.display()))?;
+        .map_err(ReportError::io("write", &html_path))?;
     Ok(ReportPaths {
         json: json_path,
         markdown: md_path,

@@ -3,6 +3,7 @@
 //! Reading is lenient: a run that failed half-way, an older layout or a missing file still
 //! gives a report, with a note saying what was missing.
 
+use crate::error::{ReportError, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -54,14 +55,16 @@ pub struct RunData {
 
 impl RunData {
     /// Read a run directory. Fails only when it is not a run directory at all.
-    pub fn read(root: &Path) -> anyhow::Result<RunData> {
+    pub fn read(root: &Path) -> crate::error::Result<RunData> {
         let mut notes = Vec::new();
         let run_path = root.join("run.json");
         let (run, status) = match std::fs::read(&run_path) {
             Ok(bytes) => {
-                let run: RunInfo = serde_json::from_slice(&bytes).map_err(|e| {
-                    anyhow::anyhow!("{}: not a readable run.json: {e}", run_path.display())
-                })?;
+                let run: RunInfo =
+                    serde_json::from_slice(&bytes).map_err(|e| ReportError::NotARun {
+                        path: root.to_path_buf(),
+                        message: format!("{}: not a readable run.json: {e}", run_path.display()),
+                    })?;
                 let status = run.status;
                 (run, Some(status))
             }
@@ -76,12 +79,17 @@ impl RunData {
                 };
                 (run, None)
             }
-            Err(e) => anyhow::bail!(
-                "{} is not a run directory ({}: {e}); give the folder `aibench run` printed, \
-                 e.g. results/<recipe>-<time>",
-                root.display(),
-                run_path.display()
-            ),
+            Err(e) => {
+                return Err(ReportError::NotARun {
+                    path: root.to_path_buf(),
+                    message: format!(
+                        "{} is not a run directory ({}: {e}); give the folder `aibench run` \
+                         printed, e.g. results/<recipe>-<time>",
+                        root.display(),
+                        run_path.display()
+                    ),
+                })
+            }
         };
         let recipe = read_recipe(root, &mut notes);
         let trials = read_trials(root, &run, &recipe, &mut notes);

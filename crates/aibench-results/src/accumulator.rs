@@ -965,6 +965,7 @@ fn stop_rank(r: StopReason) -> u8 {
         StopReason::Requests => 2,
         StopReason::ErrorBudget => 3,
         StopReason::Cancelled => 4,
+        StopReason::InternalError => 5,
     }
 }
 

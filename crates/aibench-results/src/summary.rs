@@ -101,12 +101,18 @@ pub enum StopReason {
     ErrorBudget,
     /// Cancelled from outside (Ctrl-C, SIGTERM, the caller).
     Cancelled,
+    /// aibench itself failed (a panic in its scheduler or a user task); every record up to
+    /// then is kept.
+    InternalError,
 }
 
 impl StopReason {
     /// Whether the run ended before its plan did.
     pub fn is_interruption(self) -> bool {
-        matches!(self, StopReason::ErrorBudget | StopReason::Cancelled)
+        matches!(
+            self,
+            StopReason::ErrorBudget | StopReason::Cancelled | StopReason::InternalError
+        )
     }
 }
 

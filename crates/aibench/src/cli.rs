@@ -68,3 +68,22 @@ pub enum Command {
     /// Print a shell completion script
     Completions(cmd::completions::CompletionsArgs),
 }
+
+impl Command {
+    /// Commands that only read and print: a closed stdout ends them quietly (SIGPIPE). Not
+    /// those that hold services, connections or children, which must stop in order.
+    pub fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Services(_)
+                | Command::Report(_)
+                | Command::Compare(_)
+                | Command::Runs(_)
+                | Command::Export(_)
+                | Command::Validate(_)
+                | Command::Plan(_)
+                | Command::Schema(_)
+                | Command::Completions(_)
+        )
+    }
+}

@@ -11,24 +11,30 @@ pub mod table;
 
 use std::process::ExitCode;
 
+pub use exit::Outcome;
+
 use clap::Parser;
 
 pub use cli::{Cli, Command};
 
-/// Entry point used by the binary: parse arguments, run, print the error once.
+/// Entry point used by the binary: parse arguments, run, print the error once, and turn the
+/// outcome into the exit code (see [`exit`]).
 pub fn main_entry() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(code) => code,
+        Ok(outcome) => outcome.into(),
         Err(err) => {
-            eprintln!("error: {err:#}");
-            exit::INTERNAL.into()
+            exit::print(&err);
+            exit::code_of(&err).into()
         }
     }
 }
 
-/// Run one parsed command line and return the exit code.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Run one parsed command line: how it ended, or why it could not.
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    if cli.command.only_prints() {
+        exit::die_on_broken_pipe();
+    }
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Bench(args) => cmd::bench::run(args),

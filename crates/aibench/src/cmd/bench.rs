@@ -3,14 +3,13 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use aibench_load::LengthDist;
 use aibench_results::{LatencyStats, Summary};
 use clap::ValueEnum;
 
-use crate::exit;
+use crate::exit::{self, Outcome};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -493,7 +492,7 @@ fn stop_json(args: &BenchArgs) -> serde_json::Value {
     serde_json::Value::Object(stop)
 }
 
-pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
     let as_path = Path::new(&args.url);
     let is_recipe = !args.url.contains("://")
         && (as_path.is_file() || args.url.ends_with(".yaml") || args.url.ends_with(".yml"));
@@ -512,15 +511,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if !args.workloads.is_empty() {
-        eprintln!("error: --workload needs a recipe instead of a URL");
-        return Ok(ExitCode::from(exit::INVALID_INPUT));
+        return Err(exit::bad_input(
+            "--workload needs a recipe instead of a URL",
+        ));
     }
     let (recipe, header_values) = match recipe_json(&args) {
         Ok(r) => r,
-        Err(BadArgs(msg)) => {
-            eprintln!("error: {msg}");
-            return Ok(ExitCode::from(exit::INVALID_INPUT));
-        }
+        Err(BadArgs(msg)) => return Err(exit::bad_input(msg)),
     };
     let text = serde_json::to_string_pretty(&recipe)? + "\n";
     let mut head =
@@ -549,7 +546,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     eprintln!("  help: {h}");
                 }
             }
-            return Ok(ExitCode::from(exit::INVALID_INPUT));
+            return Err(exit::shown_input());
         }
     };
     let run_args = crate::run::RunArgs {

@@ -4,10 +4,9 @@
 //! its accumulator under `shards/<n>/`; `aibench run` merges the accumulators exactly.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use crate::exit;
+use crate::exit::{self, Outcome};
 use crate::run::workload;
 
 #[derive(Debug, clap::Args)]
@@ -42,10 +41,10 @@ pub struct ClientArgs {
     pub out: Option<PathBuf>,
 }
 
-pub fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: ClientArgs) -> anyhow::Result<Outcome> {
     let recipe_path = args.run_dir.join("recipe.yaml");
     let Ok(loaded) = super::load_recipe(&recipe_path) else {
-        return Ok(exit::INVALID_INPUT.into());
+        return Err(exit::shown_input());
     };
     let trial = loaded
         .trials
@@ -112,9 +111,8 @@ pub fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
         .write_shard(&shard_dir.join("accumulator.json"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(if cancel.is_cancelled() {
-        exit::INTERRUPTED
+        Outcome::Interrupted
     } else {
-        exit::SUCCESS
-    }
-    .into())
+        Outcome::Success
+    })
 }

@@ -1,12 +1,11 @@
 //! `aibench compare`: headline metrics of runs side by side, and a regression gate for CI.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::str::FromStr;
 
 use aibench_report::compare::{self, Side, ThresholdOverrides, Thresholds};
 
-use crate::exit;
+use crate::exit::{self, Outcome};
 
 const AFTER_HELP: &str = "\
 The first input is the baseline and every other is compared with it; with --baseline, every
@@ -98,27 +97,22 @@ fn resolve(input: &str, root: &Path) -> Result<PathBuf, String> {
     }
 }
 
-pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
     let mut names: Vec<&str> = Vec::new();
     if let Some(b) = &args.baseline {
         names.push(b);
     }
     names.extend(args.inputs.iter().map(String::as_str));
     if names.len() < 2 {
-        eprintln!("error: give at least two runs to compare, or one with --baseline FILE");
-        return Ok(exit::INVALID_INPUT.into());
+        return Err(exit::bad_input(
+            "give at least two runs to compare, or one with --baseline FILE",
+        ));
     }
     let mut sides: Vec<Side> = Vec::new();
     for n in names {
         let loaded =
             resolve(n, &args.root).and_then(|p| compare::load(&p).map_err(|e| e.to_string()));
-        match loaded {
-            Ok(s) => sides.push(s),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(exit::INVALID_INPUT.into());
-            }
-        }
+        sides.push(loaded.map_err(exit::bad_input)?);
     }
     let baseline = sides.remove(0);
     // Thresholds: defaults, then the candidate's (or baseline's) recipe, then flags.
@@ -129,10 +123,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         .find_map(|s| s.recipe.as_ref());
     let from_recipe = match recipe.map(compare::recipe_overrides).transpose() {
         Ok(o) => o.unwrap_or_default(),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(exit::INVALID_INPUT.into());
-        }
+        Err(e) => return Err(exit::bad_input(e.to_string())),
     };
     let flags = ThresholdOverrides {
         latency_p99_pct: args.latency_p99,
@@ -149,9 +140,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         print!("{}", compare::render_text(&result));
     }
     Ok(if result.regression {
-        exit::FAILED
+        Outcome::Failed
     } else {
-        exit::SUCCESS
-    }
-    .into())
+        Outcome::Success
+    })
 }

@@ -1,11 +1,10 @@
 //! `aibench completions`: shell completion scripts.
 
-use std::process::ExitCode;
-
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::{exit, Cli};
+use crate::exit::Outcome;
+use crate::Cli;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -21,8 +20,8 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
-pub fn run(args: CompletionsArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: CompletionsArgs) -> anyhow::Result<Outcome> {
     let mut cmd = Cli::command();
     clap_complete::generate(args.shell, &mut cmd, "aibench", &mut std::io::stdout());
-    Ok(exit::SUCCESS.into())
+    Ok(Outcome::Success)
 }

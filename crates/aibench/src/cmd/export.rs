@@ -2,11 +2,10 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use aibench_monitor::export::{export, ExportFormat, ExportRequest};
 
-use crate::exit;
+use crate::exit::{self, Outcome};
 
 const AFTER_HELP: &str = "\
 RUN is a run directory (one recorded with `monitor: { prometheus: true }`) or the http:// URL
@@ -65,7 +64,7 @@ pub struct ExportArgs {
     pub prometheus: PathBuf,
 }
 
-pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: ExportArgs) -> anyhow::Result<Outcome> {
     let request = ExportRequest {
         source: args.run.clone(),
         query: args.query.clone(),
@@ -92,16 +91,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
                     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(Outcome::Success)
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(if e.is_input() {
-                exit::INVALID_INPUT
-            } else {
-                exit::INTERNAL
-            }
-            .into())
-        }
+        Err(e) if e.is_input() => Err(exit::bad_input(e.to_string())),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
     }
 }

@@ -1,5 +1,5 @@
 //! One module per subcommand. Each has an `Args` struct (clap derive) and a `run` function that
-//! returns the exit code.
+//! returns how it ended (`exit::Outcome`) or a typed error; `exit` turns either into the code.
 
 pub mod bench;
 pub mod client;

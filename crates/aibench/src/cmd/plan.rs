@@ -1,9 +1,9 @@
 //! `aibench plan`: expand a recipe into its trials and show what would run where.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use crate::{exit, table};
+use crate::exit::{self, Outcome};
+use crate::table;
 
 const AFTER_HELP: &str = "\
 Each trial gets a stable id derived from its position and parameters, such as
@@ -25,14 +25,14 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
-pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
     let Ok(loaded) = super::load_recipe(&args.recipe) else {
-        return Ok(exit::INVALID_INPUT.into());
+        return Err(exit::shown_input());
     };
     let plan = aibench_plan::plan(&loaded);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
-        return Ok(exit::SUCCESS.into());
+        return Ok(Outcome::Success);
     }
     println!(
         "{}: {} trial{} on the {} platform\n",
@@ -103,7 +103,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(exit::SUCCESS.into())
+    Ok(Outcome::Success)
 }
 
 fn shell_words(argv: &[String]) -> String {

@@ -1,9 +1,8 @@
 //! `aibench report`: regenerate a run directory's reports from what it holds.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use crate::exit;
+use crate::exit::{self, Outcome};
 
 const AFTER_HELP: &str = "\
 Reads run.json, resolved.yaml, each trial's summary.json, requests.jsonl and metrics/*.csv, and
@@ -30,8 +29,8 @@ pub struct ReportArgs {
     pub quiet: bool,
 }
 
-pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let mut code = exit::SUCCESS;
+pub fn run(args: ReportArgs) -> anyhow::Result<Outcome> {
+    let mut bad = false;
     for dir in &args.run_dirs {
         if !dir.join("run.json").is_file() && !dir.join("trials").is_dir() {
             eprintln!(
@@ -39,7 +38,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
                  `aibench run` printed, e.g. results/<recipe>-<time>",
                 dir.display()
             );
-            code = exit::INVALID_INPUT;
+            bad = true;
             continue;
         }
         let paths = aibench_report::write_reports(dir)?;
@@ -75,7 +74,11 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             paths.plots.len() / 2
         );
     }
-    Ok(code.into())
+    if bad {
+        // Each was shown above; the others were reported.
+        return Err(exit::shown_input());
+    }
+    Ok(Outcome::Success)
 }
 
 /// The findings in a few lines, for the terminal.

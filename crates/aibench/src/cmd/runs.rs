@@ -1,12 +1,11 @@
 //! `aibench runs`: list the runs in the catalog under a results root.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use aibench_results::Status;
 use clap::builder::TypedValueParser as _;
 
-use crate::exit;
+use crate::exit::{self, Outcome};
 
 const AFTER_HELP: &str = "\
 The catalog is <results root>/catalog.sqlite; each `aibench run` adds its run when it ends.
@@ -54,7 +53,7 @@ pub struct RunsArgs {
     pub json: bool,
 }
 
-pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: RunsArgs) -> anyhow::Result<Outcome> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -62,20 +61,16 @@ pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let since = match &args.since {
         Some(s) => match aibench_report::catalog::parse_since(s, now) {
             Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("error: --since {e}");
-                return Ok(exit::INVALID_INPUT.into());
-            }
+            Err(e) => return Err(exit::bad_input(format!("--since {e}"))),
         },
         None => None,
     };
     if !args.root.is_dir() {
-        eprintln!(
-            "error: the results root {} does not exist; give the folder runs are written to \
-             with --root (or AIBENCH_RESULTS)",
+        return Err(exit::bad_input(format!(
+            "the results root {} does not exist; give the folder runs are written to with \
+             --root (or AIBENCH_RESULTS)",
             args.root.display()
-        );
-        return Ok(exit::INVALID_INPUT.into());
+        )));
     }
     aibench_report::catalog_sync(&args.root)?;
     let filter = aibench_report::RunFilter {
@@ -87,11 +82,11 @@ pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let runs = aibench_report::catalog_list(&args.root, &filter)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
-        return Ok(exit::SUCCESS.into());
+        return Ok(Outcome::Success);
     }
     if runs.is_empty() {
         eprintln!("no run matches under {}", args.root.display());
-        return Ok(exit::SUCCESS.into());
+        return Ok(Outcome::Success);
     }
     let rows: Vec<Vec<String>> = runs
         .iter()
@@ -128,5 +123,5 @@ pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
             &rows
         )
     );
-    Ok(exit::SUCCESS.into())
+    Ok(Outcome::Success)
 }

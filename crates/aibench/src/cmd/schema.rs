@@ -1,9 +1,8 @@
 //! `aibench schema`: the recipe JSON Schema, generated from the recipe types.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use crate::exit;
+use crate::exit::Outcome;
 
 const AFTER_HELP: &str = "\
 The schema (JSON Schema draft 2020-12) is generated from the same types that load recipes, so
@@ -27,7 +26,7 @@ pub struct SchemaArgs {
     pub output: Option<PathBuf>,
 }
 
-pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: SchemaArgs) -> anyhow::Result<Outcome> {
     let text = if args.markdown {
         aibench_recipe::reference::markdown()
     } else {
@@ -38,5 +37,5 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
         None => print!("{text}"),
     }
-    Ok(exit::SUCCESS.into())
+    Ok(Outcome::Success)
 }

@@ -3,15 +3,15 @@
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use aibench_platform::health::{probe, Check};
 use aibench_platform::{Registry, ServiceRecord, ServiceSet, StartContext};
 
+use crate::exit::{self, Outcome};
 use crate::run::events::{Events, Mode, Stamped};
 use crate::run::rundir;
-use crate::{exit, table};
+use crate::table;
 
 const UP_HELP: &str = "\
 The services keep running after aibench returns, recorded in the user registry
@@ -40,39 +40,38 @@ pub struct UpArgs {
     pub json: bool,
 }
 
-pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+pub fn up(args: UpArgs) -> anyhow::Result<Outcome> {
     let Ok(loaded) = super::load_recipe(&args.recipe) else {
-        return Ok(exit::INVALID_INPUT.into());
+        return Err(exit::shown_input());
     };
     let plan = aibench_plan::plan(&loaded);
     let trial = match &args.trial {
         Some(id) => match plan.trials.iter().find(|t| &t.id == id) {
             Some(t) => t,
             None => {
-                eprintln!(
-                    "error: no trial `{id}`; `aibench plan {}` lists them",
-                    args.recipe.display()
-                );
-                return Ok(exit::INVALID_INPUT.into());
+                return Err(exit::bad_input_help(
+                    format!("no trial `{id}`"),
+                    format!("`aibench plan {}` lists them", args.recipe.display()),
+                ))
             }
         },
         None => &plan.trials[0],
     };
     if trial.services.is_empty() {
-        eprintln!("error: the recipe has no services to start");
-        return Ok(exit::INVALID_INPUT.into());
+        return Err(exit::bad_input("the recipe has no services to start"));
     }
     let registry = Registry::user();
     for s in &trial.services {
         if let Some(r) = registry.get(&s.name).filter(|r| r.alive() == Some(true)) {
-            eprintln!(
-                "error: a service named `{}` already runs (pid {}, recipe {}); stop it with `aibench down {}`",
-                s.name,
-                r.pid.unwrap_or(0),
-                r.recipe.as_deref().unwrap_or("?"),
-                s.name
-            );
-            return Ok(exit::INVALID_INPUT.into());
+            return Err(exit::bad_input_help(
+                format!(
+                    "a service named `{}` already runs (pid {}, recipe {})",
+                    s.name,
+                    r.pid.unwrap_or(0),
+                    r.recipe.as_deref().unwrap_or("?"),
+                ),
+                format!("stop it with `aibench down {}`", s.name),
+            ));
         }
     }
     let root = args
@@ -120,9 +119,8 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         Err(e) => Err(e),
     };
     if let Err(e) = healthy {
-        eprintln!("error: {e}");
         set.stop(Duration::from_secs(5));
-        return Ok(exit::INTERNAL.into());
+        return Err(e.into());
     }
     let records = set.detach();
     if args.json {
@@ -144,7 +142,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                 .join(" ")
         );
     }
-    Ok(exit::SUCCESS.into())
+    Ok(Outcome::Success)
 }
 
 fn service_table(records: &[ServiceRecord], states: &[String]) -> String {
@@ -226,7 +224,7 @@ pub async fn state_of(r: &ServiceRecord) -> String {
     }
 }
 
-pub fn services(args: ServicesArgs) -> anyhow::Result<ExitCode> {
+pub fn services(args: ServicesArgs) -> anyhow::Result<Outcome> {
     let records = Registry::user().list();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -257,7 +255,7 @@ pub fn services(args: ServicesArgs) -> anyhow::Result<ExitCode> {
             eprintln!("services marked `gone` have exited; `aibench down NAME` forgets them");
         }
     }
-    Ok(exit::SUCCESS.into())
+    Ok(Outcome::Success)
 }
 
 const DOWN_HELP: &str = "\
@@ -282,7 +280,7 @@ pub struct DownArgs {
     pub grace: u64,
 }
 
-pub fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
+pub fn down(args: DownArgs) -> anyhow::Result<Outcome> {
     let registry = Registry::user();
     let records = registry.list();
     let mut chosen: Vec<&ServiceRecord> = Vec::new();
@@ -324,8 +322,8 @@ pub fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
     }
     if !missing.is_empty() {
         let known: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
-        eprintln!(
-            "error: no running service named {}{}",
+        return Err(exit::bad_input(format!(
+            "no running service named {}{}",
             missing
                 .iter()
                 .map(|m| format!("`{m}`"))
@@ -336,13 +334,12 @@ pub fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
             } else {
                 format!("; running: {}", known.join(", "))
             }
-        );
-        return Ok(exit::INVALID_INPUT.into());
+        )));
     }
     if chosen.is_empty() {
         eprintln!("nothing to stop");
     }
-    Ok(exit::SUCCESS.into())
+    Ok(Outcome::Success)
 }
 
 const WATCH_HELP: &str = "\
@@ -364,16 +361,15 @@ pub struct WatchArgs {
     pub no_follow: bool,
 }
 
-pub fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+pub fn watch(args: WatchArgs) -> anyhow::Result<Outcome> {
     let path = args.run_dir.join("logs/events.jsonl");
     let mut waited = 0;
     while !path.exists() {
         if args.no_follow || waited > 100 {
-            eprintln!(
-                "error: {} has no events; is it a run directory?",
+            return Err(exit::bad_input(format!(
+                "{} has no events; is it a run directory?",
                 args.run_dir.display()
-            );
-            return Ok(exit::INVALID_INPUT.into());
+            )));
         }
         std::thread::sleep(Duration::from_millis(100));
         waited += 1;
@@ -425,5 +421,5 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(200));
     }
     events.finish();
-    Ok(exit::SUCCESS.into())
+    Ok(Outcome::Success)
 }

@@ -1,12 +1,11 @@
 //! `aibench sim`: run the built-in simulated LLM server until SIGINT or SIGTERM.
 
 use std::io::Write as _;
-use std::process::ExitCode;
 
 use aibench_sim::{SimConfig, SimServer};
 use anyhow::Context as _;
 
-use crate::exit;
+use crate::exit::{self, Outcome};
 
 const AFTER_HELP: &str = "\
 Serves the OpenAI API (/v1/completions, /v1/chat/completions, /v1/models) and the Ollama API
@@ -46,12 +45,12 @@ pub struct SimArgs {
     pub config: SimConfig,
 }
 
-pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: SimArgs) -> anyhow::Result<Outcome> {
     if let Err(e) = args.config.validate() {
         for problem in &e.problems {
             eprintln!("error: {problem}");
         }
-        return Ok(ExitCode::from(exit::INVALID_INPUT));
+        return Err(exit::shown_input());
     }
     // A thousand concurrent streams need more than the common default of 1024 open files.
     let _ = aibench_sim::raise_open_file_limit();
@@ -60,7 +59,7 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("could not start the async runtime")?;
     runtime.block_on(serve(args))?;
-    Ok(ExitCode::from(exit::SUCCESS))
+    Ok(Outcome::Success)
 }
 
 async fn serve(args: SimArgs) -> anyhow::Result<()> {

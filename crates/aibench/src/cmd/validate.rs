@@ -1,11 +1,10 @@
 //! `aibench validate`: check recipes and report every problem at once.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::exit;
+use crate::exit::{self, Outcome};
 
 const AFTER_HELP: &str = "\
 Every problem is reported in one pass as `file:line:col: message (at path.to.key)`, with the
@@ -31,7 +30,7 @@ pub struct ValidateArgs {
     pub deny_warnings: bool,
 }
 
-pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
     let mut ok = true;
     let mut reports = Vec::new();
     for path in &args.recipes {
@@ -91,12 +90,10 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
-    Ok(if ok {
-        exit::SUCCESS
-    } else {
-        exit::INVALID_INPUT
+    if !ok {
+        return Err(exit::shown_input());
     }
-    .into())
+    Ok(Outcome::Success)
 }
 
 fn plural(n: usize) -> &'static str {

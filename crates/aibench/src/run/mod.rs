@@ -15,7 +15,6 @@ pub mod shards;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +23,10 @@ use aibench_load::Cancel;
 use aibench_plan::Plan;
 use aibench_platform::{PlatformError, StartContext};
 use aibench_recipe::Loaded;
+use aibench_results::StopReason;
 use tokio::sync::mpsc;
 
-use crate::exit;
+use crate::exit::{self, Outcome};
 use events::{Event, Events, Mode, ProgressEvent, WorkloadResult};
 use platform::Platform;
 use report::Row;
@@ -108,7 +108,7 @@ fn install_signals(cancel: Cancel, count: Arc<AtomicU32>) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
     run_request(args, None).map(|(code, _)| code)
 }
 
@@ -125,7 +125,7 @@ pub struct Generated {
 pub fn run_request(
     args: RunArgs,
     generated: Option<Generated>,
-) -> anyhow::Result<(ExitCode, Option<PathBuf>)> {
+) -> anyhow::Result<(Outcome, Option<PathBuf>)> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -139,6 +139,8 @@ pub fn run_request(
 struct Failure {
     status: Status,
     reason: String,
+    /// How the run ends because of it.
+    outcome: Outcome,
 }
 
 /// Where the recipe came from, once loaded.
@@ -177,7 +179,7 @@ async fn run_async(
     args: RunArgs,
     generated: Option<Generated>,
     dir_out: &mut Option<PathBuf>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<Outcome> {
     let mut runner = match Runner::setup(args, generated, dir_out).await? {
         Ok(r) => r,
         Err(code) => return Ok(code),
@@ -192,10 +194,7 @@ async fn run_async(
 
 /// Load the recipe: given, from the file, or from the run directory being resumed; keep only
 /// the workloads asked for. `Err` is the exit code of a recipe that cannot run.
-fn load_source(
-    args: &RunArgs,
-    generated: Option<Generated>,
-) -> anyhow::Result<Result<Source, ExitCode>> {
+fn load_source(args: &RunArgs, generated: Option<Generated>) -> anyhow::Result<Source> {
     let (recipe_path, resume_dir) = match (&args.recipe, &args.resume) {
         (_, Some(dir)) => (dir.join("recipe.yaml"), Some(dir.clone())),
         (Some(p), None) => (p.clone(), None),
@@ -210,7 +209,7 @@ fn load_source(
         Some(g) => g.loaded,
         None => match crate::cmd::load_recipe(&recipe_path) {
             Ok(l) => l,
-            Err(_) => return Ok(Err(exit::INVALID_INPUT.into())),
+            Err(_) => return Err(exit::shown_input()),
         },
     };
     if !args.workloads.is_empty() {
@@ -221,11 +220,10 @@ fn load_source(
             .map(|w| w.name.clone())
             .collect();
         if let Some(bad) = args.workloads.iter().find(|w| !known.contains(w)) {
-            eprintln!(
-                "error: the recipe has no workload `{bad}`; it has: {}",
+            return Err(exit::bad_input(format!(
+                "the recipe has no workload `{bad}`; it has: {}",
                 known.join(", ")
-            );
-            return Ok(Err(exit::INVALID_INPUT.into()));
+            )));
         }
         let keep = |r: &mut aibench_recipe::Recipe| {
             r.workloads.retain(|w| args.workloads.contains(&w.name))
@@ -235,13 +233,13 @@ fn load_source(
             keep(&mut t.recipe);
         }
     }
-    Ok(Ok(Source {
+    Ok(Source {
         loaded,
         recipe_path,
         resume_dir,
         command,
         print_result,
-    }))
+    })
 }
 
 /// The run directory and its run.json: the one being resumed, or a new one holding the recipe
@@ -252,10 +250,10 @@ fn open_run_dir(args: &RunArgs, source: &Source, plan: &Plan) -> anyhow::Result<
         Some(d) => {
             let rd = RunDir { root: d.clone() };
             let info = rd.read_info().ok_or_else(|| {
-                anyhow::anyhow!(
+                exit::bad_input(format!(
                     "{} has no readable run.json; is it a run directory?",
                     d.display()
-                )
+                ))
             })?;
             (rd, info)
         }
@@ -294,11 +292,10 @@ fn slurm_context(
     dir: &RunDir,
     run_id: &str,
     base_dir: &Path,
-) -> anyhow::Result<Result<aibench_slurm::SlurmContext, ExitCode>> {
+) -> anyhow::Result<aibench_slurm::SlurmContext> {
     let cli = aibench_slurm::SlurmCli::from_env();
     if !cli.available() && !args.dry_run {
-        eprintln!("error: `platform.kind: slurm`, but Slurm's commands (sbatch, squeue) are not on PATH; run on a login node, load the Slurm module, or use `--dry-run` to see the scripts");
-        return Ok(Err(exit::INTERNAL.into()));
+        anyhow::bail!("`platform.kind: slurm`, but Slurm's commands (sbatch, squeue) are not on PATH; run on a login node, load the Slurm module, or use `--dry-run` to see the scripts");
     }
     let mut s = aibench_slurm::SlurmContext::new(
         &dir.root,
@@ -314,7 +311,7 @@ fn slurm_context(
         args.client_nodes.as_deref(),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Ok(s))
+    Ok(s)
 }
 
 impl Runner {
@@ -325,21 +322,20 @@ impl Runner {
         args: RunArgs,
         generated: Option<Generated>,
         dir_out: &mut Option<PathBuf>,
-    ) -> anyhow::Result<Result<Runner, ExitCode>> {
-        let source = match load_source(&args, generated)? {
-            Ok(s) => s,
-            Err(code) => return Ok(Err(code)),
-        };
+    ) -> anyhow::Result<Result<Runner, Outcome>> {
+        let source = load_source(&args, generated)?;
         // Services of `aibench up` are looked for before anything is written.
         let attached = if args.use_running {
             match platform::Attached::find(&source.loaded) {
                 Ok(a) => Some(a),
                 Err(platform::NotRunning(name)) => {
-                    eprintln!(
-                        "error: service `{name}` is not running; start it with `aibench up {}`",
-                        source.recipe_path.display()
-                    );
-                    return Ok(Err(exit::INVALID_INPUT.into()));
+                    return Err(exit::bad_input_help(
+                        format!("service `{name}` is not running"),
+                        format!(
+                            "start it with `aibench up {}`",
+                            source.recipe_path.display()
+                        ),
+                    ))
                 }
             }
         } else {
@@ -372,14 +368,11 @@ impl Runner {
         let platform: Box<dyn Platform> = match attached {
             Some(a) => Box::new(a),
             None if loaded.recipe.platform.kind == aibench_recipe::PlatformKind::Slurm => {
-                match slurm_context(&args, &loaded, &dir, &info.run_id, &base_dir)? {
-                    Ok(s) => Box::new(platform::Slurm::new(
-                        s,
-                        loaded.recipe.platform.slurm.clone().unwrap_or_default(),
-                        &info.run_id,
-                    )),
-                    Err(code) => return Ok(Err(code)),
-                }
+                Box::new(platform::Slurm::new(
+                    slurm_context(&args, &loaded, &dir, &info.run_id, &base_dir)?,
+                    loaded.recipe.platform.slurm.clone().unwrap_or_default(),
+                    &info.run_id,
+                ))
             }
             None => Box::new(platform::Local::new(StartContext {
                 run_dir: dir.root.clone(),
@@ -528,6 +521,7 @@ impl Runner {
                     self.failure = Some(Failure {
                         status: Status::Failed,
                         reason: msg,
+                        outcome: Outcome::Broken,
                     });
                 }
             }
@@ -536,6 +530,7 @@ impl Runner {
                 self.failure = Some(Failure {
                     status: Status::Failed,
                     reason: format!("{e:#}"),
+                    outcome: Outcome::Broken,
                 });
             }
         }
@@ -589,6 +584,11 @@ impl Runner {
                 self.failure = Some(Failure {
                     status,
                     reason: e.to_string(),
+                    outcome: if interrupted {
+                        Outcome::Interrupted
+                    } else {
+                        Outcome::Broken
+                    },
                 });
                 Ok(false)
             }
@@ -596,7 +596,7 @@ impl Runner {
     }
 
     /// Teardown, the run's status, report and catalog entry; the exit code.
-    async fn finish(mut self) -> anyhow::Result<ExitCode> {
+    async fn finish(mut self) -> anyhow::Result<Outcome> {
         if self.deployed {
             self.events.emit(Event::Phase {
                 phase: "teardown".into(),
@@ -614,10 +614,7 @@ impl Runner {
             (None, true) => (Status::Interrupted, Some("stopped by a signal".to_string())),
             (None, false) => match failed_workloads(rows) {
                 None => (Status::Completed, None),
-                Some(which) => (
-                    Status::Failed,
-                    Some(format!("every request failed: {which}")),
-                ),
+                Some(which) => (Status::Failed, Some(which)),
             },
         };
         let (dir, info) = (&self.dir, &mut self.info);
@@ -646,12 +643,21 @@ impl Runner {
                 aibench_report::catalog_path(results_root).display()
             ));
         }
-        let code = match status {
-            Status::Completed if slo_failed => exit::FAILED,
-            Status::Completed => exit::SUCCESS,
-            Status::Interrupted => exit::INTERRUPTED,
-            _ => exit::FAILED,
+        let outcome = match (&self.failure, status) {
+            (Some(f), _) => f.outcome,
+            (None, Status::Completed) if slo_failed => Outcome::Failed,
+            (None, Status::Completed) => Outcome::Success,
+            (None, Status::Interrupted) => Outcome::Interrupted,
+            (None, _)
+                if rows
+                    .iter()
+                    .any(|r| r.summary.stop_reason == Some(StopReason::InternalError)) =>
+            {
+                Outcome::Broken
+            }
+            (None, _) => Outcome::Failed,
         };
+        let code = outcome.code();
         self.events.emit(Event::RunFinished {
             status,
             report: Some(report_path.display().to_string()),
@@ -688,18 +694,25 @@ impl Runner {
         } else {
             println!("report: {}", report_path.display());
         }
-        Ok(code.into())
+        Ok(outcome)
     }
 }
 
-/// The workloads (with their trials) in which every measured request failed, if any.
+/// The workloads (with their trials) that failed, and why, if any.
 fn failed_workloads(rows: &[Row]) -> Option<String> {
     let failed: Vec<String> = rows
         .iter()
         .filter(|r| r.status == Status::Failed)
-        .map(|r| format!("workload `{}` of trial {}", r.workload, r.trial))
+        .map(|r| {
+            let why = match r.summary.stop_reason {
+                Some(StopReason::ErrorBudget) => "its error budget ran out",
+                Some(StopReason::InternalError) => "aibench failed internally (see stderr)",
+                _ => "every request failed",
+            };
+            format!("workload `{}` of trial {}: {why}", r.workload, r.trial)
+        })
         .collect();
-    (!failed.is_empty()).then(|| failed.join(", "))
+    (!failed.is_empty()).then(|| failed.join("; "))
 }
 
 fn new_info(
@@ -751,7 +764,7 @@ fn dry_run(
     loaded: &Loaded,
     platform: &dyn Platform,
     dir: &RunDir,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<Outcome> {
     for (i, trial) in plan.trials.iter().enumerate() {
         if !trial.restart_services {
             continue;
@@ -765,7 +778,7 @@ fn dry_run(
         "nothing was started; scripts are under {}",
         dir.root.display()
     );
-    Ok(exit::SUCCESS.into())
+    Ok(Outcome::Success)
 }
 
 /// The address of each service (its first replica), by service name.
@@ -948,7 +961,11 @@ fn workload_rows(
             summary.interrupted = true;
         }
         let every_request_failed = summary.counts.total > 0 && summary.counts.successes == 0;
-        let status = if crashed || every_request_failed {
+        let gave_up = matches!(
+            summary.stop_reason,
+            Some(StopReason::ErrorBudget | StopReason::InternalError)
+        );
+        let status = if crashed || every_request_failed || gave_up {
             Status::Failed
         } else if summary.interrupted {
             Status::Interrupted

@@ -63,7 +63,11 @@ fn client_args(j: &ShardJob, start_at: f64) -> Vec<String> {
 
 /// Run every shard where the platform puts them, wait for all, merge. `cancel` stops them
 /// gracefully (SIGTERM).
-pub async fn run(j: ShardJob, clients: Arc<dyn Clients>, cancel: Cancel) -> anyhow::Result<Summary> {
+pub async fn run(
+    j: ShardJob,
+    clients: Arc<dyn Clients>,
+    cancel: Cancel,
+) -> anyhow::Result<Summary> {
     // Time for every process (or job task) to start and open its connections.
     let start_at = super::rundir::now_epoch() + clients.lead_s();
     let args = client_args(&j, start_at);

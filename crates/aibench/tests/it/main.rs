@@ -1,6 +1,7 @@
 //! Integration tests: they run the real `aibench` binary. One test binary, one module per area.
 
 mod bench;
+mod exit_codes;
 mod factory;
 mod harness;
 mod prepare;

@@ -265,7 +265,7 @@ workloads:
     );
     let recipe = env.recipe("never.yaml", &text);
     let run = env.cmd(&["run", recipe.to_str().unwrap()]).run();
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, 3, "the environment failed: {}", run.stderr);
     assert!(
         run.stderr
             .contains("service `stuck` did not become healthy within 2s"),
@@ -294,7 +294,7 @@ workloads:
 ";
     let recipe = env.recipe("crash.yaml", text);
     let run = env.cmd(&["run", recipe.to_str().unwrap()]).run();
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, 3, "the environment failed: {}", run.stderr);
     assert!(
         run.stderr
             .contains("service `bad` exited during start-up (exit code 3)"),
@@ -327,7 +327,7 @@ fn a_service_killed_mid_run() {
     let code = wait_exit(&mut child, Duration::from_secs(60));
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 3, "a crash is the environment's failure: {stderr}");
     assert!(
         stderr.contains("service `llm` exited during the measurement (killed by signal 9)"),
         "{stderr}"

@@ -113,7 +113,10 @@ impl Platform for Local {
     }
 
     fn records(&self) -> Vec<ServiceRecord> {
-        self.set.as_ref().map(ServiceSet::records).unwrap_or_default()
+        self.set
+            .as_ref()
+            .map(ServiceSet::records)
+            .unwrap_or_default()
     }
 
     fn crashed(&mut self, phase: &str) -> Option<PlatformError> {

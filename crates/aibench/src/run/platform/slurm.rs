@@ -138,11 +138,17 @@ impl Platform for Slurm {
     }
 
     fn records(&self) -> Vec<ServiceRecord> {
-        self.jobs.as_ref().map(SlurmJobs::records).unwrap_or_default()
+        self.jobs
+            .as_ref()
+            .map(SlurmJobs::records)
+            .unwrap_or_default()
     }
 
     fn job_ids(&self) -> Vec<String> {
-        self.jobs.as_ref().map(SlurmJobs::job_ids).unwrap_or_default()
+        self.jobs
+            .as_ref()
+            .map(SlurmJobs::job_ids)
+            .unwrap_or_default()
     }
 
     fn crashed(&mut self, phase: &str) -> Option<PlatformError> {
@@ -171,8 +177,7 @@ impl Platform for Slurm {
     ) -> anyhow::Result<Vec<String>> {
         let mut s = self.ctx.clone();
         s.script_dir = run_root.join("slurm").join(&trial.id);
-        let subs =
-            aibench_slurm::dry_run(s, trial, recipe).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let subs = aibench_slurm::dry_run(s, trial, recipe).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(subs
             .into_iter()
             .map(|sub| {
@@ -385,4 +390,3 @@ fn quote(s: &str) -> String {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
-
