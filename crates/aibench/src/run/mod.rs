@@ -704,10 +704,12 @@ fn failed_workloads(rows: &[Row]) -> Option<String> {
         .iter()
         .filter(|r| r.status == Status::Failed)
         .map(|r| {
+            let c = &r.summary.counts;
             let why = match r.summary.stop_reason {
+                _ if c.total > 0 && c.successes == 0 => "every request failed",
                 Some(StopReason::ErrorBudget) => "its error budget ran out",
                 Some(StopReason::InternalError) => "aibench failed internally (see stderr)",
-                _ => "every request failed",
+                _ => "it failed",
             };
             format!("workload `{}` of trial {}: {why}", r.workload, r.trial)
         })
