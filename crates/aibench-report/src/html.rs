@@ -67,7 +67,7 @@ summary { cursor: pointer; font-weight: 600; }
 @media print { details { display: block; } figure { break-inside: avoid; } }
 "#;
 
-fn badge(class: &str, text: &str) -> String {
+pub(crate) fn badge(class: &str, text: &str) -> String {
     format!("<span class=\"badge {}\">{}</span>", esc(class), esc(text))
 }
 
@@ -344,73 +344,15 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
     }
 
     // Trials.
-    html.push_str("<h2>Trials</h2><p class=\"meta\">Latencies in milliseconds from the actual send; E2E* p99 is measured from the intended send time, so client-side queueing cannot hide. TPOT and ITL follow vLLM's definitions; lag is the client's own send lag.</p>");
-    let has_slo = r.trials.iter().any(|t| t.slo.evaluated);
-    html.push_str("<div class=\"scroll\"><table><tr><th class=\"l\">trial</th><th class=\"l\">workload</th><th class=\"l\">status</th><th>requests</th><th>success</th><th>req/s</th><th>out tok/s</th><th>TTFT p50</th><th>TTFT p99</th><th>TPOT p50</th><th>TPOT p99</th><th>ITL p99</th><th>E2E p50</th><th>E2E p99</th><th>E2E* p99</th><th>lag p99</th>");
-    if has_slo {
-        html.push_str("<th>goodput/s</th><th class=\"l\">SLO</th>");
-    }
-    html.push_str("</tr>");
-    for t in &r.trials {
-        let h = &t.headline;
-        let _ = write!(
-            html,
-            "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
-            esc(&t.id),
-            esc(&t.workload),
-            badge(status_text(t.status), status_text(t.status)),
-            h.requests,
-            pct(h.success_rate),
-            rate(h.requests_per_s),
-            rate(h.output_tokens_per_s),
-            ms(h.ttft_p50_ms),
-            ms(h.ttft_p99_ms),
-            ms(h.tpot_p50_ms),
-            ms(h.tpot_p99_ms),
-            ms(h.itl_p99_ms),
-            ms(h.e2e_p50_ms),
-            ms(h.e2e_p99_ms),
-            ms(h.e2e_from_intended_p99_ms),
-            ms(h.send_lag_p99_ms),
-        );
-        if has_slo {
-            let _ = write!(
-                html,
-                "<td>{}</td><td class=\"wrap\">{}</td>",
-                opt_rate(h.goodput_per_s),
-                if !t.slo.evaluated {
-                    "–".to_string()
-                } else if t.slo.passed {
-                    badge("pass", "pass")
-                } else {
-                    format!(
-                        "{} {}",
-                        badge("fail", "fail"),
-                        esc(&t.slo.failures.join("; "))
-                    )
-                }
-            );
-        }
-        html.push_str("</tr>");
-    }
-    html.push_str("</table></div>");
-    let errors: Vec<String> = r
-        .trials
-        .iter()
-        .filter(|t| !t.headline.errors_by_class.is_empty())
-        .map(|t| {
-            let classes: Vec<String> = t
-                .headline
-                .errors_by_class
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            format!(
-                "<li><code>{}</code>: {}</li>",
-                esc(&trial_name(r, t)),
-                esc(&classes.join(", "))
-            )
-        })
+    let _ = write!(
+        html,
+        "<h2>Trials</h2><p class=\"meta\">{}</p>{}",
+        esc(&crate::sections::TRIALS_ABOUT.replace('`', "")),
+        crate::sections::trials(r).html()
+    );
+    let errors: Vec<String> = crate::sections::errors_by_class(r)
+        .into_iter()
+        .map(|(trial, classes)| format!("<li><code>{}</code>: {}</li>", esc(&trial), esc(&classes)))
         .collect();
     if let Some(table) = crate::operations::table(r) {
         let _ = write!(

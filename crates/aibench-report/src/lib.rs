@@ -13,6 +13,7 @@
 //! - [`compare`] compares runs and decides whether one regressed.
 //! - [`catalog`] keeps the SQLite catalog of runs under a results root.
 
+pub mod block;
 pub mod bottleneck;
 pub mod catalog;
 pub mod charts;
@@ -28,6 +29,7 @@ pub mod operations;
 pub mod plot;
 mod raster;
 pub mod rundir;
+pub mod sections;
 pub mod series;
 pub mod slo;
 pub mod sweep;

@@ -275,77 +275,13 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(md, "## Trials\n");
     let _ = writeln!(
         md,
-        "Latencies in milliseconds from the actual send; `E2E* p99` is measured from the \
-         intended send time, so client-side queueing cannot hide. TPOT and ITL follow vLLM's \
-         definitions. `lag p99` is the client's own send lag.\n"
+        "{}\n\n{}",
+        crate::sections::TRIALS_ABOUT,
+        crate::sections::trials(r).markdown().trim_end()
     );
-    let has_slo = r.trials.iter().any(|t| t.slo.evaluated);
-    let _ = write!(
-        md,
-        "| trial | workload | status | requests | success | req/s | out tok/s | TTFT p50 | TTFT p99 | TPOT p50 | TPOT p99 | ITL p99 | E2E p50 | E2E p99 | E2E* p99 | lag p99 |"
-    );
-    if has_slo {
-        let _ = write!(md, " goodput/s | SLO |");
-    }
-    let _ = write!(
-        md,
-        "\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    if has_slo {
-        let _ = write!(md, "---:|---|");
-    }
-    let _ = writeln!(md);
-    for t in &r.trials {
-        let h = &t.headline;
-        let _ = write!(
-            md,
-            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            t.id,
-            t.workload,
-            status_text(t.status),
-            h.requests,
-            pct(h.success_rate),
-            rate(h.requests_per_s),
-            rate(h.output_tokens_per_s),
-            ms(h.ttft_p50_ms),
-            ms(h.ttft_p99_ms),
-            ms(h.tpot_p50_ms),
-            ms(h.tpot_p99_ms),
-            ms(h.itl_p99_ms),
-            ms(h.e2e_p50_ms),
-            ms(h.e2e_p99_ms),
-            ms(h.e2e_from_intended_p99_ms),
-            ms(h.send_lag_p99_ms),
-        );
-        if has_slo {
-            let _ = write!(
-                md,
-                " {} | {} |",
-                opt_rate(h.goodput_per_s),
-                if !t.slo.evaluated {
-                    "–".to_string()
-                } else if t.slo.passed {
-                    "pass".into()
-                } else {
-                    format!("**fail**: {}", t.slo.failures.join("; "))
-                }
-            );
-        }
-        let _ = writeln!(md);
-    }
-    let errors: Vec<String> = r
-        .trials
-        .iter()
-        .filter(|t| !t.headline.errors_by_class.is_empty())
-        .map(|t| {
-            let classes: Vec<String> = t
-                .headline
-                .errors_by_class
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            format!("- `{}`: {}", trial_name(r, t), classes.join(", "))
-        })
+    let errors: Vec<String> = crate::sections::errors_by_class(r)
+        .into_iter()
+        .map(|(trial, classes)| format!("- `{trial}`: {classes}"))
         .collect();
     if let Some(table) = crate::operations::table(r) {
         let _ = writeln!(

@@ -2,15 +2,9 @@
 //! transactions and their statements), built once as plain cells and rendered by both the
 //! Markdown and the HTML report.
 
+use crate::block::{Cell, Table};
 use crate::markdown::{ms, trial_name};
 use crate::model::Report;
-
-/// A table: its header, each column's alignment (true: right), and its rows of cells.
-pub struct Table {
-    pub header: Vec<&'static str>,
-    pub right: Vec<bool>,
-    pub rows: Vec<Vec<String>>,
-}
 
 /// One row per trial and operation; None when no trial has operations.
 pub fn table(r: &Report) -> Option<Table> {
@@ -78,7 +72,10 @@ pub fn table(r: &Report) -> Option<Table> {
     Some(Table {
         header,
         right,
-        rows,
+        rows: rows
+            .into_iter()
+            .map(|r: Vec<String>| r.into_iter().map(Cell::parse).collect())
+            .collect(),
     })
 }
 
@@ -105,43 +102,3 @@ pub const ABOUT: &str = "Per operation over the measure window. A pipelined batc
 counts each command; latency runs from the send to the end of the response (the last reply of \
 a batch, the whole object, the whole transaction; a statement's own time for the parts of a \
 transaction). Recall@k is judged against exact brute-force neighbours computed before the clock.";
-
-impl Table {
-    pub fn markdown(&self) -> String {
-        let mut md = format!("| {} |\n|", self.header.join(" | "));
-        for r in &self.right {
-            md.push_str(if *r { "---:|" } else { "---|" });
-        }
-        md.push('\n');
-        for row in &self.rows {
-            md.push_str(&format!("| {} |\n", row.join(" | ")));
-        }
-        md
-    }
-
-    pub fn html(&self) -> String {
-        let esc = crate::html::esc;
-        // The report's tables align right unless a cell is of class `l`.
-        let class = |right: bool| if right { "" } else { " class=\"l\"" };
-        let mut h = String::from("<div class=\"scroll\"><table><tr>");
-        for (name, right) in self.header.iter().zip(&self.right) {
-            h.push_str(&format!("<th{}>{}</th>", class(*right), esc(name)));
-        }
-        h.push_str("</tr>");
-        for row in &self.rows {
-            h.push_str("<tr>");
-            for (cell, right) in row.iter().zip(&self.right) {
-                let text = cell.trim_matches('`');
-                let inner = if cell.starts_with('`') {
-                    format!("<code>{}</code>", esc(text))
-                } else {
-                    esc(text)
-                };
-                h.push_str(&format!("<td{}>{inner}</td>", class(*right)));
-            }
-            h.push_str("</tr>");
-        }
-        h.push_str("</table></div>");
-        h
-    }
-}
