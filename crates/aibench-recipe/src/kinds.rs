@@ -5,13 +5,17 @@
 //! check, metrics endpoint and how the monitor reads it, the named ports its command needs, the
 //! work between health and load (Ollama's model pull), and how it runs when aibench is root.
 //! The recipe's checks, the plan, the platforms and the monitor read these fields instead of
-//! comparing kinds. Adding a kind is a variant of [`ServiceKind`] and its entry in [`spec`].
+//! comparing kinds. Adding a kind is one line in the `service_kinds!` list below (its variant,
+//! recipe name and spec) and its spec constant; then `scripts/regen.sh` updates the schema.
 //!
 //! Commands use the runtime variables that the platform sets when it starts a service:
 //! `${HOST}`, `${PORT}`, `${AIBENCH_DATA_DIR}` (a fresh directory for the service's state),
 //! `${AIBENCH_PORT_<NAME>}` for named ports, and `${AIBENCH_EXE}` (this aibench binary).
 
-use crate::{HealthCheck, Protocol, Service, ServiceKind};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{HealthCheck, Protocol, Service, VectorEngine};
 
 /// How the monitor reads a kind's metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +120,8 @@ pub struct KindSpec {
     pub command: fn(&Service) -> KindCommand,
     /// Work between health and load.
     pub prepare: fn(&Service) -> Vec<PrepareStep>,
+    /// The vector database API it serves, for `protocol: vector` workloads.
+    pub vector_engine: Option<VectorEngine>,
 }
 
 use Protocol::{
@@ -125,22 +131,63 @@ use Protocol::{
 const OPENAI: &[Protocol] = &[OpenaiCompletions, OpenaiChat, Http];
 const GPU_LLM_TIMEOUT_S: f64 = 1800.0;
 
-/// The spec of a kind.
-pub fn spec(kind: ServiceKind) -> &'static KindSpec {
-    match kind {
-        ServiceKind::Vllm => &VLLM,
-        ServiceKind::Ollama => &OLLAMA,
-        ServiceKind::Sglang => &SGLANG,
-        ServiceKind::Tgi => &TGI,
-        ServiceKind::Llamacpp => &LLAMACPP,
-        ServiceKind::Sim => &SIM,
-        ServiceKind::Redis => &REDIS,
-        ServiceKind::Postgres => &POSTGRES,
-        ServiceKind::Minio => &MINIO,
-        ServiceKind::Chroma => &CHROMA,
-        ServiceKind::Qdrant => &QDRANT,
-        ServiceKind::Command => &COMMAND,
-    }
+/// The kinds: each variant (its doc is the schema's description), its name in recipes, and
+/// its spec. This list is the only place a kind is enumerated.
+macro_rules! service_kinds {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal => $spec:ident, )*) => {
+        /// The kinds of service aibench knows how to start, check and watch.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+        pub enum ServiceKind {
+            $( $(#[$doc])* #[serde(rename = $name)] $variant, )*
+        }
+
+        const KIND_COUNT: usize = [$($name),*].len();
+
+        impl ServiceKind {
+            pub const ALL: [ServiceKind; KIND_COUNT] = [$(ServiceKind::$variant),*];
+
+            /// The kind's name in recipes (`kind: vllm`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ServiceKind::$variant => $name,)*
+                }
+            }
+
+            /// Everything aibench knows about this kind.
+            pub fn spec(self) -> &'static KindSpec {
+                match self {
+                    $(ServiceKind::$variant => &$spec,)*
+                }
+            }
+        }
+    };
+}
+
+service_kinds! {
+    /// vLLM's OpenAI-compatible server (`vllm serve`).
+    Vllm = "vllm" => VLLM,
+    /// Ollama (`ollama serve`); the model is pulled before the load starts.
+    Ollama = "ollama" => OLLAMA,
+    /// SGLang (`python -m sglang.launch_server`).
+    Sglang = "sglang" => SGLANG,
+    /// Hugging Face Text Generation Inference (`text-generation-launcher`).
+    Tgi = "tgi" => TGI,
+    /// llama.cpp's server (`llama-server`).
+    Llamacpp = "llamacpp" => LLAMACPP,
+    /// aibench's own simulated LLM server (`aibench sim`): no GPU needed.
+    Sim = "sim" => SIM,
+    /// Redis (`redis-server`).
+    Redis = "redis" => REDIS,
+    /// PostgreSQL (`postgres`, with a fresh data directory).
+    Postgres = "postgres" => POSTGRES,
+    /// MinIO, an S3-compatible object store (`minio server`).
+    Minio = "minio" => MINIO,
+    /// ChromaDB (`chroma run`).
+    Chroma = "chroma" => CHROMA,
+    /// Qdrant (`qdrant`).
+    Qdrant = "qdrant" => QDRANT,
+    /// Any other program, given by `command`.
+    Command = "command" => COMMAND,
 }
 
 /// A spec's defaults, for kinds that differ from them in a few fields.
@@ -163,6 +210,7 @@ const BASE: KindSpec = KindSpec {
     program_dirs: &[],
     command: |_| KindCommand::default(),
     prepare: |_| Vec::new(),
+    vector_engine: None,
 };
 
 /// A GPU LLM server speaking the OpenAI API, with Prometheus metrics at `/metrics`.
@@ -432,6 +480,7 @@ static MINIO: KindSpec = KindSpec {
 
 static CHROMA: KindSpec = KindSpec {
     protocols: &[Vector, Http],
+    vector_engine: Some(VectorEngine::Chroma),
     health_path: Some("/api/v2/heartbeat"),
     command: |_| {
         plain(words(&[
@@ -451,6 +500,7 @@ static CHROMA: KindSpec = KindSpec {
 static QDRANT: KindSpec = KindSpec {
     can_use_gpu: true,
     protocols: &[Vector, Http],
+    vector_engine: Some(VectorEngine::Qdrant),
     health_path: Some("/readyz"),
     metrics_path: Some("/metrics"),
     scrape: Scrape::Named(MetricNames::Qdrant),
@@ -511,7 +561,7 @@ mod tests {
     #[test]
     fn every_kind_has_a_consistent_spec() {
         for kind in ServiceKind::ALL {
-            let s = spec(kind);
+            let s = kind.spec();
             assert!(!s.protocols.is_empty(), "{kind:?}");
             assert!(!s.needs_gpu || s.can_use_gpu, "{kind:?}");
             assert!(s.model_required.is_none() || s.llm, "{kind:?}");

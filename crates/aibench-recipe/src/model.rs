@@ -221,74 +221,9 @@ fn one() -> u32 {
     1
 }
 
-/// The kinds of service aibench knows how to start, check and watch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum ServiceKind {
-    /// vLLM's OpenAI-compatible server (`vllm serve`).
-    Vllm,
-    /// Ollama (`ollama serve`); the model is pulled before the load starts.
-    Ollama,
-    /// SGLang (`python -m sglang.launch_server`).
-    Sglang,
-    /// Hugging Face Text Generation Inference (`text-generation-launcher`).
-    Tgi,
-    /// llama.cpp's server (`llama-server`).
-    Llamacpp,
-    /// aibench's own simulated LLM server (`aibench sim`): no GPU needed.
-    Sim,
-    /// Redis (`redis-server`).
-    Redis,
-    /// PostgreSQL (`postgres`, with a fresh data directory).
-    Postgres,
-    /// MinIO, an S3-compatible object store (`minio server`).
-    Minio,
-    /// ChromaDB (`chroma run`).
-    Chroma,
-    /// Qdrant (`qdrant`).
-    Qdrant,
-    /// Any other program, given by `command`.
-    Command,
-}
+pub use crate::kinds::ServiceKind;
 
 impl ServiceKind {
-    pub const ALL: [ServiceKind; 12] = [
-        ServiceKind::Vllm,
-        ServiceKind::Ollama,
-        ServiceKind::Sglang,
-        ServiceKind::Tgi,
-        ServiceKind::Llamacpp,
-        ServiceKind::Sim,
-        ServiceKind::Redis,
-        ServiceKind::Postgres,
-        ServiceKind::Minio,
-        ServiceKind::Chroma,
-        ServiceKind::Qdrant,
-        ServiceKind::Command,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ServiceKind::Vllm => "vllm",
-            ServiceKind::Ollama => "ollama",
-            ServiceKind::Sglang => "sglang",
-            ServiceKind::Tgi => "tgi",
-            ServiceKind::Llamacpp => "llamacpp",
-            ServiceKind::Sim => "sim",
-            ServiceKind::Redis => "redis",
-            ServiceKind::Postgres => "postgres",
-            ServiceKind::Minio => "minio",
-            ServiceKind::Chroma => "chroma",
-            ServiceKind::Qdrant => "qdrant",
-            ServiceKind::Command => "command",
-        }
-    }
-
-    /// Everything aibench knows about this kind (see [`crate::kinds`]).
-    pub fn spec(self) -> &'static crate::kinds::KindSpec {
-        crate::kinds::spec(self)
-    }
-
     /// LLM servers: they serve a model and speak an LLM protocol.
     pub fn is_llm(self) -> bool {
         self.spec().llm
@@ -1014,11 +949,7 @@ impl VectorEngine {
 
     /// The engine a service kind is, if it is a vector database.
     pub fn of_kind(kind: ServiceKind) -> Option<VectorEngine> {
-        match kind {
-            ServiceKind::Chroma => Some(VectorEngine::Chroma),
-            ServiceKind::Qdrant => Some(VectorEngine::Qdrant),
-            _ => None,
-        }
+        kind.spec().vector_engine
     }
 }
 

@@ -175,6 +175,21 @@ fn counter_rate(s: &Series, from: f64, to: f64) -> Option<f64> {
     (dt > 0.0 && last.1 >= first.1).then(|| (last.1 - first.1) / dt)
 }
 
+/// The E2E tail as supporting evidence: its p99/p50 ratio, and 1 when the tail is long.
+fn tail_signal(t: &TrialReport, evidence: &mut Vec<Evidence>) -> usize {
+    let (Some(p50), Some(p99)) = (t.headline.e2e_p50_ms, t.headline.e2e_p99_ms) else {
+        return 0;
+    };
+    evidence.push(ev(
+        "E2E p99 / p50",
+        p99 / p50.max(1e-9),
+        "ratio",
+        Some(TAIL_RATIO),
+        "summary",
+    ));
+    usize::from(p99 > TAIL_RATIO * p50)
+}
+
 /// PostgreSQL transactions that queue behind each other's row locks (TPC-B with more clients
 /// than branches does): backends waiting on `Lock` events, from `pg_stat_activity`.
 fn postgres_locks(t: &TrialReport, m: &TrialMetrics) -> Option<Verdict> {
@@ -194,18 +209,7 @@ fn postgres_locks(t: &TrialReport, m: &TrialMetrics) -> Option<Verdict> {
         Some(PG_LOCK_WAITERS),
         "metrics",
     )];
-    if let (Some(p50), Some(p99)) = (t.headline.e2e_p50_ms, t.headline.e2e_p99_ms) {
-        evidence.push(ev(
-            "E2E p99 / p50",
-            p99 / p50.max(1e-9),
-            "ratio",
-            Some(TAIL_RATIO),
-            "summary",
-        ));
-        if p99 > TAIL_RATIO * p50 {
-            signals += 1;
-        }
-    }
+    signals += tail_signal(t, &mut evidence);
     Some(verdict(
         BottleneckKind::Queueing,
         &t.id,
@@ -240,18 +244,7 @@ fn redis_thread(t: &TrialReport, m: &TrialMetrics) -> Option<Verdict> {
         Some(BUSY),
         "metrics",
     )];
-    if let (Some(p50), Some(p99)) = (t.headline.e2e_p50_ms, t.headline.e2e_p99_ms) {
-        evidence.push(ev(
-            "E2E p99 / p50",
-            p99 / p50.max(1e-9),
-            "ratio",
-            Some(TAIL_RATIO),
-            "summary",
-        ));
-        if p99 > TAIL_RATIO * p50 {
-            signals += 1;
-        }
-    }
+    signals += tail_signal(t, &mut evidence);
     Some(verdict(
         BottleneckKind::Cpu,
         &t.id,

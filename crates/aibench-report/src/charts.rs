@@ -74,6 +74,20 @@ fn trial_label(a: &Analysis, i: usize) -> String {
     }
 }
 
+/// Vertical markers at a curve's knees, by both methods.
+fn knee_markers(k: &crate::model::KneePair, show: &dyn Fn(f64) -> String) -> Vec<Marker> {
+    [(&k.kneedle, "Kneedle", 3), (&k.max_curvature, "max curvature", 5)]
+        .into_iter()
+        .filter_map(|(knee, method, color)| {
+            knee.as_ref().map(|k| Marker {
+                x: k.x,
+                label: format!("knee ({method}) {}", show(k.x)),
+                color,
+            })
+        })
+        .collect()
+}
+
 fn sweep_figure(s: &SweepReport, n: Option<usize>) -> Figure {
     let show = |x: f64| show_x(x, &s.unit);
     let xs = |f: fn(&crate::model::SweepPoint) -> Option<f64>| -> Vec<(f64, f64)> {
@@ -112,20 +126,7 @@ fn sweep_figure(s: &SweepReport, n: Option<usize>) -> Figure {
             LineStyle::LinePoints,
         ));
     }
-    if let Some(k) = &s.latency_knee.kneedle {
-        lat.markers.push(Marker {
-            x: k.x,
-            label: format!("knee (Kneedle) {}", show(k.x)),
-            color: 3,
-        });
-    }
-    if let Some(k) = &s.latency_knee.max_curvature {
-        lat.markers.push(Marker {
-            x: k.x,
-            label: format!("knee (max curvature) {}", show(k.x)),
-            color: 5,
-        });
-    }
+    lat.markers.extend(knee_markers(&s.latency_knee, &show));
     if let Some(x) = s.slo_max_load.x {
         lat.markers.push(Marker {
             x,
@@ -160,20 +161,7 @@ fn sweep_figure(s: &SweepReport, n: Option<usize>) -> Figure {
             LineStyle::Line,
         ));
     }
-    if let Some(k) = &s.throughput_knee.kneedle {
-        thr.markers.push(Marker {
-            x: k.x,
-            label: format!("knee (Kneedle) {}", show(k.x)),
-            color: 3,
-        });
-    }
-    if let Some(k) = &s.throughput_knee.max_curvature {
-        thr.markers.push(Marker {
-            x: k.x,
-            label: format!("knee (max curvature) {}", show(k.x)),
-            color: 5,
-        });
-    }
+    thr.markers.extend(knee_markers(&s.throughput_knee, &show));
     if let Some(p) = s.plateau.as_ref().filter(|p| p.reached) {
         thr.markers.push(Marker {
             x: p.from_x,

@@ -160,6 +160,19 @@ pub(crate) fn gen_request(
     })
 }
 
+/// Generate for a checked request and answer in the endpoint's shape, streamed or whole.
+async fn answer(
+    app: &App,
+    kind: Kind,
+    request: &GenRequest,
+    stream: Option<bool>,
+    options: Option<StreamOptions>,
+) -> Result<Response<SimBody>, ApiError> {
+    let generation = app.generate(request).map_err(|_| ApiError::injected())?;
+    let include_usage = options.and_then(|o| o.include_usage).unwrap_or(false);
+    Ok(respond(app, kind, generation, stream.unwrap_or(false), include_usage).await)
+}
+
 /// `POST /v1/completions`.
 pub(crate) async fn completions<B>(
     app: &App,
@@ -186,19 +199,7 @@ where
             body.n,
             body.ignore_eos.unwrap_or(false),
         )?;
-        let generation = app.generate(&request).map_err(|_| ApiError::injected())?;
-        let include_usage = body
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
-        Ok(respond(
-            app,
-            Kind::Completion,
-            generation,
-            body.stream.unwrap_or(false),
-            include_usage,
-        )
-        .await)
+        answer(app, Kind::Completion, &request, body.stream, body.stream_options).await
     };
     result
         .await
@@ -230,19 +231,7 @@ where
             body.n,
             body.ignore_eos.unwrap_or(false),
         )?;
-        let generation = app.generate(&request).map_err(|_| ApiError::injected())?;
-        let include_usage = body
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
-        Ok(respond(
-            app,
-            Kind::Chat,
-            generation,
-            body.stream.unwrap_or(false),
-            include_usage,
-        )
-        .await)
+        answer(app, Kind::Chat, &request, body.stream, body.stream_options).await
     };
     result
         .await
