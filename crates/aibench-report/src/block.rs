@@ -36,6 +36,10 @@ impl Cell {
             Cell::Verdict {
                 passed: false,
                 detail,
+            } if detail.is_empty() => "fail".into(),
+            Cell::Verdict {
+                passed: false,
+                detail,
             } => format!("**fail**: {detail}"),
         }
     }
@@ -46,6 +50,10 @@ impl Cell {
             Cell::Code(t) => format!("<code>{}</code>", esc(t)),
             Cell::Status(s) => badge(s, s),
             Cell::Verdict { passed: true, .. } => badge("pass", "pass"),
+            Cell::Verdict {
+                passed: false,
+                detail,
+            } if detail.is_empty() => badge("fail", "fail"),
             Cell::Verdict {
                 passed: false,
                 detail,
@@ -65,6 +73,8 @@ pub struct Table {
     pub header: Vec<&'static str>,
     pub right: Vec<bool>,
     pub rows: Vec<Vec<Cell>>,
+    /// A row to stand out (a sweep's knee): bold load in Markdown, highlighted in HTML.
+    pub marked: Option<usize>,
 }
 
 impl Table {
@@ -74,8 +84,13 @@ impl Table {
             md.push_str(if *r { "---:|" } else { "---|" });
         }
         md.push('\n');
-        for row in &self.rows {
-            let cells: Vec<String> = row.iter().map(Cell::markdown).collect();
+        for (i, row) in self.rows.iter().enumerate() {
+            let mut cells: Vec<String> = row.iter().map(Cell::markdown).collect();
+            if self.marked == Some(i) {
+                if let Some(first) = cells.first_mut() {
+                    *first = format!("**{first}**");
+                }
+            }
             md.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
         md
@@ -93,8 +108,12 @@ impl Table {
             h.push_str(&format!("<th{}>{}</th>", class(*right, false), esc(name)));
         }
         h.push_str("</tr>");
-        for row in &self.rows {
-            h.push_str("<tr>");
+        for (i, row) in self.rows.iter().enumerate() {
+            h.push_str(if self.marked == Some(i) {
+                "<tr class=\"knee\">"
+            } else {
+                "<tr>"
+            });
             for (cell, right) in row.iter().zip(&self.right) {
                 h.push_str(&format!(
                     "<td{}>{}</td>",
@@ -126,6 +145,7 @@ mod tests {
                     detail: "TTFT p99 > 200 ms".into(),
                 },
             ]],
+            marked: None,
         };
         assert_eq!(
             t.markdown(),

@@ -76,16 +76,19 @@ fn trial_label(a: &Analysis, i: usize) -> String {
 
 /// Vertical markers at a curve's knees, by both methods.
 fn knee_markers(k: &crate::model::KneePair, show: &dyn Fn(f64) -> String) -> Vec<Marker> {
-    [(&k.kneedle, "Kneedle", 3), (&k.max_curvature, "max curvature", 5)]
-        .into_iter()
-        .filter_map(|(knee, method, color)| {
-            knee.as_ref().map(|k| Marker {
-                x: k.x,
-                label: format!("knee ({method}) {}", show(k.x)),
-                color,
-            })
+    [
+        (&k.kneedle, "Kneedle", 3),
+        (&k.max_curvature, "max curvature", 5),
+    ]
+    .into_iter()
+    .filter_map(|(knee, method, color)| {
+        knee.as_ref().map(|k| Marker {
+            x: k.x,
+            label: format!("knee ({method}) {}", show(k.x)),
+            color,
         })
-        .collect()
+    })
+    .collect()
 }
 
 fn sweep_figure(s: &SweepReport, n: Option<usize>) -> Figure {

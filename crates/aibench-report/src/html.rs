@@ -4,9 +4,8 @@
 
 use std::fmt::Write as _;
 
-use crate::markdown::{evidence_value, ms, opt_rate, pct, rate, trial_name};
+use crate::markdown::{evidence_value, ms, pct, rate, trial_name};
 use crate::model::{status_text, Report, SweepReport, Verdict};
-use crate::sweep::show_x;
 
 /// Escape text for HTML.
 pub fn esc(s: &str) -> String {
@@ -107,12 +106,19 @@ fn verdict_html(html: &mut String, v: &Verdict) {
     );
 }
 
+fn cards(html: &mut String, findings: &[crate::sections::Finding]) {
+    html.push_str("<div class=\"cards\">");
+    for f in findings {
+        card(html, f.key, &f.value, &f.explain);
+    }
+    html.push_str("</div>");
+}
+
 fn sweep_html(html: &mut String, s: &SweepReport, figure_html: Option<String>) {
-    let show = |x: f64| show_x(x, &s.unit);
     let fixed: Vec<String> = s.fixed.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = write!(
         html,
-        "<h3><code>{}</code> swept for workload <code>{}</code>{}</h3><div class=\"cards\">",
+        "<h3><code>{}</code> swept for workload <code>{}</code>{}</h3>",
         esc(&s.parameter),
         esc(&s.workload),
         if fixed.is_empty() {
@@ -121,119 +127,25 @@ fn sweep_html(html: &mut String, s: &SweepReport, figure_html: Option<String>) {
             format!(" ({})", esc(&fixed.join(", ")))
         }
     );
-    match &s.saturation {
-        Some(p) => card(
-            html,
-            "Saturation knee",
-            &show(p.x),
-            &format!("{}: {}", p.method.replace('_', " "), p.evidence),
-        ),
-        None => card(
-            html,
-            "Saturation knee",
-            "none",
-            "the curves do not bend within the sweep",
-        ),
-    }
-    match s.slo_max_load.x {
-        Some(x) => card(
-            html,
-            "Highest load meeting every SLO",
-            &show(x),
-            &s.slo_max_load.evidence,
-        ),
-        None => card(
-            html,
-            "Highest load meeting every SLO",
-            "none",
-            &s.slo_max_load.evidence,
-        ),
-    }
-    if let Some(p) = &s.plateau {
-        card(
-            html,
-            "Throughput plateau",
-            &format!("{:.2} req/s", p.max_requests_per_s),
-            &p.evidence,
-        );
-    }
-    html.push_str("</div>");
+    cards(html, &crate::sections::sweep_findings(s));
     if let Some(f) = figure_html {
         html.push_str(&f);
     }
-    let knee_x = s.saturation.as_ref().map(|p| p.x);
-    let _ = write!(
-        html,
-        "<div class=\"scroll\"><table><tr><th>load</th><th class=\"l\">trial</th><th>req/s</th><th>out tok/s</th><th>goodput/s</th><th>TTFT p99</th><th>E2E p50</th><th>E2E p99</th><th>{}</th><th title=\"signed curvature of the normalised latency curve\">curvature</th><th title=\"distance below the chord, Kneedle\">Kneedle</th><th class=\"l\">SLO</th></tr>",
-        esc(short_latency_label(&s.latency_metric))
-    );
-    let lat_scores = s.latency_knee.max_curvature.as_ref().map(|k| &k.scores);
-    let kneedle_scores = s.latency_knee.kneedle.as_ref().map(|k| &k.scores);
-    for (i, p) in s.points.iter().enumerate() {
-        let score = |v: Option<&Vec<f64>>| {
-            v.and_then(|v| v.get(i))
-                .map(|x| format!("{x:.2}"))
-                .unwrap_or_else(|| "–".into())
+    html.push_str(&crate::sections::sweep_points(s).html());
+    html.push_str("<ul>");
+    for (name, k) in crate::sections::knees(s) {
+        let _ = match k {
+            Some((x, evidence)) => write!(
+                html,
+                "<li>{}: <strong>{}</strong>: {}.</li>",
+                esc(name),
+                esc(&x),
+                esc(&evidence)
+            ),
+            None => write!(html, "<li>{}: none.</li>", esc(name)),
         };
-        let _ = write!(
-            html,
-            "<tr{}><td>{}</td><td class=\"l\"><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
-            if Some(p.x) == knee_x { " class=\"knee\"" } else { "" },
-            esc(&show(p.x)),
-            esc(&p.trial),
-            rate(p.requests_per_s),
-            rate(p.output_tokens_per_s),
-            opt_rate(p.goodput_per_s),
-            ms(p.ttft_p99_ms),
-            ms(p.e2e_p50_ms),
-            ms(p.e2e_p99_ms),
-            ms(p.latency_ms),
-            score(lat_scores),
-            score(kneedle_scores),
-            match p.slo_passed {
-                Some(true) => badge("pass", "pass"),
-                Some(false) => badge("fail", "fail"),
-                None => "–".into(),
-            }
-        );
-    }
-    html.push_str("</table></div><ul>");
-    for (name, k) in [
-        ("Latency knee, Kneedle", &s.latency_knee.kneedle),
-        (
-            "Latency knee, maximum curvature",
-            &s.latency_knee.max_curvature,
-        ),
-        ("Throughput knee, Kneedle", &s.throughput_knee.kneedle),
-        (
-            "Throughput knee, maximum curvature",
-            &s.throughput_knee.max_curvature,
-        ),
-    ] {
-        match k {
-            Some(k) => {
-                let _ = write!(
-                    html,
-                    "<li>{}: <strong>{}</strong>: {}.</li>",
-                    esc(name),
-                    esc(&show(k.x)),
-                    esc(&k.evidence)
-                );
-            }
-            None => {
-                let _ = write!(html, "<li>{}: none.</li>", esc(name));
-            }
-        }
     }
     html.push_str("</ul>");
-}
-
-fn short_latency_label(metric: &str) -> &'static str {
-    match metric {
-        "e2e_from_intended_p99_ms" => "E2E* p99",
-        "ttft_p99_ms" => "TTFT p99",
-        _ => "E2E p99",
-    }
 }
 
 /// The report as one HTML page; `svgs` are the plots in the order of `r.plots`.
@@ -306,34 +218,8 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
         });
         sweep_html(&mut html, s, fig);
     }
-    if r.sweeps.is_empty() && r.trials.len() == 1 {
-        let h = &r.trials[0].headline;
-        html.push_str("<div class=\"cards\">");
-        card(
-            &mut html,
-            "Throughput",
-            &format!("{} req/s", rate(h.requests_per_s)),
-            &format!("{} output tokens/s", rate(h.output_tokens_per_s)),
-        );
-        card(
-            &mut html,
-            "TTFT p99",
-            &format!("{} ms", ms(h.ttft_p99_ms)),
-            &format!("p50 {} ms", ms(h.ttft_p50_ms)),
-        );
-        card(
-            &mut html,
-            "E2E p99",
-            &format!("{} ms", ms(h.e2e_p99_ms)),
-            &format!("p50 {} ms", ms(h.e2e_p50_ms)),
-        );
-        card(
-            &mut html,
-            "Success rate",
-            &pct(h.success_rate),
-            &format!("{} of {} requests", h.successes, h.requests),
-        );
-        html.push_str("</div>");
+    if let ([], [t]) = (r.sweeps.as_slice(), r.trials.as_slice()) {
+        cards(&mut html, &crate::sections::trial_findings(t));
     }
     html.push_str("<h3>Bottlenecks</h3>");
     if r.bottlenecks.is_empty() {
@@ -428,35 +314,15 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
             }) {
                 figure(&mut html, r, svgs, i);
             }
-            if let Some(e) = &t.energy {
+            if let Some(e) = crate::sections::energy(t) {
                 let _ = write!(
                     html,
-                    "<p>GPU energy over the measure window: {:.0} J at {:.0} W on average{}.</p>",
-                    e.joules,
-                    e.mean_power_watts,
-                    e.joules_per_output_token
-                        .map(|j| format!(", {j:.3} J per output token"))
-                        .unwrap_or_default()
+                    "<p>GPU energy over the measure window: {}.</p>",
+                    esc(&e)
                 );
             }
-            if !t.metrics.is_empty() {
-                html.push_str("<div class=\"scroll\"><table><tr><th class=\"l\">metric (measure window)</th><th class=\"l\">labels</th><th>samples</th><th>mean</th><th>p95</th><th>max</th><th>first</th><th>last</th><th>slope/s</th></tr>");
-                for m in &t.metrics {
-                    let _ = write!(
-                        html,
-                        "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        esc(&m.name),
-                        esc(&m.labels),
-                        m.samples,
-                        crate::plot::short_number(m.mean),
-                        crate::plot::short_number(m.p95),
-                        crate::plot::short_number(m.max),
-                        crate::plot::short_number(m.first),
-                        crate::plot::short_number(m.last),
-                        crate::plot::short_number(m.slope_per_s),
-                    );
-                }
-                html.push_str("</table></div>");
+            if let Some(table) = crate::sections::metrics(t) {
+                html.push_str(&table.html());
             }
             html.push_str("</details>");
         }

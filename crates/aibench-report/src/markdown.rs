@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::model::{status_text, Evidence, Report, SloSpec, SweepReport, TrialReport, Verdict};
-use crate::sweep::{latency_label, show_x};
+use crate::sweep::latency_label;
 
 /// A latency in milliseconds, or a dash.
 pub(crate) fn ms(v: Option<f64>) -> String {
@@ -194,66 +194,19 @@ pub fn render(r: &Report) -> String {
 
     // Answers first.
     let _ = writeln!(md, "## Findings\n");
+    let finding = |md: &mut String, f: &crate::sections::Finding| {
+        let _ = writeln!(md, "- **{}: {}**: {}.", f.key, f.value, f.explain);
+    };
     for s in &r.sweeps {
-        let show = |x: f64| show_x(x, &s.unit);
         let _ = writeln!(md, "**{}**\n", sweep_title(s));
-        match &s.saturation {
-            Some(p) => {
-                let _ = writeln!(
-                    md,
-                    "- **Saturation knee: {}** ({}): {}.",
-                    show(p.x),
-                    p.method.replace('_', " "),
-                    p.evidence
-                );
-            }
-            None => {
-                let _ = writeln!(md, "- No knee: the curves do not bend within the sweep.");
-            }
+        for f in crate::sections::sweep_findings(s) {
+            finding(&mut md, &f);
         }
-        let knee = |k: &Option<crate::model::Knee>| {
-            k.as_ref()
-                .map(|k| show(k.x))
-                .unwrap_or_else(|| "none".into())
-        };
-        let _ = writeln!(
-            md,
-            "- Latency knee: Kneedle {}, maximum curvature {}; throughput knee: Kneedle {}, \
-             maximum curvature {}.",
-            knee(&s.latency_knee.kneedle),
-            knee(&s.latency_knee.max_curvature),
-            knee(&s.throughput_knee.kneedle),
-            knee(&s.throughput_knee.max_curvature)
-        );
-        match s.slo_max_load.x {
-            Some(x) => {
-                let _ = writeln!(
-                    md,
-                    "- **Highest load meeting every SLO: {}**: {}.",
-                    show(x),
-                    s.slo_max_load.evidence
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    md,
-                    "- Highest load meeting every SLO: none; {}.",
-                    s.slo_max_load.evidence
-                );
-            }
-        }
-        if let Some(p) = &s.plateau {
-            // Token rates mean nothing to a protocol without tokens.
-            let tokens = if p.max_output_tokens_per_s > 0.0 {
-                format!(" ({:.0} output tokens/s)", p.max_output_tokens_per_s)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                md,
-                "- **Throughput plateau: {:.2} req/s**{tokens}: {}.",
-                p.max_requests_per_s, p.evidence
-            );
+        let _ = writeln!(md);
+    }
+    if let ([], [t]) = (r.sweeps.as_slice(), r.trials.as_slice()) {
+        for f in crate::sections::trial_findings(t) {
+            finding(&mut md, &f);
         }
         let _ = writeln!(md);
     }
@@ -296,53 +249,18 @@ pub fn render(r: &Report) -> String {
     }
 
     for s in &r.sweeps {
-        let show = |x: f64| show_x(x, &s.unit);
         let _ = writeln!(
             md,
-            "\n## Sweep: {}\n\nThe knee is judged on {}.\n",
+            "\n## Sweep: {}\n\nThe knee is judged on {}.\n\n{}",
             sweep_title(s),
-            latency_label(&s.latency_metric)
+            latency_label(&s.latency_metric),
+            crate::sections::sweep_points(s).markdown().trim_end()
         );
-        let _ = writeln!(
-            md,
-            "| load | trial | req/s | out tok/s | goodput/s | TTFT p99 | E2E p50 | E2E p99 | {} | SLO |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
-            latency_label(&s.latency_metric)
-        );
-        for p in &s.points {
-            let _ = writeln!(
-                md,
-                "| {} | `{}` | {} | {} | {} | {} | {} | {} | {} | {} |",
-                show(p.x),
-                p.trial,
-                rate(p.requests_per_s),
-                rate(p.output_tokens_per_s),
-                opt_rate(p.goodput_per_s),
-                ms(p.ttft_p99_ms),
-                ms(p.e2e_p50_ms),
-                ms(p.e2e_p99_ms),
-                ms(p.latency_ms),
-                match p.slo_passed {
-                    Some(true) => "pass",
-                    Some(false) => "fail",
-                    None => "–",
-                }
-            );
-        }
-        for (name, k) in [
-            ("Latency knee, Kneedle", &s.latency_knee.kneedle),
-            (
-                "Latency knee, maximum curvature",
-                &s.latency_knee.max_curvature,
-            ),
-            ("Throughput knee, Kneedle", &s.throughput_knee.kneedle),
-            (
-                "Throughput knee, maximum curvature",
-                &s.throughput_knee.max_curvature,
-            ),
-        ] {
-            if let Some(k) = k {
-                let _ = writeln!(md, "\n- {name}: {}.", k.evidence);
-            }
+        for (name, k) in crate::sections::knees(s) {
+            let _ = match k {
+                Some((x, evidence)) => writeln!(md, "\n- {name}: {x}: {evidence}."),
+                None => writeln!(md, "\n- {name}: none."),
+            };
         }
     }
 
@@ -350,16 +268,8 @@ pub fn render(r: &Report) -> String {
         .trials
         .iter()
         .filter_map(|t| {
-            let e = t.energy.as_ref()?;
-            Some(format!(
-                "- `{}`: {:.0} J, {:.0} W mean{}",
-                trial_name(r, t),
-                e.joules,
-                e.mean_power_watts,
-                e.joules_per_output_token
-                    .map(|j| format!(", {j:.3} J per output token"))
-                    .unwrap_or_default()
-            ))
+            let e = crate::sections::energy(t)?;
+            Some(format!("- `{}`: {e}", trial_name(r, t)))
         })
         .collect();
     if !energy.is_empty() {

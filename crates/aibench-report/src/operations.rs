@@ -76,6 +76,7 @@ pub fn table(r: &Report) -> Option<Table> {
             .into_iter()
             .map(|r: Vec<String>| r.into_iter().map(Cell::parse).collect())
             .collect(),
+        marked: None,
     })
 }
 

@@ -3,7 +3,8 @@
 
 use crate::block::{Cell, Table};
 use crate::markdown::{ms, opt_rate, pct, rate};
-use crate::model::{status_text, Report};
+use crate::model::{status_text, Report, SweepReport, TrialReport};
+use crate::sweep::show_x;
 
 /// What the trials table's columns mean.
 pub const TRIALS_ABOUT: &str = "Latencies in milliseconds from the actual send; `E2E* p99` is \
@@ -81,6 +82,7 @@ pub fn trials(r: &Report) -> Table {
         header,
         right,
         rows,
+        marked: None,
     }
 }
 
@@ -99,4 +101,245 @@ pub fn errors_by_class(r: &Report) -> Vec<(String, String)> {
             (crate::markdown::trial_name(r, t), classes.join(", "))
         })
         .collect()
+}
+
+/// One headline figure: a card in HTML, a bold bullet in Markdown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub key: &'static str,
+    pub value: String,
+    pub explain: String,
+}
+
+/// A sweep's answers: where it saturates, the highest load within the SLOs, and its peak
+/// throughput (called a plateau only when the sweep reached one).
+pub fn sweep_findings(s: &SweepReport) -> Vec<Finding> {
+    let show = |x: f64| show_x(x, &s.unit);
+    let mut out = vec![match &s.saturation {
+        Some(p) => Finding {
+            key: "Saturation knee",
+            value: show(p.x),
+            explain: format!("{}: {}", p.method.replace('_', " "), p.evidence),
+        },
+        None => Finding {
+            key: "Saturation knee",
+            value: "none".into(),
+            explain: "the curves do not bend within the sweep".into(),
+        },
+    }];
+    out.push(Finding {
+        key: "Highest load meeting every SLO",
+        value: s.slo_max_load.x.map_or_else(|| "none".into(), show),
+        explain: s.slo_max_load.evidence.clone(),
+    });
+    if let Some(p) = &s.plateau {
+        // Token rates mean nothing to a protocol without tokens.
+        let tokens = if p.max_output_tokens_per_s > 0.0 {
+            format!(" ({:.0} output tokens/s)", p.max_output_tokens_per_s)
+        } else {
+            String::new()
+        };
+        out.push(Finding {
+            key: if p.reached {
+                "Throughput plateau"
+            } else {
+                "Peak throughput"
+            },
+            value: format!("{:.2} req/s{tokens}", p.max_requests_per_s),
+            explain: p.evidence.clone(),
+        });
+    }
+    out
+}
+
+/// A single trial's headline figures (a run without a sweep).
+pub fn trial_findings(t: &TrialReport) -> Vec<Finding> {
+    let h = &t.headline;
+    vec![
+        Finding {
+            key: "Throughput",
+            value: format!("{} req/s", rate(h.requests_per_s)),
+            explain: format!("{} output tokens/s", rate(h.output_tokens_per_s)),
+        },
+        Finding {
+            key: "TTFT p99",
+            value: format!("{} ms", ms(h.ttft_p99_ms)),
+            explain: format!("p50 {} ms", ms(h.ttft_p50_ms)),
+        },
+        Finding {
+            key: "E2E p99",
+            value: format!("{} ms", ms(h.e2e_p99_ms)),
+            explain: format!("p50 {} ms", ms(h.e2e_p50_ms)),
+        },
+        Finding {
+            key: "Success rate",
+            value: pct(h.success_rate),
+            explain: format!("{} of {} requests", h.successes, h.requests),
+        },
+    ]
+}
+
+/// A sweep's points: one row per load, the saturation knee's row marked, with the knee
+/// detectors' scores.
+pub fn sweep_points(s: &SweepReport) -> Table {
+    let show = |x: f64| show_x(x, &s.unit);
+    let header = vec![
+        "load",
+        "trial",
+        "req/s",
+        "out tok/s",
+        "goodput/s",
+        "TTFT p99",
+        "E2E p50",
+        "E2E p99",
+        short_latency_label(&s.latency_metric),
+        "curvature",
+        "Kneedle",
+        "SLO",
+    ];
+    let right = header
+        .iter()
+        .map(|h| !matches!(*h, "trial" | "SLO"))
+        .collect();
+    let curvature = s.latency_knee.max_curvature.as_ref().map(|k| &k.scores);
+    let kneedle = s.latency_knee.kneedle.as_ref().map(|k| &k.scores);
+    let knee_x = s.saturation.as_ref().map(|p| p.x);
+    let text = Cell::Text;
+    let mut marked = None;
+    let rows = s
+        .points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if Some(p.x) == knee_x {
+                marked = Some(i);
+            }
+            let score = |v: Option<&Vec<f64>>| {
+                text(
+                    v.and_then(|v| v.get(i))
+                        .map_or_else(|| "–".into(), |x| format!("{x:.2}")),
+                )
+            };
+            vec![
+                text(show(p.x)),
+                Cell::Code(p.trial.clone()),
+                text(rate(p.requests_per_s)),
+                text(rate(p.output_tokens_per_s)),
+                text(opt_rate(p.goodput_per_s)),
+                text(ms(p.ttft_p99_ms)),
+                text(ms(p.e2e_p50_ms)),
+                text(ms(p.e2e_p99_ms)),
+                text(ms(p.latency_ms)),
+                score(curvature),
+                score(kneedle),
+                match p.slo_passed {
+                    Some(passed) => Cell::Verdict {
+                        passed,
+                        detail: String::new(),
+                    },
+                    None => text("–".into()),
+                },
+            ]
+        })
+        .collect();
+    Table {
+        header,
+        right,
+        rows,
+        marked,
+    }
+}
+
+/// The short column name of a sweep's latency metric.
+pub fn short_latency_label(metric: &str) -> &'static str {
+    match metric {
+        "e2e_from_intended_p99_ms" => "E2E* p99",
+        "ttft_p99_ms" => "TTFT p99",
+        _ => "E2E p99",
+    }
+}
+
+/// Each knee detector's answer for a sweep: its name, and the load with the evidence (None:
+/// no knee).
+pub fn knees(s: &SweepReport) -> Vec<(&'static str, Option<(String, String)>)> {
+    [
+        ("Latency knee, Kneedle", &s.latency_knee.kneedle),
+        (
+            "Latency knee, maximum curvature",
+            &s.latency_knee.max_curvature,
+        ),
+        ("Throughput knee, Kneedle", &s.throughput_knee.kneedle),
+        (
+            "Throughput knee, maximum curvature",
+            &s.throughput_knee.max_curvature,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, k)| {
+        (
+            name,
+            k.as_ref()
+                .map(|k| (show_x(k.x, &s.unit), k.evidence.clone())),
+        )
+    })
+    .collect()
+}
+
+/// A trial's GPU energy over the measure window, as a sentence.
+pub fn energy(t: &TrialReport) -> Option<String> {
+    let e = t.energy.as_ref()?;
+    Some(format!(
+        "{:.0} J at {:.0} W on average{}",
+        e.joules,
+        e.mean_power_watts,
+        e.joules_per_output_token
+            .map(|j| format!(", {j:.3} J per output token"))
+            .unwrap_or_default()
+    ))
+}
+
+/// A trial's scraped service metrics over the measure window.
+pub fn metrics(t: &TrialReport) -> Option<Table> {
+    if t.metrics.is_empty() {
+        return None;
+    }
+    let header = vec![
+        "metric (measure window)",
+        "labels",
+        "samples",
+        "mean",
+        "p95",
+        "max",
+        "first",
+        "last",
+        "slope/s",
+    ];
+    let right = header
+        .iter()
+        .map(|h| !matches!(*h, "metric (measure window)" | "labels"))
+        .collect();
+    let n = crate::plot::short_number;
+    let rows = t
+        .metrics
+        .iter()
+        .map(|m| {
+            vec![
+                Cell::Code(m.name.clone()),
+                Cell::Text(m.labels.clone()),
+                Cell::Text(m.samples.to_string()),
+                Cell::Text(n(m.mean)),
+                Cell::Text(n(m.p95)),
+                Cell::Text(n(m.max)),
+                Cell::Text(n(m.first)),
+                Cell::Text(n(m.last)),
+                Cell::Text(n(m.slope_per_s)),
+            ]
+        })
+        .collect();
+    Some(Table {
+        header,
+        right,
+        rows,
+        marked: None,
+    })
 }

@@ -170,7 +170,14 @@ async fn answer(
 ) -> Result<Response<SimBody>, ApiError> {
     let generation = app.generate(request).map_err(|_| ApiError::injected())?;
     let include_usage = options.and_then(|o| o.include_usage).unwrap_or(false);
-    Ok(respond(app, kind, generation, stream.unwrap_or(false), include_usage).await)
+    Ok(respond(
+        app,
+        kind,
+        generation,
+        stream.unwrap_or(false),
+        include_usage,
+    )
+    .await)
 }
 
 /// `POST /v1/completions`.
@@ -199,7 +206,14 @@ where
             body.n,
             body.ignore_eos.unwrap_or(false),
         )?;
-        answer(app, Kind::Completion, &request, body.stream, body.stream_options).await
+        answer(
+            app,
+            Kind::Completion,
+            &request,
+            body.stream,
+            body.stream_options,
+        )
+        .await
     };
     result
         .await
