@@ -16,7 +16,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde::Deserialize;
 
-use super::{Item, Metric, QueryFilter};
+use super::{json_list, Item, Metric, QueryFilter};
 
 pub(crate) struct Chroma {
     /// `/api/v2/tenants/{tenant}/databases/{database}`.
@@ -84,34 +84,23 @@ impl Chroma {
 
     pub fn encode_insert(out: &mut Vec<u8>, items: &[Item<'_>]) {
         out.extend_from_slice(b"{\"ids\":[");
-        for (i, it) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.push(b'"');
-            out.extend_from_slice(it.id.to_string().as_bytes());
-            out.push(b'"');
-        }
+        json_list(out, items, |out, it| {
+            out.extend_from_slice(format!("\"{}\"", it.id).as_bytes())
+        });
         out.extend_from_slice(b"],\"embeddings\":[");
-        for (i, it) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(it.vector.as_bytes());
-        }
+        json_list(out, items, |out, it| {
+            out.extend_from_slice(it.vector.as_bytes())
+        });
         out.extend_from_slice(b"],\"metadatas\":[");
-        for (i, it) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        json_list(out, items, |out, it| {
             out.extend_from_slice(
                 format!(
                     "{{\"bucket\":{},\"preloaded\":{}}}",
                     it.bucket, it.preloaded
                 )
                 .as_bytes(),
-            );
-        }
+            )
+        });
         out.extend_from_slice(b"]}");
     }
 

@@ -257,6 +257,20 @@ pub(crate) enum QueryFilter {
     Preloaded,
 }
 
+/// Append `items` to a JSON array being written, comma-separated, each written by `write`.
+pub(crate) fn json_list<T>(
+    out: &mut Vec<u8>,
+    items: &[T],
+    mut write: impl FnMut(&mut Vec<u8>, &T),
+) {
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, it);
+    }
+}
+
 /// One vector to insert: its id, its JSON array, its payload.
 pub(crate) struct Item<'a> {
     pub id: u64,

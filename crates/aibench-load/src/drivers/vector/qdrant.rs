@@ -18,7 +18,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde::Deserialize;
 
-use super::{Item, Metric, QueryFilter};
+use super::{json_list, Item, Metric, QueryFilter};
 
 pub(crate) struct Qdrant {
     /// `/collections/{name}`.
@@ -80,10 +80,7 @@ impl Qdrant {
 
     pub fn encode_insert(out: &mut Vec<u8>, items: &[Item<'_>]) {
         out.extend_from_slice(b"{\"points\":[");
-        for (i, it) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        json_list(out, items, |out, it| {
             out.extend_from_slice(format!("{{\"id\":{},\"vector\":", it.id).as_bytes());
             out.extend_from_slice(it.vector.as_bytes());
             out.extend_from_slice(
@@ -93,7 +90,7 @@ impl Qdrant {
                 )
                 .as_bytes(),
             );
-        }
+        });
         out.extend_from_slice(b"]}");
     }
 
