@@ -396,7 +396,15 @@ pub(crate) async fn run_driver<D: Driver>(
     let collector = tokio::spawn(collect(
         rx,
         Arc::clone(&ctx),
-        Accumulator::new(options.accumulator),
+        Accumulator::new(AccumulatorConfig {
+            // A duration-bounded measurement has a planned window: throughput counts what
+            // completes inside it, and what drains after never stretches it.
+            window_us: spec.stop.duration.map(|d| {
+                let start = micros(spec.warmup);
+                [start, start.saturating_add(micros(d))]
+            }),
+            ..options.accumulator
+        }),
         writer,
         options.events.clone(),
     ));

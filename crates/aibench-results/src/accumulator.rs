@@ -73,6 +73,13 @@ pub struct AccumulatorConfig {
     pub slo: Slo,
     /// A request sent more than this after its intended time counts as late.
     pub late_after_us: u64,
+    /// The measure window as planned, `[start, end)` in microseconds of the run's clock (a
+    /// duration-bounded measurement). Throughput is the completions inside it over its length;
+    /// measured requests that finish after it count as drained and never stretch it. `None`
+    /// (a request-count stop): the window runs from the first measured request to the last
+    /// completion.
+    #[serde(default)]
+    pub window_us: Option<[u64; 2]>,
 }
 
 impl Default for AccumulatorConfig {
@@ -80,6 +87,7 @@ impl Default for AccumulatorConfig {
         AccumulatorConfig {
             slo: Slo::default(),
             late_after_us: DEFAULT_LATE_AFTER_US,
+            window_us: None,
         }
     }
 }
@@ -278,6 +286,13 @@ struct RawCounts {
     chunks: u64,
     /// usage, tokenizer, estimate, unknown.
     sources: [u64; 4],
+    /// Successful requests of any phase that finished inside the planned window, with their
+    /// tokens and how many met every objective: the throughput's numerators.
+    #[serde(default)]
+    in_window: [u64; 4],
+    /// Measured requests that finished after the planned window closed.
+    #[serde(default)]
+    drained: u64,
 }
 
 impl RawCounts {
@@ -300,6 +315,10 @@ impl RawCounts {
         for (a, b) in self.sources.iter_mut().zip(o.sources) {
             *a += b;
         }
+        for (a, b) in self.in_window.iter_mut().zip(o.in_window) {
+            *a += b;
+        }
+        self.drained += o.drained;
     }
 }
 
@@ -543,6 +562,7 @@ impl Accumulator {
 
     /// Add one request. Warm-up and cool-down requests are only counted.
     pub fn add(&mut self, r: &RequestRecord) {
+        self.count_in_window(r);
         match r.phase {
             Phase::Warmup => {
                 self.counts.warmup += 1;
@@ -692,6 +712,32 @@ impl Accumulator {
         (self.ttft.count > 0).then(|| us_to_ms(self.ttft.quantile_us(q)))
     }
 
+    /// Throughput's numerators: a success of any phase (a warm-up request finishing inside the
+    /// window is server work inside it) that finished inside the planned window; and measured
+    /// requests that finished after it.
+    fn count_in_window(&mut self, r: &RequestRecord) {
+        let Some([start, end]) = self.config.window_us else {
+            return;
+        };
+        let finished = r.done_us.or(r.end_us).unwrap_or(r.intended_us);
+        if finished >= end {
+            if r.phase == Phase::Measure && r.sent_us.is_some() {
+                self.counts.drained += 1;
+            }
+            return;
+        }
+        if finished < start || r.error.is_some() || !r.is_success() {
+            return;
+        }
+        let w = &mut self.counts.in_window;
+        w[0] += 1;
+        w[1] += u64::from(r.output_tokens.unwrap_or(0));
+        w[2] += u64::from(r.input_tokens.unwrap_or(0));
+        if !self.config.slo.is_empty() && meets_slo(&self.config.slo, r) {
+            w[3] += 1;
+        }
+    }
+
     /// The summary of everything added so far.
     pub fn summary(&self) -> Summary {
         let c = &self.counts;
@@ -700,9 +746,24 @@ impl Accumulator {
             _ => (0, 0),
         };
         let span_us = end - start;
-        let duration_s = span_us as f64 / US_PER_S as f64;
+        // Throughput: completions inside the planned window over its length (cut short when
+        // the run ended early), or, without a planned window, every measured success over the
+        // span from the first measured request to the last completion.
+        let (rate_start, rate_end, done) = match self.config.window_us {
+            Some([ws, we]) if self.window_start_us.is_some() => {
+                let w = &c.in_window;
+                (ws, we.min(end.max(ws)), [w[0], w[1], w[2], w[3]])
+            }
+            _ => (
+                start,
+                end,
+                [c.successes, c.output_tokens, c.input_tokens, c.good],
+            ),
+        };
+        let rate_span_us = rate_end - rate_start;
+        let duration_s = rate_span_us as f64 / US_PER_S as f64;
         let per_s = |n: u64| {
-            if span_us == 0 {
+            if rate_span_us == 0 {
                 0.0
             } else {
                 n as f64 / duration_s
@@ -750,8 +811,8 @@ impl Accumulator {
             stop_reason: self.stop_reason,
             duration_s,
             window: self.window_start_us.map(|_| Window {
-                start_ms: us_to_ms(start),
-                end_ms: us_to_ms(end),
+                start_ms: us_to_ms(rate_start),
+                end_ms: us_to_ms(rate_end),
             }),
             counts: Counts {
                 total: c.total,
@@ -768,6 +829,7 @@ impl Accumulator {
                     .collect(),
                 warmup: c.warmup,
                 cooldown: c.cooldown,
+                drained: c.drained,
             },
             latency: Latencies {
                 ttft: self.ttft.stats(),
@@ -779,9 +841,9 @@ impl Accumulator {
                 send_lag: self.send_lag.stats(),
             },
             throughput: Throughput {
-                requests_per_s: per_s(c.successes),
-                output_tokens_per_s: per_s(c.output_tokens),
-                total_tokens_per_s: per_s(c.input_tokens + c.output_tokens),
+                requests_per_s: per_s(done[0]),
+                output_tokens_per_s: per_s(done[1]),
+                total_tokens_per_s: per_s(done[1] + done[2]),
                 peak_output_tokens_per_s: window_buckets
                     .iter()
                     .map(|b| b.output_tokens)
@@ -793,7 +855,7 @@ impl Accumulator {
                 } else {
                     busy_total as f64 / span_us as f64
                 },
-                goodput_per_s: has_slo.then(|| per_s(c.good)),
+                goodput_per_s: has_slo.then(|| per_s(done[3])),
                 good_requests: has_slo.then_some(c.good),
             },
             tokens: Tokens {
@@ -1048,6 +1110,59 @@ mod tests {
         r
     }
 
+    /// A server that completes one request every 500 ms whatever the load (a saturated
+    /// single-slot server), driven by 1, 8 and 32 closed-loop users for a 10 s window after a
+    /// 2 s warm-up: its throughput is 2 req/s at every user count. Requests sent inside the
+    /// window that finish after it drain; they never stretch the window.
+    #[test]
+    fn a_saturated_server_has_flat_throughput_across_users() {
+        let (warmup, window) = (2_000_000u64, 10_000_000u64);
+        for users in [1u64, 8, 32] {
+            let mut acc = Accumulator::new(AccumulatorConfig {
+                window_us: Some([warmup, warmup + window]),
+                ..AccumulatorConfig::default()
+            });
+            // Request k finishes at 500 ms x (k + 1) - 250 ms; a user sends its next request
+            // when its previous one finishes (the first `users` leave at 0).
+            let finish = |k: u64| 500_000 * (k + 1) - 250_000;
+            let mut k = 0;
+            loop {
+                let sent = if k < users { 0 } else { finish(k - users) };
+                if sent >= warmup + window {
+                    break;
+                }
+                let phase = if sent < warmup {
+                    Phase::Warmup
+                } else {
+                    Phase::Measure
+                };
+                let mut r = RequestRecord::new(k, phase, sent);
+                r.sent_us = Some(sent);
+                r.first_token_us = Some(finish(k));
+                r.end_us = Some(finish(k));
+                r.done_us = Some(finish(k));
+                r.output_tokens = Some(4);
+                r.input_tokens = Some(8);
+                r.status = Some(200);
+                acc.add(&r);
+                k += 1;
+            }
+            let s = acc.summary();
+            assert!(
+                (s.throughput.requests_per_s - 2.0).abs() < 1e-9,
+                "{users} users: {} req/s",
+                s.throughput.requests_per_s
+            );
+            assert!((s.throughput.output_tokens_per_s - 8.0).abs() < 1e-9);
+            assert!((s.duration_s - 10.0).abs() < 1e-9, "{}", s.duration_s);
+            assert!(
+                (1..=users).contains(&s.counts.drained),
+                "{users} users: the measured requests in flight at the window's end drain: {}",
+                s.counts.drained
+            );
+        }
+    }
+
     #[test]
     fn summary_of_controlled_records() {
         let mut acc = Accumulator::new(AccumulatorConfig {
@@ -1056,6 +1171,7 @@ mod tests {
                 ..Slo::default()
             },
             late_after_us: 1_000,
+            window_us: None,
         });
         for i in 0..100u64 {
             acc.add(&ok_record(i, i * 100_000, 50_000 + i * 100, 10_000, 11));

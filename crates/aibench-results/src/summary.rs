@@ -142,6 +142,11 @@ pub struct Counts {
     pub warmup: u64,
     /// Requests recorded in the cool-down phase (not in any other figure).
     pub cooldown: u64,
+    /// Measured requests that finished after the measure window closed (a duration-bounded
+    /// measurement): their latencies count, but not their completions, so that a queue
+    /// draining after the window never stretches it or lowers throughput.
+    #[serde(default)]
+    pub drained: u64,
 }
 
 /// Latency distributions in milliseconds. Absent when no request produced the metric.

@@ -633,9 +633,18 @@ pub fn render_summary(s: &Summary) -> String {
     line(
         "measure window",
         format!(
-            "{:.2} s{}",
+            "{:.2} s{}{}",
             s.duration_s,
-            if s.interrupted { " (interrupted)" } else { "" }
+            if s.interrupted { " (interrupted)" } else { "" },
+            if c.drained > 0 {
+                format!(
+                    "; {} request{} finished after it (latency counted, not throughput)",
+                    c.drained,
+                    if c.drained == 1 { "" } else { "s" }
+                )
+            } else {
+                String::new()
+            }
         ),
     );
     line("requests/s", format!("{:.2}", t.requests_per_s));
