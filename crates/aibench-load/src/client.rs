@@ -76,6 +76,62 @@ pub(crate) struct Conn {
     driver: Option<Driver>,
     /// The kernel's arrival time of the last data read (see [`crate::stamped`]).
     arrivals: Arc<AtomicU64>,
+    /// What the server said about keeping the connection (`Connection`, `Keep-Alive`).
+    keep: KeepAlive,
+}
+
+/// What the server announced about reusing a connection: `Connection: close` ends it after
+/// the response; `Keep-Alive: timeout=T, max=M` allows M more requests while it is idle less
+/// than T. A connection is not reused past either, so no request is sent into a close.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeepAlive {
+    closing: bool,
+    /// Requests the server still accepts on this connection.
+    remaining: Option<u32>,
+    /// When the server may close it for being idle (with a margin).
+    idle_until: Option<std::time::Instant>,
+}
+
+impl KeepAlive {
+    fn from_headers(h: &hyper::HeaderMap, now: std::time::Instant) -> KeepAlive {
+        let mut k = KeepAlive {
+            closing: h
+                .get_all(hyper::header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case("close")),
+            ..KeepAlive::default()
+        };
+        if let Some(v) = h.get("keep-alive").and_then(|v| v.to_str().ok()) {
+            for part in v.split(',') {
+                let Some((name, value)) = part.split_once('=') else {
+                    continue;
+                };
+                let Ok(n) = value.trim().parse::<u32>() else {
+                    continue;
+                };
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "max" => k.remaining = Some(n),
+                    "timeout" => {
+                        // Leave a quarter of the timeout (at most a second) for the request
+                        // to reach the server before it gives up on the connection.
+                        let t = Duration::from_secs(u64::from(n));
+                        let margin = (t / 4).min(Duration::from_secs(1));
+                        k.idle_until = Some(now + t - margin);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        k
+    }
+
+    fn allows_another(&self, now: std::time::Instant) -> bool {
+        !self.closing
+            && self.remaining != Some(0)
+            && self.idle_until.is_none_or(|until| now < until)
+    }
 }
 
 impl Conn {
@@ -98,11 +154,14 @@ impl Conn {
             sender,
             driver: Some(Box::pin(conn)),
             arrivals,
+            keep: KeepAlive::default(),
         })
     }
 
     fn usable(&self) -> bool {
-        self.driver.is_some() && !self.sender.is_closed()
+        self.driver.is_some()
+            && !self.sender.is_closed()
+            && self.keep.allows_another(std::time::Instant::now())
     }
 }
 
@@ -263,6 +322,14 @@ async fn attempt(
                 }
                 return Err((class, msg));
             }
+            // The server closed a kept-alive connection before any byte of an answer (it closed
+            // it for being idle as the request arrived): send again, once, on a fresh one.
+            Err(Failure::Failed(ErrorClass::ClosedMidStream, _))
+                if reused && !retry && rec.first_byte_us.is_none() =>
+            {
+                rec.sent_us = None;
+                rec.reconnected = true;
+            }
             Err(Failure::Failed(class, msg)) => return Err((class, msg)),
         }
     }
@@ -291,7 +358,10 @@ async fn exchange(
         sender,
         driver,
         arrivals,
+        keep,
     } = conn;
+    // This request uses one of those the server still accepts.
+    keep.remaining = keep.remaining.map(|n| n.saturating_sub(1));
     // A piece of the response is timed when the kernel received it, if it says (see
     // `crate::stamped`), else when it is read here; never before the request left or before
     // the piece ahead of it.
@@ -335,6 +405,10 @@ async fn exchange(
             }
         };
         rec.first_byte_us = Some(received());
+        let announced = KeepAlive::from_headers(resp.headers(), std::time::Instant::now());
+        if announced.closing || announced.remaining.is_some() || announced.idle_until.is_some() {
+            *keep = announced;
+        }
         let status = resp.status().as_u16();
         rec.status = Some(status);
         let mut body = resp.into_body();

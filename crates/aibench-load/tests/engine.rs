@@ -815,3 +815,46 @@ async fn a_scheduler_panic_is_an_internal_error_not_a_normal_end() {
     assert_eq!(out.summary.stop_reason, Some(StopReason::InternalError));
     assert!(out.summary.interrupted);
 }
+
+/// Servers that end kept-alive connections: announced (`Connection: close`, `Keep-Alive: max`)
+/// or not (the next request arrives and the connection closes without an answer). No request
+/// fails; an unannounced close costs a resend on a fresh connection, counted as a reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_that_close_kept_alive_connections_cost_no_request() {
+    use common::Announce;
+    for (after, announce) in [
+        (1, Announce::ConnectionClose),
+        (3, Announce::KeepAliveMax),
+        (1, Announce::Nothing),
+        (3, Announce::Nothing),
+    ] {
+        let server = serve(Behavior::Closing { after, announce }).await;
+        let out = run(
+            &closed(2, 30),
+            &openai(server.url()),
+            &dataset(2),
+            RunOptions::default(),
+        )
+        .await
+        .unwrap();
+        let c = &out.summary.counts;
+        assert_eq!(
+            (c.successes, c.errors),
+            (30, 0),
+            "{announce:?} after {after}: {:?}",
+            c.errors_by_class
+        );
+        let connections = server.stats.connections.load(Ordering::SeqCst);
+        if announce == Announce::Nothing {
+            // Every connection but the last ones ends in an unanswered request, sent again.
+            assert!(c.reconnects >= 30 / (u64::from(after) + 1) - 2, "{c:?}");
+        } else {
+            // Told in time, the client never sends into a closing connection.
+            assert_eq!(c.reconnects, 0, "{announce:?}: {c:?}");
+            assert!(
+                connections >= 30 / u64::from(after),
+                "{connections} connections"
+            );
+        }
+    }
+}

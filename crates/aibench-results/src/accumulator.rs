@@ -293,6 +293,9 @@ struct RawCounts {
     /// Measured requests that finished after the planned window closed.
     #[serde(default)]
     drained: u64,
+    /// Measured requests sent again after the server closed their kept-alive connection.
+    #[serde(default)]
+    reconnects: u64,
 }
 
 impl RawCounts {
@@ -319,6 +322,7 @@ impl RawCounts {
             *a += b;
         }
         self.drained += o.drained;
+        self.reconnects += o.reconnects;
     }
 }
 
@@ -576,6 +580,7 @@ impl Accumulator {
         }
         let c = &mut self.counts;
         c.total += 1;
+        c.reconnects += u64::from(r.reconnected);
         let finished = r
             .done_us
             .or(r.end_us)
@@ -830,6 +835,7 @@ impl Accumulator {
                 warmup: c.warmup,
                 cooldown: c.cooldown,
                 drained: c.drained,
+                reconnects: c.reconnects,
             },
             latency: Latencies {
                 ttft: self.ttft.stats(),

@@ -240,6 +240,10 @@ pub struct RequestRecord {
     /// A nearest-neighbour query: the `k` it asked for (the size of the true neighbour set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neighbours_expected: Option<u32>,
+    /// It was sent again on a fresh connection: the kept-alive one it first went out on was
+    /// closed by the server before any byte of a response (its times are the second send's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reconnected: bool,
 }
 
 /// One part of a compound operation.
@@ -285,6 +289,7 @@ impl RequestRecord {
             steps: Vec::new(),
             neighbours_found: None,
             neighbours_expected: None,
+            reconnected: false,
         }
     }
 

@@ -147,6 +147,11 @@ pub struct Counts {
     /// draining after the window never stretches it or lowers throughput.
     #[serde(default)]
     pub drained: u64,
+    /// Measured requests sent again on a fresh connection because the server closed the
+    /// kept-alive one before any byte of an answer (the race of a server closing an idle
+    /// connection as a request arrives); not errors.
+    #[serde(default)]
+    pub reconnects: u64,
 }
 
 /// Latency distributions in milliseconds. Absent when no request produced the metric.

@@ -29,6 +29,22 @@ pub enum Behavior {
     CutAfter(u32),
     /// Stream `n` good chunks, then end the body properly but without the end marker.
     EndWithoutMarker(u32),
+    /// Stream as `Stream` (1 ms TTFT and ITL), but end each connection after `after`
+    /// responses, saying so as `announce` tells.
+    Closing { after: u32, announce: Announce },
+}
+
+/// How a `Closing` server tells the client that it will close a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// It does not: it reads the next request and closes without an answer (a server closing
+    /// an idle kept-alive connection as a request arrives).
+    Nothing,
+    /// `Connection: close` on the last response.
+    ConnectionClose,
+    /// `Keep-Alive: timeout=5, max=<requests left>` on every response, then it closes after
+    /// the last without a word more.
+    KeepAliveMax,
 }
 
 #[derive(Debug, Default)]
@@ -83,7 +99,19 @@ fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
 
 async fn handle(mut sock: TcpStream, behavior: Behavior, stats: Arc<Stats>) {
     let mut buf = Vec::new();
+    let mut served = 0u32;
     loop {
+        if let Behavior::Closing {
+            after,
+            announce: Announce::Nothing,
+        } = behavior
+        {
+            if served == after {
+                // Wait for the next request to arrive, then close without a byte of answer.
+                let _ = sock.read_buf(&mut buf).await;
+                return;
+            }
+        }
         let head_end = loop {
             if let Some(i) = find(&buf, b"\r\n\r\n") {
                 break i + 4;
@@ -128,7 +156,26 @@ async fn handle(mut sock: TcpStream, behavior: Behavior, stats: Arc<Stats>) {
         stats.requests.fetch_add(1, Ordering::SeqCst);
         let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let keep = respond(&mut sock, &path, &body, &behavior).await;
+        served += 1;
+        let keep = match behavior {
+            Behavior::Closing { after, announce } => {
+                let extra = match announce {
+                    Announce::Nothing => String::new(),
+                    Announce::ConnectionClose if served == after => "connection: close\r\n".into(),
+                    Announce::ConnectionClose => String::new(),
+                    Announce::KeepAliveMax => {
+                        format!("keep-alive: timeout=5, max={}\r\n", after - served)
+                    }
+                };
+                let stream = Behavior::Stream {
+                    ttft: Duration::from_millis(1),
+                    itl: Duration::from_millis(1),
+                };
+                respond(&mut sock, &path, &body, &stream, &extra).await
+                    && (announce == Announce::Nothing || served < after)
+            }
+            _ => respond(&mut sock, &path, &body, &behavior, "").await,
+        };
         stats.in_flight.fetch_sub(1, Ordering::SeqCst);
         if !keep {
             return;
@@ -148,6 +195,7 @@ async fn respond(
     path: &str,
     body: &serde_json::Value,
     behavior: &Behavior,
+    extra_headers: &str,
 ) -> bool {
     let start = Instant::now();
     let ollama = path.starts_with("/api/");
@@ -188,17 +236,21 @@ async fn respond(
             )
         }
     };
-    let stream_head = if ollama {
-        "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n"
-    } else {
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-    };
+    let stream_head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ntransfer-encoding: chunked\r\n{extra_headers}\r\n",
+        if ollama {
+            "application/x-ndjson"
+        } else {
+            "text/event-stream"
+        }
+    );
     match behavior {
         Behavior::Status(code) => {
             let b = r#"{"error": {"message": "nope"}}"#;
             let r = format!("HTTP/1.1 {code} Nope\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{b}", b.len());
             sock.write_all(r.as_bytes()).await.is_ok()
         }
+        Behavior::Closing { .. } => unreachable!("answered as a stream by `handle`"),
         Behavior::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             false

@@ -630,6 +630,17 @@ pub fn render_summary(s: &Summary) -> String {
             .collect();
         line("errors by class", by.join(", "));
     }
+    if c.reconnects > 0 {
+        line(
+            "reconnects",
+            format!(
+                "{} request{} sent again: the server closed a kept-alive connection before \
+                 answering",
+                c.reconnects,
+                if c.reconnects == 1 { "" } else { "s" }
+            ),
+        );
+    }
     line(
         "measure window",
         format!(
