@@ -42,6 +42,19 @@ pub fn defaults(s: &Service) -> KindDefaults {
     }
 }
 
+/// A word for `sh -c`: as it is when it needs no quoting, single-quoted otherwise (`${VAR}`
+/// references stay unquoted, to be expanded when the service starts).
+pub fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,${}".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// Append the service's `args` (`--key value`, `true` as a bare flag) and `extra_args`.
 pub fn render_args(s: &Service, mut argv: Vec<String>) -> Vec<String> {
     for (key, value) in &s.args {

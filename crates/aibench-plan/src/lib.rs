@@ -120,11 +120,21 @@ fn plan_trial(trial: &Trial, restart_services: bool) -> TrialPlan {
 /// The service's command, health check and metrics endpoint.
 pub fn plan_service(_recipe: &Recipe, s: &Service) -> ServicePlan {
     let d = defaults(s);
+    // `args` and `extra_args` follow the command, the kind's or the recipe's own (so that a
+    // sweep over `llm.args.x` changes the command either way).
     let (argv, shell) = match &s.command {
-        Some(aibench_recipe::CommandLine::Shell(t)) => (vec![t.0.clone()], true),
-        Some(aibench_recipe::CommandLine::Argv(v)) => {
-            (v.iter().map(|t| t.0.clone()).collect(), false)
+        Some(aibench_recipe::CommandLine::Shell(t)) => {
+            let mut line = t.0.clone();
+            for a in kinds::render_args(s, Vec::new()) {
+                line.push(' ');
+                line.push_str(&kinds::shell_word(&a));
+            }
+            (vec![line], true)
         }
+        Some(aibench_recipe::CommandLine::Argv(v)) => (
+            kinds::render_args(s, v.iter().map(|t| t.0.clone()).collect()),
+            false,
+        ),
         None => (kinds::render_args(s, d.argv.clone()), false),
     };
     let mut env = d.env.clone();

@@ -89,6 +89,9 @@ impl Source {
 }
 
 /// Every problem found in one pass over a recipe, in source order.
+/// At most this many diagnostics are printed; the rest are counted.
+pub const MAX_SHOWN: usize = 50;
+
 #[derive(Clone, Debug, Default)]
 pub struct Diagnostics {
     pub items: Vec<Diagnostic>,
@@ -123,11 +126,23 @@ impl Diagnostics {
         self.items.dedup();
     }
 
-    /// Render every diagnostic as the user sees it on stderr.
+    /// Render the diagnostics as the user sees them on stderr: the first [`MAX_SHOWN`], then
+    /// how many more there are (a broken file can have thousands).
     pub fn render(&self, source: &Source, color: bool) -> String {
         let mut out = String::new();
-        for d in &self.items {
+        for d in self.items.iter().take(MAX_SHOWN) {
             out.push_str(&render_one(d, source, color));
+        }
+        if let Some(rest) = self.items.get(MAX_SHOWN..).filter(|r| !r.is_empty()) {
+            let errors = rest.iter().filter(|d| d.is_error()).count();
+            out.push_str(&format!(
+                "... and {} more ({errors} error{}, {} warning{}) not shown; fix these first, or \
+                 list every one with `aibench validate --json`\n",
+                rest.len(),
+                if errors == 1 { "" } else { "s" },
+                rest.len() - errors,
+                if rest.len() - errors == 1 { "" } else { "s" },
+            ));
         }
         out
     }

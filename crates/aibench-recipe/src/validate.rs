@@ -104,6 +104,7 @@ pub fn validate(recipe: &Recipe, tree: &Node, base_dir: &Path) -> Diagnostics {
     for (i, s) in recipe.services.iter().enumerate() {
         service(&mut cx, recipe, s, &root.key("services").index(i));
     }
+    dependency_cycles(&mut cx, recipe);
     ports(&mut cx, recipe);
     for (i, w) in recipe.workloads.iter().enumerate() {
         workload(
@@ -124,6 +125,62 @@ pub fn validate(recipe: &Recipe, tree: &Node, base_dir: &Path) -> Diagnostics {
         );
     }
     cx.diags
+}
+
+/// Services that depend on each other in a circle can never start: the first service of each
+/// circle is reported once, with the circle.
+fn dependency_cycles(cx: &mut Ctx, recipe: &Recipe) {
+    let index = |name: &str| recipe.services.iter().position(|s| s.name == name);
+    let mut reported = vec![false; recipe.services.len()];
+    for start in 0..recipe.services.len() {
+        // Depth-first from `start`, looking for a way back to it.
+        let mut stack = vec![(start, 0usize)];
+        let mut on_path = vec![start];
+        let mut seen = vec![false; recipe.services.len()];
+        seen[start] = true;
+        while let Some((at, next)) = stack.pop() {
+            let deps = &recipe.services[at].depends_on;
+            if next >= deps.len() {
+                on_path.pop();
+                continue;
+            }
+            stack.push((at, next + 1));
+            let Some(to) = index(&deps[next]) else {
+                continue;
+            };
+            if to == start && on_path.len() > 1 && !on_path.iter().any(|&i| reported[i]) {
+                let circle: Vec<&str> = on_path
+                    .iter()
+                    .chain(std::iter::once(&start))
+                    .map(|&i| recipe.services[i].name.as_str())
+                    .collect();
+                for &i in &on_path {
+                    reported[i] = true;
+                }
+                let j = recipe.services[start]
+                    .depends_on
+                    .iter()
+                    .position(|d| index(d).is_some_and(|k| on_path.get(1) == Some(&k)))
+                    .unwrap_or(0);
+                cx.error(
+                    &KeyPath::root()
+                        .key("services")
+                        .index(start)
+                        .key("depends_on")
+                        .index(j),
+                    format!(
+                        "services depend on each other in a circle: {}",
+                        circle.join(" -> ")
+                    ),
+                    Some("none of them could start first; remove one of these dependencies".into()),
+                );
+            } else if !seen[to] {
+                seen[to] = true;
+                on_path.push(to);
+                stack.push((to, 0));
+            }
+        }
+    }
 }
 
 fn platform(cx: &mut Ctx, recipe: &Recipe) {
@@ -320,6 +377,13 @@ fn service(cx: &mut Ctx, recipe: &Recipe, s: &Service, path: &KeyPath) {
                 None,
             );
         }
+        if h.timeout.std().is_zero() {
+            cx.error(
+                &path.key("health").key("timeout"),
+                "a health timeout of 0s gives up before the first check",
+                Some("loading a model takes minutes: `timeout: 10m`".into()),
+            );
+        }
         if h.interval > h.timeout {
             cx.warn(
                 &path.key("health"),
@@ -425,7 +489,91 @@ fn authority_problem(url: &str) -> Option<(String, String)> {
     }
 }
 
+/// What keeps a prompt dataset file from loading, judged from its start: missing, unreadable,
+/// empty, or not JSON (JSON Lines: one object per line; ShareGPT may also be one JSON array).
+fn dataset_file_problem(file: &Path, given: &str) -> Option<(String, String)> {
+    use std::io::Read;
+    let mut f = match std::fs::File::open(file) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some((
+                format!("dataset file `{given}` not found"),
+                "relative paths are taken from the recipe's folder".into(),
+            ))
+        }
+        Err(e) => {
+            return Some((
+                format!("dataset file `{given}` cannot be read: {e}"),
+                "check its permissions".into(),
+            ))
+        }
+    };
+    let mut head = Vec::new();
+    if let Err(e) = f.by_ref().take(1 << 20).read_to_end(&mut head) {
+        return Some((
+            format!("dataset file `{given}` cannot be read: {e}"),
+            "is it a regular file?".into(),
+        ));
+    }
+    let text = String::from_utf8_lossy(&head);
+    let Some(first) = text.lines().map(str::trim).find(|l| !l.is_empty()) else {
+        return Some((
+            format!("dataset file `{given}` is empty"),
+            "a dataset needs at least one prompt".into(),
+        ));
+    };
+    if first.starts_with('[') {
+        return None;
+    }
+    // A line cut by the 1 MiB read limit is not judged.
+    let whole_line = head.len() < (1 << 20) || text.contains('\n');
+    match serde_json::from_str::<serde_json::Value>(first) {
+        Ok(v) if v.is_object() => None,
+        Ok(_) => Some((
+            format!("dataset file `{given}`: its first line is not a JSON object"),
+            "JSON Lines datasets have one object per line, e.g. `{\"prompt\": \"...\"}`".into(),
+        )),
+        Err(_) if !whole_line => None,
+        Err(e) => Some((
+            format!("dataset file `{given}`: its first line is not JSON ({e})"),
+            "JSON Lines datasets have one object per line, e.g. `{\"prompt\": \"...\"}`".into(),
+        )),
+    }
+}
+
 fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_dir: &Path) {
+    if w.stop.duration.is_some_and(|d| d.std().is_zero()) {
+        cx.error(
+            &path.key("stop").key("duration"),
+            "a measurement of 0s measures nothing",
+            Some("give it a length, e.g. `duration: 60s`".into()),
+        );
+    }
+    if w.timeout.std().is_zero() {
+        cx.error(
+            &path.key("timeout"),
+            "a request timeout of 0s fails every request",
+            Some("leave it out for the default, or give e.g. `timeout: 60s`".into()),
+        );
+    }
+    if let (PlatformKind::Slurm, Some(limit)) = (
+        recipe.platform.kind,
+        recipe.platform.slurm.as_ref().and_then(|s| s.time),
+    ) {
+        let secs = |d: Option<crate::units::Duration>| d.map_or(0, |d| d.std().as_secs());
+        let measure = secs(w.warmup) + secs(w.stop.duration) + secs(w.cooldown);
+        if measure > limit.0 {
+            cx.error(
+                &path.key("stop").key("duration"),
+                format!(
+                    "warm-up, measurement and cool-down take {measure}s, longer than the Slurm \
+                     time limit of {}s: the jobs would end before the measurement does",
+                    limit.0
+                ),
+                Some("raise `platform.slurm.time`, or shorten the measurement".into()),
+            );
+        }
+    }
     let target = recipe.services.iter().find(|s| s.name == w.target);
     let is_url = w.target.contains("://");
     match target {
@@ -635,13 +783,16 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
     | Dataset::Sharegpt { path: p, .. }
     | Dataset::Hellaswag { path: p, .. } = &w.dataset
     {
-        let full = base_dir.join(p);
-        if !p.contains("${") && !full.exists() && !Path::new(p).exists() {
-            cx.warn(
-                &dp.key("path"),
-                format!("dataset file `{p}` not found"),
-                Some("relative paths are taken from the recipe's folder".into()),
-            );
+        if !p.contains("${") {
+            let full = base_dir.join(p);
+            let file = if full.exists() {
+                full
+            } else {
+                Path::new(p).to_path_buf()
+            };
+            if let Some((problem, help)) = dataset_file_problem(&file, p) {
+                cx.error(&dp.key("path"), problem, Some(help));
+            }
         }
     }
     if let Dataset::KeyValue {

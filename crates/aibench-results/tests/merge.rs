@@ -77,6 +77,9 @@ fn merged_shards_equal_a_single_accumulator() {
             e2e_us: None,
         },
         late_after_us: 1_000,
+        // A planned window inside the records' 30 s, so that the in-window and drained counts
+        // merge too.
+        window_us: Some([2_000_000, 25_000_000]),
     };
     for seed in 0..8u64 {
         let mut rng = SmallRng::seed_from_u64(seed);

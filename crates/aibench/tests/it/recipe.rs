@@ -389,3 +389,171 @@ fn completions_for_bash() {
     assert_eq!(run.code, 0);
     assert!(run.stdout.contains("aibench"));
 }
+
+/// What `run` would refuse, `validate` reports first, located (issue: validate is run's
+/// pre-flight).
+#[test]
+fn validate_is_the_pre_flight_of_run() {
+    // A measurement of nothing, a timeout that fails everything, a health check that gives up
+    // at once.
+    let err = invalid(
+        "zero.yaml",
+        b"name: t
+services:
+  - name: llm
+    kind: sim
+    health: { timeout: 0s }
+workloads:
+  - name: chat
+    target: llm
+    protocol: openai-completions
+    timeout: 0s
+    load: { pattern: closed-loop, users: 1 }
+    stop: { duration: 0s }
+",
+    );
+    assert!(err.contains("zero.yaml:5:"), "{err}");
+    assert!(err.contains("a health timeout of 0s"), "{err}");
+    assert!(err.contains("zero.yaml:10:"), "{err}");
+    assert!(
+        err.contains("a request timeout of 0s fails every request"),
+        "{err}"
+    );
+    assert!(err.contains("zero.yaml:12:"), "{err}");
+    assert!(
+        err.contains("a measurement of 0s measures nothing"),
+        "{err}"
+    );
+
+    // Services waiting for each other forever.
+    let err = invalid(
+        "cycle.yaml",
+        b"name: t
+services:
+  - name: a
+    kind: sim
+    depends_on: [b]
+  - name: b
+    kind: sim
+    depends_on: [a]
+workloads:
+  - name: chat
+    target: a
+    protocol: openai-completions
+    load: { pattern: closed-loop, users: 1 }
+",
+    );
+    assert!(
+        err.contains("services depend on each other in a circle: a -> b -> a"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("in a circle").count(),
+        1,
+        "reported once: {err}"
+    );
+
+    // A dataset that is missing, empty, or not JSON Lines.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.jsonl"), "\n\n").unwrap();
+    std::fs::write(dir.path().join("text.jsonl"), "just some words\n").unwrap();
+    for (file, expect) in [
+        ("missing.jsonl", "not found"),
+        ("empty.jsonl", "is empty"),
+        ("text.jsonl", "its first line is not JSON"),
+    ] {
+        let recipe = format!(
+            "{BASE}    dataset: {{ kind: jsonl, path: {} }}\n",
+            dir.path().join(file).display()
+        );
+        let err = invalid("data.yaml", recipe.as_bytes());
+        assert!(err.contains(expect), "{file}: {err}");
+    }
+
+    // A measurement longer than the Slurm jobs may run.
+    let err = invalid(
+        "slurm.yaml",
+        b"name: t
+platform:
+  kind: slurm
+  slurm: { account: a, partition: p, time: 00:01:00 }
+services:
+  - name: llm
+    kind: sim
+workloads:
+  - name: chat
+    target: llm
+    protocol: openai-completions
+    load: { pattern: closed-loop, users: 1 }
+    warmup: 10s
+    stop: { duration: 100s }
+",
+    );
+    assert!(
+        err.contains("take 110s, longer than the Slurm time limit of 60s"),
+        "{err}"
+    );
+}
+
+/// Thousands of problems print the first 50 and a count, not megabytes.
+#[test]
+fn a_flood_of_errors_is_capped() {
+    let mut text = String::from(BASE);
+    text.push_str("    stop: { duration: 10s }\n");
+    for i in 0..2_000 {
+        text.push_str(&format!("unknown_key_{i}: 1\n"));
+    }
+    let err = invalid("flood.yaml", text.as_bytes());
+    assert_eq!(
+        err.matches("error:").count(),
+        50,
+        "{}",
+        &err[..2000.min(err.len())]
+    );
+    assert!(
+        err.contains("... and 1950 more (1950 errors, 0 warnings) not shown"),
+        "{}",
+        &err[err.len().saturating_sub(500)..]
+    );
+}
+
+/// `args` of a service with a command of its own follow that command (a sweep over
+/// `llm.args.x` changes it), for both command forms.
+#[test]
+fn args_follow_a_services_own_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("args.yaml");
+    std::fs::write(
+        &path,
+        "name: t
+services:
+  - name: shell
+    kind: command
+    command: \"my-server --port ${PORT}\"
+    args: { batch: 8, name: \"a b\", fast: true }
+  - name: argv
+    kind: command
+    command: [my-server, --port, \"${PORT}\"]
+    args: { batch: 8 }
+workloads:
+  - name: w
+    target: shell
+    protocol: http
+    load: { pattern: closed-loop, users: 1 }
+",
+    )
+    .unwrap();
+    let run = Cmd::new(&["plan", path.to_str().unwrap()]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("my-server --port ${PORT} --batch 8 --name 'a b' --fast"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("my-server --port ${PORT} --batch 8"),
+        "{}",
+        run.stdout
+    );
+}
