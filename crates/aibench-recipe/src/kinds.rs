@@ -122,7 +122,69 @@ pub struct KindSpec {
     pub prepare: fn(&Service) -> Vec<PrepareStep>,
     /// The vector database API it serves, for `protocol: vector` workloads.
     pub vector_engine: Option<VectorEngine>,
+    /// The server options `args` may set, with their types, when aibench knows them all
+    /// (its own simulator); `None`: any option, passed on as given.
+    pub options: Option<&'static [(&'static str, OptionType)]>,
 }
+
+/// The type of a server option's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionType {
+    /// A whole number, zero or more.
+    Count,
+    /// Any number.
+    Number,
+    /// A duration with a unit (`50ms`).
+    Duration,
+    Text,
+}
+
+impl OptionType {
+    /// Why `v` is not of this type, if it is not.
+    pub fn problem(self, v: &crate::ArgValue) -> Option<String> {
+        use crate::ArgValue as A;
+        match (self, v) {
+            (OptionType::Count, A::Int(i)) if *i >= 0 => None,
+            (OptionType::Number, A::Int(_) | A::Float(_)) => None,
+            (OptionType::Duration, A::Text(t)) => t
+                .parse::<crate::units::Duration>()
+                .err()
+                .map(|e| format!("expected a duration: {e}")),
+            (OptionType::Text, A::Text(_)) => None,
+            (OptionType::Count, _) => Some("expected a whole number, 0 or more".into()),
+            (OptionType::Number, _) => Some("expected a number".into()),
+            (OptionType::Duration, _) => {
+                Some("expected a duration with a unit, e.g. `50ms`".into())
+            }
+            (OptionType::Text, _) => Some("expected text".into()),
+        }
+    }
+}
+
+/// The options of `aibench sim` (its flags, without `--host` and `--port`, which the platform
+/// sets); a test in the binary keeps this list equal to the simulator's own.
+pub const SIM_OPTIONS: &[(&str, OptionType)] = &[
+    ("model", OptionType::Text),
+    ("api-key", OptionType::Text),
+    ("max-batch", OptionType::Count),
+    ("kv-cache-tokens", OptionType::Count),
+    ("block-size", OptionType::Count),
+    ("max-batched-tokens", OptionType::Count),
+    ("max-model-len", OptionType::Count),
+    ("prefill-base", OptionType::Duration),
+    ("prefill-per-token", OptionType::Duration),
+    ("decode-base", OptionType::Duration),
+    ("decode-per-seq", OptionType::Duration),
+    ("jitter", OptionType::Number),
+    ("fixed-ttft", OptionType::Duration),
+    ("fixed-itl", OptionType::Duration),
+    ("default-max-tokens", OptionType::Count),
+    ("eos-probability", OptionType::Number),
+    ("failure-rate", OptionType::Number),
+    ("seed", OptionType::Count),
+    ("pull-time", OptionType::Duration),
+    ("shutdown-grace", OptionType::Duration),
+];
 
 use Protocol::{
     Http, OllamaChat, OllamaGenerate, OpenaiChat, OpenaiCompletions, Postgres, Redis, Vector, S3,
@@ -211,6 +273,7 @@ const BASE: KindSpec = KindSpec {
     command: |_| KindCommand::default(),
     prepare: |_| Vec::new(),
     vector_engine: None,
+    options: None,
 };
 
 /// A GPU LLM server speaking the OpenAI API, with Prometheus metrics at `/metrics`.
@@ -351,6 +414,7 @@ static SIM: KindSpec = KindSpec {
     health_timeout_s: 30.0,
     metrics_path: Some("/metrics"),
     scrape: Scrape::Named(MetricNames::Sim),
+    options: Some(SIM_OPTIONS),
     command: |s| {
         let mut argv = words(&[
             "${AIBENCH_EXE}",

@@ -15,6 +15,7 @@ pub mod interpolate;
 pub mod kinds;
 pub mod locate;
 pub mod model;
+mod partial;
 pub mod reference;
 pub mod sweep;
 /// Quantities with units (durations, sizes, rates, percentages), shared with the results.
@@ -188,7 +189,14 @@ pub fn load_str(name: &str, text: &str, env: &dyn Env) -> Result<Loaded, LoadErr
     let mut checker = check::Checker::new(&schema, env);
     let json = checker.check(&tree, &schema, "");
     let mut diags = checker.diags;
+    let base_dir = Path::new(name)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let Some(json) = json.filter(|_| !diags.has_errors()) else {
+        // Every problem at once: the parts that did check still get their semantic checks,
+        // so a type error in one workload does not hide a dangling target in another.
+        diags.extend(partial::validate(&tree, &schema, env, &base_dir));
         return Err(err(diags));
     };
     let recipe: Recipe = match serde_path_to_error::deserialize(&json) {
@@ -200,10 +208,6 @@ pub fn load_str(name: &str, text: &str, env: &dyn Env) -> Result<Loaded, LoadErr
             return Err(err(diags));
         }
     };
-    let base_dir = Path::new(name)
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
     diags.extend(validate::validate(&recipe, &tree, &base_dir));
     let trials = sweep::expand(&recipe, &json, &tree, &schema, env, &mut diags);
     if diags.has_errors() {

@@ -267,6 +267,33 @@ fn service(cx: &mut Ctx, recipe: &Recipe, s: &Service, path: &KeyPath) {
             Some(hint.into()),
         );
     }
+    if let Some(options) = s.kind.spec().options {
+        for (key, value) in &s.args {
+            let name = key.trim_start_matches('-');
+            let ap = path.key("args").key(key);
+            match options.iter().find(|(o, _)| *o == name) {
+                None => {
+                    let help = match did_you_mean(name, options.iter().map(|(o, _)| *o)) {
+                        Some(o) => format!("did you mean `{o}`?"),
+                        None => format!(
+                            "`{kind}` takes: {}",
+                            options
+                                .iter()
+                                .map(|(o, _)| *o)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    };
+                    cx.error(&ap, format!("`{kind}` has no option `{name}`"), Some(help));
+                }
+                Some((_, ty)) => {
+                    if let Some(problem) = ty.problem(value) {
+                        cx.error(&ap, format!("`{name}`: {problem}"), None);
+                    }
+                }
+            }
+        }
+    }
     let r = &s.resources;
     let rp = path.key("resources");
     if r.nodes == 0 {

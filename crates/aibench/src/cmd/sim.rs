@@ -91,3 +91,22 @@ async fn serve(args: SimArgs) -> anyhow::Result<()> {
     };
     server.serve(shutdown).await
 }
+
+#[cfg(test)]
+mod tests {
+    /// `validate` checks a `kind: sim` service's `args` against the recipe crate's list of the
+    /// simulator's options: it must be exactly the simulator's flags.
+    #[test]
+    fn the_recipe_knows_every_simulator_option() {
+        use clap::Args;
+        let cmd = aibench_sim::SimConfig::augment_args(clap::Command::new("sim"));
+        let mut flags: Vec<&str> = cmd.get_arguments().filter_map(|a| a.get_long()).collect();
+        flags.sort_unstable();
+        let mut known: Vec<&str> = aibench_recipe::kinds::SIM_OPTIONS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        known.sort_unstable();
+        assert_eq!(flags, known);
+    }
+}

@@ -557,3 +557,38 @@ workloads:
         run.stdout
     );
 }
+
+/// A type error in one place hides nothing elsewhere: the simulator's options are checked by
+/// type, and a dangling target is still found beside a type error in another workload.
+#[test]
+fn a_type_error_does_not_hide_other_problems() {
+    let err = invalid(
+        "hide.yaml",
+        b"name: t
+services:
+  - name: llm
+    kind: sim
+    args: { max-batch: lots, decode-base: soonish, max-batchs: 2 }
+workloads:
+  - name: a
+    target: llm
+    protocol: openai-completions
+    load: { pattern: closed-loop, users: lots }
+  - name: b
+    target: nowhere
+    protocol: openai-completions
+    load: { pattern: closed-loop, users: 1 }
+",
+    );
+    for expect in [
+        "hide.yaml:5:24: error: `max-batch`: expected a whole number",
+        "hide.yaml:5:43: error: `decode-base`: expected a duration",
+        "`sim` has no option `max-batchs`",
+        "did you mean `max-batch`?",
+        "hide.yaml:10:42: error: expected an integer",
+        "hide.yaml:12:13: error: unknown service `nowhere`",
+        "5 errors found",
+    ] {
+        assert!(err.contains(expect), "{expect}: {err}");
+    }
+}

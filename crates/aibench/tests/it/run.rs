@@ -508,7 +508,11 @@ fn two_client_processes_merge_exactly() {
     let merged: aibench_results::Summary =
         serde_json::from_slice(&std::fs::read(trial.join("summary.json")).unwrap()).unwrap();
     // One accumulator fed every record of both shards must give the same summary.
-    let mut single = Accumulator::new(AccumulatorConfig::default());
+    // The same planned window as the shards': no warm-up, a 3 s measurement.
+    let mut single = Accumulator::new(AccumulatorConfig {
+        window_us: Some([0, 3_000_000]),
+        ..AccumulatorConfig::default()
+    });
     let mut per_shard = Vec::new();
     for shard in 0..2 {
         let path = trial.join(format!("shards/{shard}/requests.jsonl"));
@@ -545,6 +549,7 @@ fn two_client_processes_merge_exactly() {
         }
     }
     assert_eq!(merged.tokens, one.tokens);
+    assert_eq!(merged.throughput, one.throughput);
     assert_no_process_left(&m);
 }
 
