@@ -18,6 +18,7 @@ pub mod model;
 mod partial;
 pub mod reference;
 pub mod sweep;
+pub mod trace;
 /// Quantities with units (durations, sizes, rates, percentages), shared with the results.
 pub use aibench_results::units;
 pub mod validate;

@@ -943,6 +943,21 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
                 }
                 Arrival::Trace => need(cx, trace.is_some(), "trace", "arrivals.txt"),
             }
+            if let Some(t) = trace.as_deref().filter(|t| !t.contains("${")) {
+                let full = base_dir.join(t);
+                let file = if full.exists() {
+                    full
+                } else {
+                    Path::new(t).to_path_buf()
+                };
+                if let Err(problem) = crate::trace::read_trace(&file) {
+                    cx.error(
+                        &lp.key("trace"),
+                        problem,
+                        Some("one send offset per line, in seconds from the start; relative paths are taken from the recipe's folder".into()),
+                    );
+                }
+            }
             if let Some(b) = burstiness {
                 if !(b.is_finite() && *b > 0.0) {
                     cx.error(

@@ -116,7 +116,8 @@ pub fn load_spec(w: &r::Workload, seed: u64, base_dir: &Path) -> anyhow::Result<
                         .as_ref()
                         .ok_or_else(|| anyhow::anyhow!("`arrival: trace` needs `trace`"))?;
                     Arrival::Trace {
-                        offsets: read_trace(&base_dir.join(path))?,
+                        offsets: aibench_recipe::trace::read_trace(&base_dir.join(path))
+                            .map_err(|e| anyhow::anyhow!(e))?,
                     }
                 }
             };
@@ -145,29 +146,6 @@ pub fn load_spec(w: &r::Workload, seed: u64, base_dir: &Path) -> anyhow::Result<
         timeout: std(w.timeout),
         grace: Duration::from_secs(10),
     })
-}
-
-fn read_trace(path: &Path) -> anyhow::Result<Vec<Duration>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read the trace {}: {e}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let first = line.split([',', ' ', '\t']).next().unwrap_or("");
-        let secs: f64 = first.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "{}:{}: expected seconds from the start, found `{first}`",
-                path.display(),
-                i + 1
-            )
-        })?;
-        out.push(Duration::from_secs_f64(secs.max(0.0)));
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// What the engine drives for this workload: the protocol, where, and its data (secrets

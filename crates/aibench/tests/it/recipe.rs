@@ -470,6 +470,24 @@ workloads:
         assert!(err.contains(expect), "{file}: {err}");
     }
 
+    // An arrival trace that is missing, or holds an offset no clock can wait for.
+    std::fs::write(dir.path().join("far.txt"), "0\n1e300\n").unwrap();
+    for (file, expect) in [
+        ("nope.txt", "cannot read the trace"),
+        ("far.txt", "far.txt:2: expected seconds from the start"),
+    ] {
+        let recipe = BASE.replace(
+            "load: { pattern: closed-loop, users: 4 }",
+            &format!(
+                "load: {{ pattern: open-loop, arrival: trace, trace: {} }}",
+                dir.path().join(file).display()
+            ),
+        );
+        let err = invalid("trace.yaml", recipe.as_bytes());
+        assert!(err.contains(expect), "{file}: {err}");
+        assert!(err.contains("trace.yaml:9:"), "located at `load`: {err}");
+    }
+
     // A measurement longer than the Slurm jobs may run.
     let err = invalid(
         "slurm.yaml",
