@@ -183,6 +183,60 @@ fn dependency_cycles(cx: &mut Ctx, recipe: &Recipe) {
     }
 }
 
+/// The time a workload's load runs: warm-up, measurement and cool-down, in seconds.
+fn measure_secs(w: &Workload) -> u64 {
+    let secs = |d: Option<crate::units::Duration>| d.map_or(0, |d| d.std().as_secs());
+    secs(w.warmup) + secs(w.stop.duration) + secs(w.cooldown)
+}
+
+/// On Slurm, consecutive trials whose services do not change share the services' jobs (see the
+/// plan): their measurements together must fit the jobs' time limit.
+pub fn shared_jobs(recipe: &Recipe, trials: &[crate::sweep::Trial], tree: &Node) -> Diagnostics {
+    let mut cx = Ctx {
+        tree,
+        diags: Diagnostics::default(),
+    };
+    let (PlatformKind::Slurm, Some(limit)) = (
+        recipe.platform.kind,
+        recipe.platform.slurm.as_ref().and_then(|s| s.time),
+    ) else {
+        return cx.diags;
+    };
+    // (first trial, last trial, seconds) of each run of trials on the same jobs.
+    let mut groups: Vec<(usize, usize, u64)> = Vec::new();
+    let mut previous: Option<serde_json::Value> = None;
+    for (i, t) in trials.iter().enumerate() {
+        let services = serde_json::to_value(&t.recipe.services).unwrap_or_default();
+        let secs = t
+            .recipe
+            .workloads
+            .iter()
+            .map(measure_secs)
+            .max()
+            .unwrap_or(0);
+        match groups.last_mut() {
+            Some(g) if previous.as_ref() == Some(&services) => {
+                g.1 = i;
+                g.2 += secs;
+            }
+            _ => groups.push((i, i, secs)),
+        }
+        previous = Some(services);
+    }
+    if let Some(&(first, last, secs)) = groups.iter().find(|g| g.0 != g.1 && g.2 > limit.0) {
+        cx.error(
+            &KeyPath::root().key("platform").key("slurm").key("time"),
+            format!(
+                "trials {} to {} share their services' jobs and measure for {secs}s in all, longer \
+                 than the Slurm time limit of {}s",
+                trials[first].id, trials[last].id, limit.0
+            ),
+            Some("raise `time`, shorten the measurements, or split the sweep".into()),
+        );
+    }
+    cx.diags
+}
+
 fn platform(cx: &mut Ctx, recipe: &Recipe) {
     let p = KeyPath::root().key("platform");
     match (recipe.platform.kind, &recipe.platform.slurm) {
@@ -587,8 +641,7 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
         recipe.platform.kind,
         recipe.platform.slurm.as_ref().and_then(|s| s.time),
     ) {
-        let secs = |d: Option<crate::units::Duration>| d.map_or(0, |d| d.std().as_secs());
-        let measure = secs(w.warmup) + secs(w.stop.duration) + secs(w.cooldown);
+        let measure = measure_secs(w);
         if measure > limit.0 {
             cx.error(
                 &path.key("stop").key("duration"),

@@ -511,6 +511,35 @@ workloads:
         err.contains("take 110s, longer than the Slurm time limit of 60s"),
         "{err}"
     );
+
+    // Trials that share the services' jobs, together longer than the jobs may run.
+    let err = invalid(
+        "shared.yaml",
+        b"name: t
+platform:
+  kind: slurm
+  slurm: { account: a, partition: p, time: 00:01:00 }
+services:
+  - name: llm
+    kind: sim
+workloads:
+  - name: chat
+    target: llm
+    protocol: openai-completions
+    load: { pattern: closed-loop, users: 1 }
+    stop: { duration: 25s }
+sweep:
+  matrix:
+    chat.load.users: [1, 2, 4]
+",
+    );
+    assert!(
+        err.contains(
+            "trials 01_users=1 to 03_users=4 share their services' jobs and measure for 75s in all"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("shared.yaml:4:"), "at `platform.slurm`: {err}");
 }
 
 /// Thousands of problems print the first 50 and a count, not megabytes.
