@@ -214,6 +214,19 @@ impl<'a> Checker<'a> {
             Value::Int(_) | Value::Float(_) if types.contains(&"string") => {
                 node.scalar_text().map(J::String)
             }
+            // An integer too large for 64 bits stays text (see `yaml`): quote it as written.
+            Value::Str { text, plain: true }
+                if types.contains(&"integer") && crate::yaml::is_integer_text(text) =>
+            {
+                self.error(
+                    node.pos,
+                    node.width,
+                    path,
+                    format!("`{text}` is out of range for an integer"),
+                    None,
+                );
+                None
+            }
             _ => {
                 let expected = types
                     .iter()
@@ -283,6 +296,29 @@ impl<'a> Checker<'a> {
                     node.width,
                     path,
                     format!("must be at most {max}, found {v}"),
+                    None,
+                );
+                return false;
+            }
+        }
+        // The integer type's own range (schemars says `format: uint32` rather than a maximum).
+        let range = match schema.get("format").and_then(J::as_str) {
+            Some("uint8") => Some((0.0, f64::from(u8::MAX))),
+            Some("uint16") => Some((0.0, f64::from(u16::MAX))),
+            Some("uint32") | Some("uint") => Some((0.0, f64::from(u32::MAX))),
+            Some("int32") => Some((f64::from(i32::MIN), f64::from(i32::MAX))),
+            Some("uint64") => Some((0.0, 2f64.powi(53))),
+            Some("int64") | Some("int") => Some((-(2f64.powi(53)), 2f64.powi(53))),
+            _ => None,
+        };
+        if let Some((lo, hi)) = range {
+            if v < lo || v > hi {
+                let shown = node.scalar_text().unwrap_or_default();
+                self.error(
+                    node.pos,
+                    node.width,
+                    path,
+                    format!("`{shown}` is out of range: from {lo} to {hi}"),
                     None,
                 );
                 return false;

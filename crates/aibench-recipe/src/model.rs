@@ -985,7 +985,8 @@ pub enum Load {
     /// A fixed number of users, each sending its next request when the last one ends (plus think
     /// time). Measures the throughput at a concurrency.
     ClosedLoop {
-        /// Concurrent users (requests in flight).
+        /// Concurrent users (requests in flight), 1 to 100000 (a connection each).
+        #[schemars(range(min = 1, max = 100000))]
         users: u32,
         /// Pause between a response and the user's next request.
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -143,6 +143,12 @@ pub fn resolve_plain(text: &str) -> Value {
         if let Ok(i) = text.parse::<i64>() {
             return Value::Int(i);
         }
+        // Beyond 64 bits: kept as written, so that an error can quote it (a text field takes
+        // it as text).
+        return Value::Str {
+            text: text.to_string(),
+            plain: true,
+        };
     }
     let looks_float = !unsigned.is_empty()
         && unsigned
@@ -456,4 +462,10 @@ mod tests {
         assert!(parse("# only a comment\n").is_err());
         assert!(parse("a: 1\n---\nb: 2\n").is_err());
     }
+}
+
+/// A plain scalar that is a decimal integer (with an optional sign), whatever its size.
+pub fn is_integer_text(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    !unsigned.is_empty() && unsigned.chars().all(|c| c.is_ascii_digit())
 }

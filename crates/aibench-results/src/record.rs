@@ -90,13 +90,16 @@ pub enum ErrorClass {
     /// checksum differs from the one written, a vector query answering the wrong number of
     /// neighbours).
     Mismatch,
+    /// A response line, event or body beyond aibench's size cap (16 MiB): a stream that
+    /// never ends its line, a body far larger than any answer.
+    TooLarge,
     /// Anything else (an error object inside a stream, an unexpected status, ...).
     Other,
 }
 
 impl ErrorClass {
     /// Every class, in a fixed order.
-    pub const ALL: [ErrorClass; 13] = [
+    pub const ALL: [ErrorClass; 14] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::Http4xx,
@@ -109,6 +112,7 @@ impl ErrorClass {
         ErrorClass::Cancelled,
         ErrorClass::ServerError,
         ErrorClass::Mismatch,
+        ErrorClass::TooLarge,
         ErrorClass::Other,
     ];
 
@@ -127,6 +131,7 @@ impl ErrorClass {
             ErrorClass::Cancelled => "cancelled",
             ErrorClass::ServerError => "server_error",
             ErrorClass::Mismatch => "mismatch",
+            ErrorClass::TooLarge => "too_large",
             ErrorClass::Other => "other",
         }
     }

@@ -186,8 +186,11 @@ fn seconds(v: f64, text: &str) -> Result<Duration, String> {
     if !v.is_finite() || v < 0.0 {
         return Err(format!("`{text}` is not a duration"));
     }
-    if v > 1e12 {
-        return Err(format!("duration `{text}` is too long"));
+    // 30 years; beyond, nanoseconds no longer fit the clock's 64 bits.
+    if v > 1e9 {
+        return Err(format!(
+            "duration `{text}` is too long (more than 30 years)"
+        ));
     }
     Ok(Duration::from_nanos((v * 1e9).round() as u64))
 }

@@ -235,11 +235,25 @@ impl FromStr for Rate {
     }
 }
 
+/// The rates aibench can schedule: from one request a day to a million a second (beyond that
+/// no client keeps time, and the gaps would be below the scheduler's microsecond clock).
+pub const MIN_RATE_PER_S: f64 = 1.0 / 86_400.0;
+pub const MAX_RATE_PER_S: f64 = 1e6;
+
 fn rate_from(v: f64) -> Result<Rate, String> {
-    if v.is_finite() && v > 0.0 {
-        Ok(Rate(v))
-    } else {
+    if !(v.is_finite() && v > 0.0) {
         Err(format!("a rate must be above zero, got `{v}`"))
+    } else if v < MIN_RATE_PER_S {
+        Err(format!(
+            "a rate of {v:e}/s is below one request a day; write e.g. `1/h`"
+        ))
+    } else if v > MAX_RATE_PER_S {
+        Err(format!(
+            "a rate of {v:e}/s is above the 1000000/s one client process can keep; spread the \
+             load over client processes (`clients: {{ processes: N }}`)"
+        ))
+    } else {
+        Ok(Rate(v))
     }
 }
 

@@ -29,6 +29,11 @@ impl LineSplitter {
         self.buf.extend_from_slice(chunk);
     }
 
+    /// Bytes held for a line not yet complete.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The body ended: emit a last line that had no terminator.
     pub fn finish(&mut self, on_line: &mut impl FnMut(&[u8])) {
         let line = std::mem::take(&mut self.buf);

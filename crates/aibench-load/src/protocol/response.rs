@@ -59,6 +59,20 @@ impl ResponseState {
         self.failure.is_some()
     }
 
+    /// A line or event that grows past the cap without ending fails the request, rather than
+    /// the machine's memory.
+    fn check_pending(&mut self, pending: usize) {
+        if pending > MAX_BUFFERED_BODY && !self.failed() {
+            self.fail(
+                ErrorClass::TooLarge,
+                format!(
+                    "a line or event of more than {} MiB that does not end",
+                    MAX_BUFFERED_BODY >> 20
+                ),
+            );
+        }
+    }
+
     /// One body frame, all of it arrived at `now_us`.
     pub fn on_frame(&mut self, data: &[u8], now_us: u64) {
         if self.failed() {
@@ -70,7 +84,9 @@ impl ResponseState {
                 sse.feed(data, &mut |e: SseEvent<'_>| {
                     self.on_openai_event(e.data, now_us)
                 });
+                let pending = sse.pending();
                 self.sse = Some(sse);
+                self.check_pending(pending);
                 // Keep the first bytes only while no event has come: a real stream never
                 // copies (or allocates) here.
                 if self.events == 0 && self.head.len() < HEAD_BYTES {
@@ -81,13 +97,18 @@ impl ResponseState {
             BodyKind::OllamaNdjson => {
                 let mut lines = self.lines.take().expect("line splitter");
                 lines.feed(data, &mut |l: &[u8]| self.on_ollama_line(l, now_us, true));
+                let pending = lines.pending();
                 self.lines = Some(lines);
+                self.check_pending(pending);
             }
             BodyKind::OpenAiJson | BodyKind::OllamaJson => {
                 if self.buffered.len() + data.len() > MAX_BUFFERED_BODY {
                     self.fail(
-                        ErrorClass::MalformedStream,
-                        "response body too large".into(),
+                        ErrorClass::TooLarge,
+                        format!(
+                            "a response body of more than {} MiB",
+                            MAX_BUFFERED_BODY >> 20
+                        ),
                     );
                 } else {
                     self.buffered.extend_from_slice(data);
@@ -510,6 +531,23 @@ mod tests {
             2,
         );
         assert_eq!(s.failure.unwrap().0, ErrorClass::ClosedMidStream);
+    }
+
+    #[test]
+    fn a_line_that_never_ends_is_too_large_not_a_leak() {
+        for kind in [BodyKind::OpenAiSse, BodyKind::OllamaNdjson] {
+            let mut s = ResponseState::new(kind);
+            let piece = vec![b'x'; 1 << 20];
+            s.on_frame(b"data: ", 1);
+            for t in 0..20 {
+                s.on_frame(&piece, t);
+            }
+            assert_eq!(
+                s.failure.as_ref().map(|f| f.0),
+                Some(ErrorClass::TooLarge),
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]

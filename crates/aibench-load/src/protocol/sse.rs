@@ -86,6 +86,11 @@ impl SseParser {
         self.line.extend_from_slice(chunk);
     }
 
+    /// Bytes held for a line or an event not yet complete.
+    pub fn pending(&self) -> usize {
+        self.line.len() + self.data.len()
+    }
+
     /// The stream ended. A final line without its terminator is taken as complete, and an event
     /// missing its closing blank line is dispatched (lenient: some servers stop without it).
     pub fn finish(&mut self, on_event: &mut impl FnMut(SseEvent<'_>)) {

@@ -541,7 +541,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         Err(e) => {
             // The flags were checked above; what the recipe check adds is about their values.
             for d in e.diagnostics.items.iter() {
-                eprintln!("error: {}", d.message);
+                match flag_of(&d.path) {
+                    Some(flag) => eprintln!("error: {flag}: {}", d.message),
+                    None => eprintln!("error: {}", d.message),
+                }
                 if let Some(h) = &d.help {
                     eprintln!("  help: {h}");
                 }
@@ -591,6 +594,26 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(code)
+}
+
+/// The flag behind a field of the recipe `bench` builds, to name it in an error.
+fn flag_of(path: &str) -> Option<&'static str> {
+    let field = path.rsplit(['.', '[']).next().unwrap_or(path);
+    Some(match field {
+        "users" => "--concurrency",
+        "rate" => "--rate",
+        "burstiness" => "--burstiness",
+        "max_in_flight" => "--max-in-flight",
+        "requests" => "--requests",
+        "duration" => "--duration",
+        "warmup" => "--warmup",
+        "cooldown" => "--cooldown",
+        "timeout" => "--timeout",
+        "prompt_tokens" => "--prompt-tokens",
+        "output_tokens" => "--output-tokens",
+        "path" => "--dataset",
+        _ => return None,
+    })
 }
 
 fn ms(v: f64) -> String {

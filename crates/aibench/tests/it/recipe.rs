@@ -170,7 +170,7 @@ fn every_problem_in_one_pass() {
         "{err}"
     );
     assert!(
-        err.contains("many.yaml:10:42: error: must not be negative"),
+        err.contains("many.yaml:10:42: error: must be at least 1, found -1"),
         "{err}"
     );
     assert!(err.contains("3 errors found"), "{err}");
@@ -638,4 +638,52 @@ workloads:
     ] {
         assert!(err.contains(expect), "{expect}: {err}");
     }
+}
+
+/// No number a user can write crashes, hangs or exhausts the machine: each is bounded where it
+/// is parsed, with a located error quoting what was written.
+#[test]
+fn quantities_are_bounded_where_they_are_parsed() {
+    for (load, expect) in [
+        (
+            "{ pattern: open-loop, arrival: poisson, rate: 1e-300/s }",
+            "below one request a day",
+        ),
+        (
+            "{ pattern: open-loop, arrival: poisson, rate: 1e300/s }",
+            "above the 1000000/s one client process can keep",
+        ),
+        (
+            "{ pattern: closed-loop, users: 4294967295 }",
+            "must be at most 100000, found 4294967295",
+        ),
+        (
+            "{ pattern: closed-loop, users: 99999999999999999999 }",
+            "`99999999999999999999` is out of range for an integer",
+        ),
+    ] {
+        let recipe = BASE.replace("{ pattern: closed-loop, users: 4 }", load);
+        let err = invalid("bounds.yaml", recipe.as_bytes());
+        assert!(
+            err.contains("bounds.yaml:9:"),
+            "located on the load line: {err}"
+        );
+        assert!(err.contains(expect), "{load}: {err}");
+    }
+    let run = Cmd::new(&[
+        "bench",
+        "http://127.0.0.1:9/",
+        "-c",
+        "4294967295",
+        "-n",
+        "1",
+    ])
+    .run();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--concurrency: must be at most 100000, found 4294967295"),
+        "{}",
+        run.stderr
+    );
 }
