@@ -491,6 +491,17 @@ pub struct Workload {
     pub clients: Clients,
 }
 
+impl Workload {
+    /// How long its load runs, warm-up and cool-down included, when a duration bounds it
+    /// (`None`: it stops after a number of requests, or when its schedule ends).
+    pub fn load_time(&self) -> Option<std::time::Duration> {
+        let d = |x: Option<Duration>| x.map(|d| d.std()).unwrap_or_default();
+        self.stop
+            .duration
+            .map(|m| d(self.warmup) + m.std() + d(self.cooldown))
+    }
+}
+
 fn default_request_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(300))
 }

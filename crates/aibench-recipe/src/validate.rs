@@ -185,8 +185,7 @@ fn dependency_cycles(cx: &mut Ctx, recipe: &Recipe) {
 
 /// The time a workload's load runs: warm-up, measurement and cool-down, in seconds.
 fn measure_secs(w: &Workload) -> u64 {
-    let secs = |d: Option<crate::units::Duration>| d.map_or(0, |d| d.std().as_secs());
-    secs(w.warmup) + secs(w.stop.duration) + secs(w.cooldown)
+    w.load_time().map_or(0, |t| t.as_secs())
 }
 
 /// On Slurm, consecutive trials whose services do not change share the services' jobs (see the

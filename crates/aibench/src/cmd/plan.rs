@@ -67,6 +67,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
         })
         .collect();
     print!("{}", table::render(&header, &rows));
+    println!("\n{}", estimate(&loaded, &plan));
     if let Some(first) = plan.trials.first() {
         if !first.services.is_empty() {
             println!("\nservices (first trial):");
@@ -104,6 +105,50 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// How long the run will take: the load of every trial (its longest workload, as a trial's
+/// workloads run at once), and how many times services start.
+fn estimate(loaded: &aibench_recipe::Loaded, plan: &aibench_plan::Plan) -> String {
+    let mut total = std::time::Duration::ZERO;
+    let mut open_ended = 0;
+    for t in &loaded.trials {
+        let times: Vec<_> = t.recipe.workloads.iter().map(|w| w.load_time()).collect();
+        if times.iter().any(Option::is_none) {
+            open_ended += 1;
+        }
+        total += times.into_iter().flatten().max().unwrap_or_default();
+    }
+    let starts = plan
+        .trials
+        .iter()
+        .filter(|t| t.restart_services && !t.services.is_empty())
+        .count();
+    let secs = total.as_secs();
+    let mut text = format!(
+        "time: about {} of load{}",
+        if secs >= 60 {
+            format!("{}m {:02}s", secs / 60, secs % 60)
+        } else {
+            format!("{secs}s")
+        },
+        if open_ended > 0 {
+            format!(
+                ", plus {open_ended} trial{} that stop{} after a number of requests",
+                if open_ended == 1 { "" } else { "s" },
+                if open_ended == 1 { "s" } else { "" }
+            )
+        } else {
+            String::new()
+        }
+    );
+    if starts > 0 {
+        text.push_str(&format!(
+            ", and {starts} service start{} (each until healthy)",
+            if starts == 1 { "" } else { "s" }
+        ));
+    }
+    text
 }
 
 fn shell_words(argv: &[String]) -> String {
