@@ -223,7 +223,7 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
     }
     html.push_str("<h3>Bottlenecks</h3>");
     if r.bottlenecks.is_empty() {
-        html.push_str("<p>No bottleneck found: in every trial the service kept up with the load it was offered, and the client sent on time.</p>");
+        let _ = write!(html, "<p>{}</p>", esc(&crate::sections::no_bottleneck(r)));
     }
     for v in &r.bottlenecks {
         verdict_html(&mut html, v);

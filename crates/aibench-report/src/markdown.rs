@@ -211,11 +211,7 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(md);
     }
     if r.bottlenecks.is_empty() {
-        let _ = writeln!(
-            md,
-            "No bottleneck found: in every trial the service kept up with the load it was \
-             offered, and the client sent on time.\n"
-        );
+        let _ = writeln!(md, "{}\n", crate::sections::no_bottleneck(r));
     } else {
         let _ = writeln!(md, "**Bottlenecks**\n");
         for v in &r.bottlenecks {
@@ -226,6 +222,9 @@ pub fn render(r: &Report) -> String {
 
     // The per-trial table.
     let _ = writeln!(md, "## Trials\n");
+    if let Some(slo) = &r.slo {
+        let _ = writeln!(md, "Objectives: {}.\n", slo_text(slo));
+    }
     let _ = writeln!(
         md,
         "{}\n\n{}",

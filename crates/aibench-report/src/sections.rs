@@ -343,3 +343,23 @@ pub fn metrics(t: &TrialReport) -> Option<Table> {
         marked: None,
     })
 }
+
+/// What to say when no bottleneck verdict fired. That the service kept up is said only of a run
+/// that completed every trial; otherwise the absence of a verdict is not evidence of anything.
+pub fn no_bottleneck(r: &Report) -> String {
+    use aibench_results::Status;
+    let completed = r.run.status == Some(Status::Completed)
+        && !r.trials.is_empty()
+        && r.trials.iter().all(|t| t.status == Some(Status::Completed));
+    if completed {
+        "No bottleneck found: in every trial the service kept up with the load it was offered, \
+         and the client sent on time."
+            .into()
+    } else {
+        format!(
+            "No bottleneck verdict: the run is {}, so what was measured may not show what limits \
+             the service.",
+            status_text(r.run.status)
+        )
+    }
+}

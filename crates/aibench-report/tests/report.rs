@@ -222,3 +222,50 @@ fn the_sweep_report_reads_as_before() {
         .replace(&tmp.path().display().to_string(), "<tmp>");
     insta::assert_snapshot!("sweep-report-md", md);
 }
+
+/// The report says what the objectives were, and never that "the service kept up" of a run
+/// that did not complete.
+#[test]
+fn a_failed_run_is_not_said_to_have_kept_up_and_objectives_are_stated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trial = || Trial {
+        id: "01".into(),
+        params: json!({}),
+        records: SERVER.records(2.0, 1.0, 5.0),
+        metrics: Vec::new(),
+    };
+    let ok = write_run(
+        &tmp.path().join("a"),
+        &RunSpec {
+            slo: json!({ "ttft": "500ms", "e2e_p99": "1000ms" }),
+            ..RunSpec::default()
+        },
+        &[trial()],
+    );
+    let md = std::fs::read_to_string(aibench_report::write_reports(&ok).unwrap().markdown).unwrap();
+    assert!(md.contains("No bottleneck found"), "{md}");
+    assert!(
+        md.contains("Objectives: per request TTFT ≤ 500 ms") && md.contains("E2E p99 ≤ 1000 ms"),
+        "{md}"
+    );
+
+    let failed = write_run(&tmp.path().join("b"), &RunSpec::default(), &[trial()]);
+    let run_json = failed.join("run.json");
+    let text = std::fs::read_to_string(&run_json)
+        .unwrap()
+        .replace("\"status\": \"completed\"", "\"status\": \"failed\"")
+        .replace("\"status\":\"completed\"", "\"status\":\"failed\"");
+    assert!(text.contains("failed"), "{text}");
+    std::fs::write(&run_json, text).unwrap();
+    let paths = aibench_report::write_reports(&failed).unwrap();
+    for text in [
+        std::fs::read_to_string(&paths.markdown).unwrap(),
+        std::fs::read_to_string(&paths.html).unwrap(),
+    ] {
+        assert!(!text.contains("kept up"), "{text}");
+        assert!(
+            text.contains("No bottleneck verdict: the run is failed"),
+            "{text}"
+        );
+    }
+}
