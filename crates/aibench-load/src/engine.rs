@@ -34,6 +34,8 @@ use crate::spec::{Arrival, CapPolicy, ErrorRate, LoadSpec, Pattern, Shard, Stop,
 
 /// Interval between progress snapshots.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// The live request rate is over this much of the recent past.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// Records go to the writer thread in batches of this many, or whatever is pending every
 /// [`WRITE_INTERVAL`] (see [`crate::records`] for why not one by one).
 const WRITE_BATCH: usize = 512;
@@ -606,7 +608,10 @@ async fn collect<D: Driver>(
     let (mut succeeded, mut errors, mut dropped) = (0u64, 0u64, 0u64);
     let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_tick = (Instant::now(), 0u64);
+    // Completions at recent ticks, for a rate over the last few seconds: over one 250 ms tick a
+    // few requests a second read as 0 or 8/s in turn.
+    let mut recent: std::collections::VecDeque<(Instant, u64)> =
+        std::collections::VecDeque::from([(Instant::now(), 0u64)]);
     let mut batch: Vec<RequestRecord> = Vec::new();
     let mut write_tick = tokio::time::interval(WRITE_INTERVAL);
     write_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -660,9 +665,15 @@ async fn collect<D: Driver>(
             _ = write_tick.tick(), if !batch.is_empty() => hand_over(&mut batch),
             _ = tick.tick(), if events.is_some() => {
                 let now = Instant::now();
-                let dt = now.duration_since(last_tick.0).as_secs_f64();
-                let rate = if dt > 0.0 { (succeeded - last_tick.1) as f64 / dt } else { 0.0 };
-                last_tick = (now, succeeded);
+                while recent.len() > 1
+                    && now.duration_since(recent[1].0) >= RATE_WINDOW
+                {
+                    recent.pop_front();
+                }
+                let (since, base) = recent[0];
+                let dt = now.duration_since(since).as_secs_f64();
+                let rate = if dt > 0.0 { (succeeded - base) as f64 / dt } else { 0.0 };
+                recent.push_back((now, succeeded));
                 if let Some(ev) = &events {
                     let _ = ev.try_send(snapshot(&acc, succeeded, errors, dropped, rate, false));
                 }

@@ -16,7 +16,7 @@ pub struct Progress {
     pub errors: u64,
     pub dropped: u64,
     pub in_flight: u64,
-    /// Successful requests per second over the last interval.
+    /// Successful requests per second over the last 5 s (since the start, until then).
     pub rate_rps: f64,
     pub ttft_p99_ms: Option<f64>,
     pub e2e_p99_ms: Option<f64>,

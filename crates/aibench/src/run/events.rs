@@ -144,7 +144,8 @@ pub struct Events {
     started: Instant,
     mode: Mode,
     live_line: bool,
-    last_plain_progress: f64,
+    /// When each workload of each trial last printed a plain progress line (its own clock).
+    last_plain_progress: std::collections::HashMap<(String, String), f64>,
 }
 
 impl Events {
@@ -154,7 +155,7 @@ impl Events {
             started: Instant::now(),
             mode,
             live_line: false,
-            last_plain_progress: -10.0,
+            last_plain_progress: Default::default(),
         }
     }
 
@@ -338,8 +339,12 @@ impl Events {
                 self.live_line = true;
             }
             Mode::Plain => {
-                if p.elapsed_s - self.last_plain_progress >= 5.0 {
-                    self.last_plain_progress = p.elapsed_s;
+                let last = self
+                    .last_plain_progress
+                    .entry((p.trial.clone(), p.workload.clone()))
+                    .or_insert(-10.0);
+                if p.elapsed_s - *last >= 5.0 {
+                    *last = p.elapsed_s;
                     self.say(&format!(
                         "  {} {} {:.0}s: {stats}",
                         p.workload, p.phase, p.elapsed_s

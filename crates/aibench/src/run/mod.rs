@@ -901,10 +901,17 @@ async fn measure(
         tokio::select! {
             Some((name, p)) = prx.recv() => {
                 live.observe_progress(&name, &p);
+                // Past the planned end (cool-down included), what is left is requests finishing.
+                let draining = p.phase == aibench_results::Phase::Cooldown
+                    && planned.get(&name).is_some_and(|end| p.elapsed.as_secs_f64() >= *end);
                 events.emit(Event::Progress(ProgressEvent {
                     trial: trial.id.clone(),
                     workload: name.clone(),
-                    phase: format!("{:?}", p.phase).to_lowercase(),
+                    phase: if draining {
+                        "draining".into()
+                    } else {
+                        format!("{:?}", p.phase).to_lowercase()
+                    },
                     elapsed_s: p.elapsed.as_secs_f64(),
                     planned_s: planned.get(&name).copied(),
                     sent: p.sent,

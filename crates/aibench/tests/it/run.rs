@@ -163,6 +163,12 @@ fn quickstart_end_to_end() {
     let recipe = workspace().join("examples/quickstart.yaml");
     let run = env.cmd(&["run", recipe.to_str().unwrap()]).run();
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    // Not a terminal: timestamped progress lines, in every trial (not only the first).
+    let trials: Vec<&str> = run.stderr.split("] trial ").skip(1).collect();
+    assert_eq!(trials.len(), 3, "{}", run.stderr);
+    for t in trials {
+        assert!(t.contains(" done  "), "a progress line in each trial: {t}");
+    }
     assert!(
         run.stdout.starts_with("report: results/quickstart-"),
         "{}",
