@@ -455,7 +455,8 @@ def aibench_bench(url, args, out_dir, env=None, extra=None, sampler_interval=0.1
     rc, out, err, ru, sampler = run_measured(argv, env=env, extra=extra, sampler_interval=sampler_interval)
     if rc != 0:
         raise RuntimeError(f"aibench bench failed ({rc}): {' '.join(argv)}\n{err[-3000:]}")
-    new = sorted(set(os.listdir(out_dir)) - before)
+    # The results root also gets the run catalog (a file): only folders are runs.
+    new = sorted(d for d in set(os.listdir(out_dir)) - before if os.path.isdir(os.path.join(out_dir, d)))
     run_dir = os.path.join(out_dir, new[-1]) if new else None
     return json.loads(out), ru, sampler, run_dir
 
