@@ -416,6 +416,12 @@ fn count_nodes(n: &Node) -> usize {
     }
 }
 
+/// A plain scalar that is a decimal integer (with an optional sign), whatever its size.
+pub fn is_integer_text(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    !unsigned.is_empty() && unsigned.chars().all(|c| c.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,10 +468,4 @@ mod tests {
         assert!(parse("# only a comment\n").is_err());
         assert!(parse("a: 1\n---\nb: 2\n").is_err());
     }
-}
-
-/// A plain scalar that is a decimal integer (with an optional sign), whatever its size.
-pub fn is_integer_text(text: &str) -> bool {
-    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
-    !unsigned.is_empty() && unsigned.chars().all(|c| c.is_ascii_digit())
 }
