@@ -598,12 +598,19 @@ impl Runner {
     /// Teardown, the run's status, report and catalog entry; the exit code.
     async fn finish(mut self) -> anyhow::Result<Outcome> {
         if self.deployed {
-            self.events.emit(Event::Phase {
-                phase: "teardown".into(),
-                trial: None,
-            });
+            // Said only when there is something of ours to stop (not for `bench URL`, nor for
+            // the services of `aibench up`); stopped in any case.
+            let announce = self.platform.starts_services() && !self.platform.records().is_empty();
+            if announce {
+                self.events.emit(Event::Phase {
+                    phase: "teardown".into(),
+                    trial: None,
+                });
+            }
             let n = self.platform.stop(Duration::from_secs(10));
-            self.events.emit(Event::ServicesStopped { count: n });
+            if announce || n > 0 {
+                self.events.emit(Event::ServicesStopped { count: n });
+            }
         }
         self.monitoring.stop().await;
 

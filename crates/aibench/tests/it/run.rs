@@ -430,6 +430,51 @@ fn resume_completes_the_same_trials() {
     assert_no_process_left(&m);
 }
 
+/// Services of `aibench up` are watched while `bench RECIPE` drives them: one that dies ends
+/// the measurement with its crash, completed requests kept (exit 3, the environment).
+#[test]
+fn a_service_of_up_that_dies_during_bench_is_noticed() {
+    let env = Env::new();
+    let m = marker("updies");
+    let recipe = env.recipe("d.yaml", &sim_recipe(&m, "60s", ""));
+    let up = env.cmd(&["up", recipe.to_str().unwrap()]).run();
+    assert_eq!(up.code, 0, "{}", up.stderr);
+    let before = env.run_dirs();
+    let mut child = env.spawn(&["bench", recipe.to_str().unwrap()]);
+    // The run's own folder, beside the one `up` wrote its logs into.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dir = loop {
+        let fresh = env.run_dirs().into_iter().find(|d| !before.contains(d));
+        if let Some(d) = fresh.filter(|d| {
+            std::fs::read_to_string(d.join("logs/events.jsonl"))
+                .is_ok_and(|e| e.contains("\"workload\":\"chat\",\"phase\":\"measure\""))
+        }) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "bench did not start measuring");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    for pid in processes_with(&m) {
+        if let Some(pid) = pid.split(':').next().and_then(|p| p.parse::<i32>().ok()) {
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    let code = wait_exit(&mut child, Duration::from_secs(60));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("service `llm` exited during the measurement"),
+        "{stderr}"
+    );
+    assert_eq!(read_json(&dir.join("run.json"))["status"], "failed");
+    let _ = env.cmd(&["down", "--all"]).run();
+    assert_no_process_left(&m);
+}
+
 #[test]
 fn up_services_down() {
     let env = Env::new();

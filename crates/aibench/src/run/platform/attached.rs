@@ -82,6 +82,10 @@ impl Platform for Attached {
         })
     }
 
+    fn starts_services(&self) -> bool {
+        false
+    }
+
     fn stop(&mut self, _grace: Duration) -> usize {
         // `aibench down` stops them.
         0

@@ -61,6 +61,12 @@ pub trait Platform {
     /// many there were.
     fn stop(&mut self, grace: Duration) -> usize;
 
+    /// Whether it starts (and so stops) services itself; services of `aibench up` are only
+    /// watched.
+    fn starts_services(&self) -> bool {
+        true
+    }
+
     /// Where the load clients of multi-process workloads start.
     fn clients(&self) -> Arc<dyn Clients>;
 
