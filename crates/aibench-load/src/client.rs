@@ -93,7 +93,8 @@ struct KeepAlive {
 }
 
 impl KeepAlive {
-    fn from_headers(h: &hyper::HeaderMap, now: std::time::Instant) -> KeepAlive {
+    /// What the response's headers say; the clock is read only when they give a timeout.
+    fn from_headers(h: &hyper::HeaderMap) -> KeepAlive {
         let mut k = KeepAlive {
             closing: h
                 .get_all(hyper::header::CONNECTION)
@@ -118,7 +119,7 @@ impl KeepAlive {
                         // to reach the server before it gives up on the connection.
                         let t = Duration::from_secs(u64::from(n));
                         let margin = (t / 4).min(Duration::from_secs(1));
-                        k.idle_until = Some(now + t - margin);
+                        k.idle_until = Some(std::time::Instant::now() + t - margin);
                     }
                     _ => {}
                 }
@@ -127,10 +128,13 @@ impl KeepAlive {
         k
     }
 
-    fn allows_another(&self, now: std::time::Instant) -> bool {
+    /// The clock is read only when the server gave an idle timeout (most do not).
+    fn allows_another(&self) -> bool {
         !self.closing
             && self.remaining != Some(0)
-            && self.idle_until.is_none_or(|until| now < until)
+            && self
+                .idle_until
+                .is_none_or(|until| std::time::Instant::now() < until)
     }
 }
 
@@ -159,9 +163,7 @@ impl Conn {
     }
 
     fn usable(&self) -> bool {
-        self.driver.is_some()
-            && !self.sender.is_closed()
-            && self.keep.allows_another(std::time::Instant::now())
+        self.driver.is_some() && !self.sender.is_closed() && self.keep.allows_another()
     }
 }
 
@@ -405,7 +407,7 @@ async fn exchange(
             }
         };
         rec.first_byte_us = Some(received());
-        let announced = KeepAlive::from_headers(resp.headers(), std::time::Instant::now());
+        let announced = KeepAlive::from_headers(resp.headers());
         if announced.closing || announced.remaining.is_some() || announced.idle_until.is_some() {
             *keep = announced;
         }

@@ -153,18 +153,7 @@ fn estimate(loaded: &aibench_recipe::Loaded, plan: &aibench_plan::Plan) -> Strin
 
 fn shell_words(argv: &[String]) -> String {
     argv.iter()
-        .map(|a| {
-            if a.is_empty() {
-                "''".to_string()
-            } else if a
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./:=${}@%+,".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
+        .map(|a| aibench_plan::kinds::shell_word(a))
         .collect::<Vec<_>>()
         .join(" ")
 }
