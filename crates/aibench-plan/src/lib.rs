@@ -28,6 +28,9 @@ pub struct Plan {
 pub struct TrialPlan {
     pub id: String,
     pub params: indexmap::IndexMap<String, serde_json::Value>,
+    /// Which repeat of its sweep point this is (recipes with `repeat: N > 1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
     /// The services must be (re)started before this trial: first trial, or a service changed.
     pub restart_services: bool,
     pub services: Vec<ServicePlan>,
@@ -111,6 +114,7 @@ fn plan_trial(trial: &Trial, restart_services: bool) -> TrialPlan {
     TrialPlan {
         id: trial.id.clone(),
         params: trial.params.clone(),
+        repeat: trial.repeat,
         restart_services,
         services: r.services.iter().map(|s| plan_service(r, s)).collect(),
         workloads: r.workloads.iter().map(plan_workload).collect(),

@@ -211,6 +211,7 @@ pub fn load_str(name: &str, text: &str, env: &dyn Env) -> Result<Loaded, LoadErr
     };
     diags.extend(validate::validate(&recipe, &tree, &base_dir));
     let trials = sweep::expand(&recipe, &json, &tree, &schema, env, &mut diags);
+    let trials = sweep::repeat(trials, recipe.repeat, &tree, &mut diags);
     diags.extend(validate::shared_jobs(&recipe, &trials, &tree));
     if diags.has_errors() {
         return Err(err(diags));

@@ -46,10 +46,20 @@ pub struct Recipe {
     /// Seed for every random choice (arrivals, prompt sampling), so runs repeat exactly.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Run every trial this many times, in rounds (the whole sweep, then again), with the same
+    /// seed. `aibench compare` counts the spread between repeats as noise; sweeps plot the
+    /// repeat with the median throughput.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[schemars(range(min = 1, max = 100))]
+    pub repeat: u32,
 }
 
 fn default_seed() -> u64 {
     42
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 // ---------------------------------------------------------------- platform

@@ -28,6 +28,9 @@ pub struct Trial {
     pub index: usize,
     /// The swept parameters and their values in this trial.
     pub params: IndexMap<String, J>,
+    /// Which repeat of its sweep point this is (1-based), when the recipe has `repeat: N > 1`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
     #[serde(skip)]
     pub recipe: Recipe,
 }
@@ -305,6 +308,7 @@ pub fn expand(
             id: "01".into(),
             index: 0,
             params: IndexMap::new(),
+            repeat: None,
             recipe: recipe.clone(),
         }];
     };
@@ -453,6 +457,7 @@ pub fn expand(
                 id,
                 index,
                 params,
+                repeat: None,
                 recipe: r,
             }),
             Err(e) => {
@@ -469,6 +474,46 @@ pub fn expand(
     }
     let _ = get;
     trials
+}
+
+pub use aibench_results::{point_of, REPEAT_SUFFIX};
+
+/// The trials run `repeat` times, in rounds: every sweep point once, then again. Ids gain
+/// `_repeat=<n>`; indices stay the sweep point's. More than [`MAX_TRIALS`] in all is an error.
+pub fn repeat(trials: Vec<Trial>, times: u32, tree: &Node, diags: &mut Diagnostics) -> Vec<Trial> {
+    if times <= 1 || trials.is_empty() {
+        return trials;
+    }
+    let total = trials.len().saturating_mul(times as usize);
+    if total > MAX_TRIALS {
+        let kp = KeyPath::root().key("repeat");
+        let (pos, width) = kp.key_pos(tree).unwrap_or_else(|| kp.pos(tree));
+        diags.push(
+            Diagnostic::error(
+                pos,
+                "repeat",
+                format!(
+                    "{} trials repeated {times} times make {total} trials; the limit is \
+                     {MAX_TRIALS}",
+                    trials.len()
+                ),
+            )
+            .with_width(width)
+            .with_help("repeat fewer times, or sweep fewer values"),
+        );
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(total);
+    for round in 1..=times {
+        for t in &trials {
+            out.push(Trial {
+                id: format!("{}{REPEAT_SUFFIX}{round}", t.id),
+                repeat: Some(round),
+                ..t.clone()
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]

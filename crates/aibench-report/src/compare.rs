@@ -9,6 +9,12 @@
 //! `latency_p99_pct` %; throughput (requests or output tokens per second) fell by more than
 //! `throughput_pct` %; the success rate fell by more than `success_rate_pct` percentage points;
 //! or, with `new_error_class`, an error class appeared that the baseline did not have.
+//!
+//! When both sides are run directories with their `requests.jsonl`, each of those changes is
+//! judged with its noise ([`crate::noise`]): a change is a regression only when its whole 95 %
+//! interval lies beyond the limit; a change beyond the limit whose interval reaches back inside
+//! it is reported as within the noise. Repeats of a trial (`repeat: N`) are pooled, and the
+//! spread between them counts as noise. Without samples, changes are judged on their values.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -20,6 +26,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Headline;
+use crate::noise::{self, Samples, Stat};
 use crate::rundir::RunData;
 
 /// Why an input could not be compared.
@@ -143,12 +150,16 @@ pub fn recipe_overrides(recipe: &serde_json::Value) -> Result<ThresholdOverrides
     Ok(o)
 }
 
-/// One trial (and workload) of a compared input.
+/// One trial (and workload) of a compared input, with all its repeats.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// The sweep point: the trial id without its `_repeat=<n>` suffix.
     pub trial: String,
     pub workload: String,
-    pub headline: Headline,
+    /// One per repeat (one without repeats).
+    pub headlines: Vec<Headline>,
+    /// The repeats' records in blocks, when every repeat has its `requests.jsonl`.
+    pub samples: Option<Samples>,
 }
 
 impl Entry {
@@ -176,8 +187,44 @@ fn from_summary(trial: &str, workload: &str, s: &Summary) -> Entry {
     Entry {
         trial: trial.to_string(),
         workload: workload.to_string(),
-        headline: Headline::from_summary(s),
+        headlines: vec![Headline::from_summary(s)],
+        samples: None,
     }
+}
+
+/// The entries of a run directory: repeats of one point and workload grouped, with samples.
+fn run_entries(data: &RunData) -> Vec<Entry> {
+    let mut groups: Vec<(String, &str, Vec<&crate::rundir::TrialData>)> = Vec::new();
+    for t in &data.trials {
+        let point = if t.repeat.is_some() {
+            aibench_results::point_of(&t.id)
+        } else {
+            &t.id
+        };
+        match groups
+            .iter_mut()
+            .find(|(p, w, _)| p == point && *w == t.workload)
+        {
+            Some((_, _, g)) => g.push(t),
+            None => groups.push((point.to_string(), &t.workload, vec![t])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(point, workload, ts)| {
+            let repeats: Vec<(&Path, &Summary)> =
+                ts.iter().map(|t| (t.dir.as_path(), &t.summary)).collect();
+            Entry {
+                trial: point,
+                workload: workload.to_string(),
+                headlines: ts
+                    .iter()
+                    .map(|t| Headline::from_summary(&t.summary))
+                    .collect(),
+                samples: Samples::read(&repeats),
+            }
+        })
+        .collect()
 }
 
 /// Read a run directory, a `report.json` or a `summary.json`.
@@ -190,11 +237,7 @@ pub fn load(input: &Path) -> Result<Side, CompareError> {
                 "no trial with a summary.json: nothing to compare",
             ));
         }
-        let entries = data
-            .trials
-            .iter()
-            .map(|t| from_summary(&t.id, &t.workload, &t.summary))
-            .collect();
+        let entries = run_entries(&data);
         return Ok(Side {
             label: if data.run.run_id.is_empty() {
                 input.display().to_string()
@@ -276,6 +319,11 @@ pub struct MetricDelta {
     /// The threshold this metric is gated on, in percent (or percentage points for the
     /// success rate); absent: shown, not gated.
     pub gate_pct: Option<f64>,
+    /// The 95 % interval of `delta_pct` (of `delta`, in points, for the success rate), from
+    /// the per-request samples; absent without them.
+    pub interval: Option<[f64; 2]>,
+    /// Beyond the threshold, but the interval reaches back inside it: not a regression.
+    pub within_noise: bool,
     pub regression: bool,
 }
 
@@ -288,6 +336,12 @@ pub struct PairResult {
     pub new_error_classes: Vec<String>,
     /// Each regression in words.
     pub regressions: Vec<String>,
+    /// Each change beyond a threshold but within the noise, in words.
+    pub within_noise: Vec<String>,
+    /// Repeats of the trial on each side.
+    pub repeats: [usize; 2],
+    /// Whether the changes were judged with their noise (both sides had per-request samples).
+    pub noise_judged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -317,6 +371,8 @@ struct Spec {
     better: Better,
     gate: Gate,
     get: fn(&Headline) -> Option<f64>,
+    /// The statistic the samples give for it, if any.
+    stat: Option<Stat>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -334,6 +390,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Higher,
         gate: Gate::Throughput,
         get: |h| Some(h.requests_per_s),
+        stat: Some(Stat::RequestsPerS),
     },
     Spec {
         name: "output tokens/s",
@@ -341,6 +398,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Higher,
         gate: Gate::Throughput,
         get: |h| Some(h.output_tokens_per_s),
+        stat: Some(Stat::OutputTokensPerS),
     },
     Spec {
         name: "goodput/s",
@@ -348,6 +406,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Higher,
         gate: Gate::None,
         get: |h| h.goodput_per_s,
+        stat: None,
     },
     Spec {
         name: "success rate",
@@ -355,6 +414,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Higher,
         gate: Gate::SuccessRate,
         get: |h| Some(h.success_rate * 100.0),
+        stat: Some(Stat::SuccessRate),
     },
     Spec {
         name: "TTFT p50",
@@ -362,6 +422,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Lower,
         gate: Gate::None,
         get: |h| h.ttft_p50_ms,
+        stat: None,
     },
     Spec {
         name: "TTFT p99",
@@ -369,6 +430,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Lower,
         gate: Gate::Latency,
         get: |h| h.ttft_p99_ms,
+        stat: Some(Stat::TtftP99),
     },
     Spec {
         name: "TPOT p50",
@@ -376,6 +438,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Lower,
         gate: Gate::None,
         get: |h| h.tpot_p50_ms,
+        stat: None,
     },
     Spec {
         name: "TPOT p99",
@@ -383,6 +446,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Lower,
         gate: Gate::Latency,
         get: |h| h.tpot_p99_ms,
+        stat: Some(Stat::TpotP99),
     },
     Spec {
         name: "ITL p50",
@@ -390,6 +454,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Lower,
         gate: Gate::None,
         get: |h| h.itl_p50_ms,
+        stat: None,
     },
     Spec {
         name: "ITL p99",
@@ -397,6 +462,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Lower,
         gate: Gate::Latency,
         get: |h| h.itl_p99_ms,
+        stat: Some(Stat::ItlP99),
     },
     Spec {
         name: "E2E p50",
@@ -404,6 +470,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Lower,
         gate: Gate::None,
         get: |h| h.e2e_p50_ms,
+        stat: None,
     },
     Spec {
         name: "E2E p99",
@@ -411,6 +478,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Lower,
         gate: Gate::Latency,
         get: |h| h.e2e_p99_ms,
+        stat: Some(Stat::E2eP99),
     },
     Spec {
         name: "E2E p99 from intended send",
@@ -418,6 +486,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Lower,
         gate: Gate::Latency,
         get: |h| h.e2e_from_intended_p99_ms,
+        stat: Some(Stat::E2eFromIntendedP99),
     },
     Spec {
         name: "send lag p99",
@@ -425,6 +494,7 @@ const METRICS: [Spec; 15] = [
         better: Better::Lower,
         gate: Gate::None,
         get: |h| h.send_lag_p99_ms,
+        stat: None,
     },
     Spec {
         name: "requests",
@@ -432,61 +502,141 @@ const METRICS: [Spec; 15] = [
         better: Better::Higher,
         gate: Gate::None,
         get: |h| Some(h.requests as f64),
+        stat: None,
     },
 ];
 
+/// The median of the repeats' values (the value itself without repeats).
+fn median(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let mut v: Vec<f64> = values.flatten().collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// `[low, high]` for reading: `[−3.0, +27.5]`.
+fn show_interval(i: [f64; 2], unit: &str) -> String {
+    format!("[{:+.1}, {:+.1}]{unit}", i[0], i[1])
+}
+
 fn compare_pair(b: &Entry, c: &Entry, t: &Thresholds) -> PairResult {
+    let noise = match (&b.samples, &c.samples) {
+        (Some(bs), Some(cs)) => {
+            let stats: Vec<Stat> = METRICS.iter().filter_map(|m| m.stat).collect();
+            let changes = noise::changes(bs, cs, &stats);
+            Some(
+                stats
+                    .into_iter()
+                    .zip(changes)
+                    .collect::<Vec<(Stat, Option<noise::Change>)>>(),
+            )
+        }
+        _ => None,
+    };
     let mut metrics = Vec::new();
     let mut regressions = Vec::new();
+    let mut within_noise = Vec::new();
     for m in &METRICS {
-        let (bv, cv) = ((m.get)(&b.headline), (m.get)(&c.headline));
+        let judged = m.stat.and_then(|st| {
+            noise
+                .as_ref()?
+                .iter()
+                .find(|(s, _)| *s == st)
+                .and_then(|(_, c)| c.clone())
+        });
+        let (bv, cv) = match &judged {
+            Some(ch) => (Some(ch.baseline), Some(ch.candidate)),
+            None => (
+                median(b.headlines.iter().map(m.get)),
+                median(c.headlines.iter().map(m.get)),
+            ),
+        };
         let delta = match (bv, cv) {
             (Some(x), Some(y)) => Some(y - x),
             _ => None,
         };
-        let delta_pct = match (bv, delta) {
-            (Some(x), Some(d)) if x.abs() > f64::EPSILON => Some(100.0 * d / x),
+        let delta_pct = match (&judged, bv, delta) {
+            (Some(ch), ..) if m.gate != Gate::SuccessRate => Some(ch.change),
+            (_, Some(x), Some(d)) if x.abs() > f64::EPSILON => Some(100.0 * d / x),
             _ => None,
         };
-        let (gate_pct, regression) = match (m.gate, bv, cv) {
-            (Gate::Latency, Some(x), Some(y)) => (
-                Some(t.latency_p99_pct),
-                y > x * (1.0 + t.latency_p99_pct / 100.0) && y - x > t.min_latency_delta_ms,
-            ),
-            (Gate::Throughput, Some(x), Some(y)) => (
-                Some(t.throughput_pct),
-                y < x * (1.0 - t.throughput_pct / 100.0),
-            ),
-            (Gate::SuccessRate, Some(x), Some(y)) => {
-                (Some(t.success_rate_pct), x - y > t.success_rate_pct)
+        let interval = judged.as_ref().map(|ch| [ch.low, ch.high]);
+        // Beyond the threshold on the values; beyond it with the whole interval.
+        let (gate_pct, worse, beyond_noise) = match (m.gate, bv, cv) {
+            (Gate::Latency, Some(x), Some(y)) => {
+                let limit = t.latency_p99_pct;
+                (
+                    Some(limit),
+                    y > x * (1.0 + limit / 100.0) && y - x > t.min_latency_delta_ms,
+                    interval.is_none_or(|i| i[0] > limit),
+                )
             }
-            (Gate::Latency, ..) => (Some(t.latency_p99_pct), false),
-            (Gate::Throughput, ..) => (Some(t.throughput_pct), false),
-            (Gate::SuccessRate, ..) => (Some(t.success_rate_pct), false),
-            (Gate::None, ..) => (None, false),
+            (Gate::Throughput, Some(x), Some(y)) => {
+                let limit = t.throughput_pct;
+                (
+                    Some(limit),
+                    y < x * (1.0 - limit / 100.0),
+                    interval.is_none_or(|i| i[1] < -limit),
+                )
+            }
+            (Gate::SuccessRate, Some(x), Some(y)) => {
+                let limit = t.success_rate_pct;
+                (
+                    Some(limit),
+                    x - y > limit,
+                    interval.is_none_or(|i| i[1] < -limit),
+                )
+            }
+            (Gate::Latency, ..) => (Some(t.latency_p99_pct), false, false),
+            (Gate::Throughput, ..) => (Some(t.throughput_pct), false, false),
+            (Gate::SuccessRate, ..) => (Some(t.success_rate_pct), false, false),
+            (Gate::None, ..) => (None, false, false),
         };
-        if regression {
+        let regression = worse && beyond_noise;
+        if worse {
             let (x, y) = (bv.unwrap_or(0.0), cv.unwrap_or(0.0));
-            regressions.push(match m.gate {
+            let limit = gate_pct.unwrap_or(0.0);
+            let what = match m.gate {
                 Gate::SuccessRate => format!(
-                    "{} fell from {x:.2}% to {y:.2}% (more than {} points)",
-                    m.name, t.success_rate_pct
+                    "{} fell from {x:.2}% to {y:.2}% (more than {limit} points",
+                    m.name
                 ),
                 Gate::Throughput => format!(
-                    "{} fell {:.1}% ({x:.2} → {y:.2} {}; limit −{}%)",
+                    "{} fell {:.1}% ({x:.2} → {y:.2} {}; limit −{limit}%",
                     m.name,
                     -delta_pct.unwrap_or(0.0),
                     m.unit,
-                    t.throughput_pct
                 ),
                 _ => format!(
-                    "{} grew {:.1}% ({x:.1} → {y:.1} {}; limit +{}%)",
+                    "{} grew {:.1}% ({x:.1} → {y:.1} {}; limit +{limit}%",
                     m.name,
                     delta_pct.unwrap_or(0.0),
                     m.unit,
-                    t.latency_p99_pct
                 ),
-            });
+            };
+            let unit = if m.gate == Gate::SuccessRate {
+                " points"
+            } else {
+                "%"
+            };
+            match interval {
+                Some(i) if regression => regressions.push(format!(
+                    "{what}; 95% interval {} beyond the limit)",
+                    show_interval(i, unit)
+                )),
+                Some(i) => within_noise.push(format!(
+                    "{what}; 95% interval {} reaches back inside the limit)",
+                    show_interval(i, unit)
+                )),
+                None => regressions.push(format!("{what})")),
+            }
         }
         metrics.push(MetricDelta {
             metric: m.name.into(),
@@ -497,15 +647,28 @@ fn compare_pair(b: &Entry, c: &Entry, t: &Thresholds) -> PairResult {
             delta,
             delta_pct,
             gate_pct,
+            interval,
+            within_noise: worse && !regression,
             regression,
         });
     }
-    let before: BTreeSet<&String> = b.headline.errors_by_class.keys().collect();
-    let new_error_classes: Vec<String> = c
-        .headline
-        .errors_by_class
-        .iter()
-        .filter(|(k, n)| **n > 0 && !before.contains(k))
+    let classes = |e: &Entry| -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for h in &e.headlines {
+            for (k, n) in &h.errors_by_class {
+                *out.entry(k.clone()).or_insert(0) += n;
+            }
+        }
+        out
+    };
+    let before: BTreeSet<String> = classes(b)
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, _)| k)
+        .collect();
+    let new_error_classes: Vec<String> = classes(c)
+        .into_iter()
+        .filter(|(k, n)| *n > 0 && !before.contains(k))
         .map(|(k, n)| format!("{k} ({n})"))
         .collect();
     if t.new_error_class && !new_error_classes.is_empty() {
@@ -525,6 +688,9 @@ fn compare_pair(b: &Entry, c: &Entry, t: &Thresholds) -> PairResult {
         metrics,
         new_error_classes,
         regressions,
+        within_noise,
+        repeats: [b.headlines.len(), c.headlines.len()],
+        noise_judged: noise.is_some(),
     }
 }
 
@@ -582,6 +748,40 @@ fn num(v: Option<f64>, unit: &str) -> String {
         Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
         Some(v) => format!("{v:.2}"),
     }
+}
+
+/// How the candidate's changes were judged, in words.
+fn noise_note(pairs: &[PairResult]) -> String {
+    if pairs.is_empty() {
+        return "no trial paired: nothing judged".into();
+    }
+    if !pairs.iter().all(|p| p.noise_judged) {
+        return "noise not judged: a side has no per-request samples (a summary.json or \
+                report.json, or a run without requests.jsonl); changes are judged on their \
+                values alone"
+            .into();
+    }
+    let [b, c] = pairs.iter().fold([usize::MAX; 2], |acc, p| {
+        [acc[0].min(p.repeats[0]), acc[1].min(p.repeats[1])]
+    });
+    let mut note = format!(
+        "noise: [low, high] is the 95% interval of each change, by block bootstrap over the \
+         per-request samples ({} resamples); a change is a regression only when its whole \
+         interval is beyond the limit",
+        noise::RESAMPLES
+    );
+    if b < 2 || c < 2 {
+        note.push_str(
+            "; with one repeat on a side the spread between runs is unknown: `repeat: 3` in \
+             the recipe measures it",
+        );
+    } else {
+        let _ = write!(
+            note,
+            "; {b} and {c} repeats: the spread between runs counts"
+        );
+    }
+    note
 }
 
 /// The comparison as text tables: one per baseline trial, a column per input.
@@ -649,8 +849,14 @@ pub fn render_text(c: &Comparison) -> String {
                             _ => None,
                         }
                         .unwrap_or_else(|| "–".into());
+                        let delta = match d.interval {
+                            Some(i) => format!("{delta} {}", show_interval(i, "")),
+                            None => delta,
+                        };
                         row.push(if d.regression {
                             format!("{delta} REGRESSION")
+                        } else if d.within_noise {
+                            format!("{delta} noise")
                         } else {
                             delta
                         });
@@ -711,22 +917,23 @@ pub fn render_text(c: &Comparison) -> String {
         }
         if cand.regression {
             let _ = writeln!(out, "#{} {}: REGRESSION", i + 1, cand.label);
-            for p in &cand.pairs {
-                for r in &p.regressions {
-                    let _ = writeln!(
-                        out,
-                        "  - {}{r}",
-                        if p.baseline.is_empty() {
-                            String::new()
-                        } else {
-                            format!("{}: ", p.baseline)
-                        }
-                    );
-                }
-            }
         } else {
             let _ = writeln!(out, "#{} {}: no regression", i + 1, cand.label);
         }
+        for p in &cand.pairs {
+            let at = if p.baseline.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", p.baseline)
+            };
+            for r in &p.regressions {
+                let _ = writeln!(out, "  - {at}{r}");
+            }
+            for r in &p.within_noise {
+                let _ = writeln!(out, "  ~ {at}within the noise: {r}");
+            }
+        }
+        let _ = writeln!(out, "  {}", noise_note(&cand.pairs));
     }
     let t = &c.thresholds;
     let _ = writeln!(

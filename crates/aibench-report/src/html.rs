@@ -23,6 +23,20 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// Escape `s`, drawing its `code` spans as `<code>`.
+fn code_spans(s: &str) -> String {
+    s.split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("<code>{}</code>", esc(part))
+            } else {
+                esc(part)
+            }
+        })
+        .collect()
+}
+
 const STYLE: &str = r#"
 :root { --fg:#1d2430; --muted:#5b6575; --line:#d9dee6; --bg:#ffffff; --soft:#f4f6f9;
         --ok:#2c8a3e; --bad:#c0392b; --warn:#b7791f; }
@@ -197,6 +211,14 @@ pub fn render(r: &Report, svgs: &[String]) -> String {
             )
         }
     );
+
+    if let Some(c) = &run.calibration {
+        let _ = write!(
+            html,
+            "<p class=\"meta\">{}</p>",
+            code_spans(&crate::sections::calibration(c))
+        );
+    }
 
     // Findings.
     html.push_str("<h2>Findings</h2>");

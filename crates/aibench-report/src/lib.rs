@@ -25,6 +25,7 @@ pub mod knee;
 pub mod markdown;
 pub mod metrics;
 pub mod model;
+pub mod noise;
 pub mod operations;
 pub mod plot;
 mod raster;
@@ -254,15 +255,6 @@ pub fn write_reports(run_dir: &Path) -> Result<ReportPaths> {
     let mut a = analyse(run_dir)?;
     let plots_dir = run_dir.join("plots");
     std::fs::create_dir_all(&plots_dir).map_err(ReportError::io("create", &plots_dir))?;
-    // Plots of an earlier report may name trials that are gone.
-    if let Ok(rd) = std::fs::read_dir(&plots_dir) {
-        for e in rd.filter_map(|e| e.ok()) {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "svg" || x == "png") {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    }
     let mut svgs = Vec::new();
     let mut paths = Vec::new();
     for fig in charts::figures(&a) {
@@ -298,6 +290,16 @@ pub fn write_reports(run_dir: &Path) -> Result<ReportPaths> {
         paths.push(svg_path);
         paths.push(png_path);
         svgs.push(svg);
+    }
+    // Plots of an earlier report may name trials that are gone. Removed after this report's
+    // are written (each atomically), so that a report made at the same time never loses one.
+    if let Ok(rd) = std::fs::read_dir(&plots_dir) {
+        for e in rd.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "svg" || x == "png") && !paths.contains(&p) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
     }
     let json_path = run_dir.join("report.json");
     let md_path = run_dir.join("report.md");

@@ -192,6 +192,10 @@ pub fn render(r: &Report) -> String {
         }
     );
 
+    if let Some(c) = &run.calibration {
+        let _ = writeln!(md, "{}\n", crate::sections::calibration(c));
+    }
+
     // Answers first.
     let _ = writeln!(md, "## Findings\n");
     let finding = |md: &mut String, f: &crate::sections::Finding| {

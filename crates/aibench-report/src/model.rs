@@ -62,6 +62,9 @@ pub struct RunReport {
     pub aibench_git: String,
     /// The services the recipe deployed.
     pub services: Vec<ServiceReport>,
+    /// This machine's measuring error, when `run --calibrate` measured it before the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<aibench_results::Calibration>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -30,6 +30,8 @@ pub struct TrialData {
     pub id: String,
     pub workload: String,
     pub params: IndexMap<String, serde_json::Value>,
+    /// Which repeat of its sweep point this is (recipes with `repeat: N > 1`).
+    pub repeat: Option<u32>,
     /// How the trial ended; `None` when run.json does not list it.
     pub status: Option<Status>,
     /// The trial folder (`trials/<id>`).
@@ -123,6 +125,7 @@ impl RunData {
             aibench_version: r.aibench_version.clone(),
             aibench_git: r.aibench_git.clone(),
             services: self.recipe.services.clone(),
+            calibration: r.calibration.clone(),
         }
     }
 
@@ -305,6 +308,7 @@ fn read_trials(
                     id: t.id.clone(),
                     workload,
                     params: params.clone(),
+                    repeat: t.repeat,
                     status,
                     trial_dir: trial_dir.clone(),
                     dir,

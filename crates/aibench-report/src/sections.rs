@@ -363,3 +363,25 @@ pub fn no_bottleneck(r: &Report) -> String {
         )
     }
 }
+
+/// The calibration `run --calibrate` measured, in one sentence (Markdown: `code` spans).
+pub fn calibration(c: &aibench_results::Calibration) -> String {
+    let load = match (c.users, c.rate_per_s) {
+        (_, Some(r)) => format!("open loop at {r}/s"),
+        (Some(u), None) => format!("{u} users"),
+        _ => "its load".into(),
+    };
+    format!(
+        "Measurement resolution: {:.2} ms. Before the run, `aibench selfcheck` on `{}` ({load}, \
+         {} requests against the fixed-timing simulator) measured TTFT error p99 {:.2} ms, ITL \
+         error p99 {:.2} ms, send lag p99 {:.2} ms and client CPU {:.0} % of one core; latency \
+         differences smaller than the resolution are below what this machine measures.",
+        c.resolution_ms,
+        c.hostname,
+        c.requests,
+        c.ttft_error.p99_ms,
+        c.itl_error.p99_ms,
+        c.send_lag.p99_ms,
+        c.client_cpu_pct,
+    )
+}

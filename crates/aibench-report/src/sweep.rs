@@ -4,7 +4,8 @@
 //! The x axis is the swept load parameter (a rate, a number of users, an in-flight cap, ...):
 //! among the parameters that take at least three numeric values, the first that names a load
 //! (`*.load.rate`, `*.load.users`, `*concurrency*`, `*max_in_flight*`), else the first. Trials
-//! that share the values of every other swept parameter form one curve.
+//! that share the values of every other swept parameter form one curve. Repeats of a point
+//! (`repeat: N`) share its parameters; the repeat with the median throughput stands for it.
 
 use std::str::FromStr;
 
@@ -224,8 +225,19 @@ fn curve(
         .filter_map(|t| Some((t.params.get(param).and_then(numeric)?, *t)))
         .filter(|(_, t)| t.headline.requests > 0)
         .collect();
-    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-    pts.dedup_by(|a, b| a.0 == b.0);
+    pts.sort_by(|a, b| {
+        a.0.total_cmp(&b.0).then(
+            a.1.headline
+                .requests_per_s
+                .total_cmp(&b.1.headline.requests_per_s),
+        )
+    });
+    // Repeats of a point (`repeat: N`): the one with the median throughput stands for it.
+    let mut medians: Vec<(f64, &TrialReport)> = Vec::new();
+    for chunk in pts.chunk_by(|a, b| a.0 == b.0) {
+        medians.push(chunk[(chunk.len() - 1) / 2]);
+    }
+    let pts = medians;
     if pts.len() < 3 {
         return None;
     }

@@ -86,6 +86,8 @@ pub enum Command {
     Run,
     /// `aibench bench URL`: one workload at a server that already runs, from flags.
     Bench,
+    /// `aibench selfcheck`: load at the fixed-timing simulator, to measure the client's error.
+    Selfcheck,
 }
 
 /// `run.json`.
@@ -123,6 +125,9 @@ pub struct RunInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipe_git: Option<String>,
     pub host: Host,
+    /// The measuring error of this machine, when `run --calibrate` measured it first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
     pub trials: Vec<TrialInfo>,
     /// Slurm jobs submitted for the run.
     pub job_ids: Vec<String>,
@@ -136,7 +141,66 @@ pub struct TrialInfo {
     pub id: String,
     /// The sweep's values for this trial (empty object without a sweep).
     pub params: serde_json::Value,
+    /// Which repeat of its sweep point this trial is (recipes with `repeat: N > 1`); the
+    /// repeats of one point share their params.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
     pub status: Status,
+}
+
+/// Quantiles of an error, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct ErrorStats {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// How far this machine's numbers can be trusted: `aibench selfcheck` drove load at the
+/// built-in simulator in fixed-timing mode, whose every token leaves on an exact schedule, and
+/// compared what the client measured with that schedule. The simulator's own lateness on the
+/// same machine counts too, so the errors bound the client's from above.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct Calibration {
+    /// The machine it ran on (where a local run's clients run).
+    pub hostname: String,
+    /// Closed-loop users, when the load was a closed loop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<u32>,
+    /// Requests per second, when the load was an open loop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_per_s: Option<f64>,
+    pub duration_s: f64,
+    pub output_tokens: u32,
+    /// The simulator's exact time to first token and gap between tokens.
+    pub ttft_ms: f64,
+    pub itl_ms: f64,
+    /// Measured requests that succeeded.
+    pub requests: u64,
+    /// |measured TTFT − exact TTFT|.
+    pub ttft_error: ErrorStats,
+    /// |measured gap − exact ITL|, over every gap.
+    pub itl_error: ErrorStats,
+    /// How late requests left against their schedule.
+    pub send_lag: ErrorStats,
+    /// aibench's own CPU over the measure window, percent of one core.
+    pub client_cpu_pct: f64,
+    /// The larger of the TTFT and ITL errors' p99: differences smaller than this are below what
+    /// this machine measures at this load.
+    pub resolution_ms: f64,
+}
+
+/// The suffix of a repeated trial's id: `03_users=8_repeat=2`.
+pub const REPEAT_SUFFIX: &str = "_repeat=";
+
+/// The sweep point a trial id names: the id without its `_repeat=<n>` suffix.
+pub fn point_of(id: &str) -> &str {
+    match id.rfind(REPEAT_SUFFIX) {
+        Some(i) if id[i + REPEAT_SUFFIX.len()..].parse::<u32>().is_ok() => &id[..i],
+        _ => id,
+    }
 }
 
 /// The machine aibench ran on.
@@ -254,6 +318,14 @@ pub fn run_schema() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_trial_ids_name_their_point() {
+        assert_eq!(point_of("03_users=8_repeat=2"), "03_users=8");
+        assert_eq!(point_of("01_repeat=10"), "01");
+        assert_eq!(point_of("01_users=8"), "01_users=8");
+        assert_eq!(point_of("01_repeat=x"), "01_repeat=x");
+    }
 
     #[test]
     fn ids_are_named_and_dated() {

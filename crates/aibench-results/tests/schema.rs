@@ -48,6 +48,7 @@ fn run_json_round_trips_and_old_ones_read() {
         trials: vec![aibench_results::TrialInfo {
             id: "01".into(),
             params: serde_json::json!({"concurrency": 8}),
+            repeat: None,
             status: aibench_results::Status::Completed,
         }],
         ..Default::default()

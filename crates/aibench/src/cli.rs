@@ -63,6 +63,8 @@ pub enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Serve a simulated vLLM-like LLM server (OpenAI and Ollama APIs, vLLM metrics)
     Sim(cmd::sim::SimArgs),
+    /// Measure this machine's own measuring error against the fixed-timing simulator
+    Selfcheck(cmd::selfcheck::SelfcheckArgs),
     /// Print the recipe JSON Schema (draft 2020-12), generated from the recipe types
     Schema(cmd::schema::SchemaArgs),
     /// Print a shell completion script

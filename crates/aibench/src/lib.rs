@@ -51,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Plan(args) => cmd::plan::run(args),
         Command::Schema(args) => cmd::schema::run(args),
         Command::Sim(args) => cmd::sim::run(args),
+        Command::Selfcheck(args) => cmd::selfcheck::run(args),
         Command::Completions(args) => cmd::completions::run(args),
     }
 }

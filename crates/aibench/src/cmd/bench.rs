@@ -508,6 +508,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
             dry_run: false,
             server_nodes: None,
             client_nodes: None,
+            calibrate: false,
+            calibration: None,
         });
     }
     if !args.workloads.is_empty() {
@@ -563,6 +565,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         dry_run: false,
         server_nodes: None,
         client_nodes: None,
+        calibrate: false,
+        calibration: None,
     };
     let generated = crate::run::Generated {
         loaded,

@@ -17,6 +17,13 @@ more than --throughput (10%), the success rate falls more than --success-rate (1
 error class appears that the baseline did not have. Thresholds come from these flags, else
 from the candidate recipe's `regression:` section, else the defaults.
 
+Noise: when both inputs are run directories, each gated change gets a 95% interval [low, high]
+by block bootstrap over the per-request records (a second's requests resampled together). A
+change is a REGRESSION only when its whole interval lies beyond the threshold; beyond the
+threshold with an interval reaching back inside, it is marked `noise` and does not fail.
+Repeats of a trial (`repeat: N` in the recipe) are pooled and resampled too, so the spread
+between runs counts: with one run per side, only the noise within a run is known.
+
 Exit codes: 0 no regression, 1 regression, 2 bad input.
 
 Examples:

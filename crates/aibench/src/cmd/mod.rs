@@ -10,6 +10,7 @@ pub mod plan;
 pub mod report;
 pub mod runs;
 pub mod schema;
+pub mod selfcheck;
 pub mod services;
 pub mod sim;
 pub mod validate;

@@ -81,6 +81,13 @@ pub struct RunArgs {
     /// Inside a Slurm allocation: the nodes reserved for load clients.
     #[arg(long, value_name = "NODES")]
     pub client_nodes: Option<String>,
+    /// First measure this machine's own measuring error at the recipe's heaviest load (`aibench
+    /// selfcheck`, about 12 s) and record it in run.json and the report.
+    #[arg(long, conflicts_with_all = ["resume", "dry_run"])]
+    pub calibrate: bool,
+    /// The calibration `--calibrate` measured, for run.json.
+    #[arg(skip)]
+    pub calibration: Option<aibench_results::Calibration>,
 }
 
 /// Ctrl-C and SIGTERM: the first cancels gracefully; a second Ctrl-C kills services and exits.
@@ -108,8 +115,74 @@ fn install_signals(cancel: Cancel, count: Arc<AtomicU32>) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<Outcome> {
+pub fn run(mut args: RunArgs) -> anyhow::Result<Outcome> {
+    if args.calibrate {
+        // A recipe that does not load is reported by the run itself, below.
+        if let Some(loaded) = args
+            .recipe
+            .as_deref()
+            .and_then(|p| aibench_recipe::load_file(p).ok())
+        {
+            let (users, rate) = heaviest_load(&loaded);
+            let check = crate::cmd::selfcheck::SelfcheckArgs::at(users, rate);
+            if !args.quiet {
+                eprintln!("calibrating: aibench selfcheck at the recipe's heaviest load first");
+            }
+            match crate::cmd::selfcheck::calibrate(&check, true)? {
+                Ok(c) => {
+                    if !args.quiet {
+                        eprint!("{}", crate::cmd::selfcheck::render(&c));
+                    }
+                    args.calibration = Some(c);
+                }
+                Err(code) => {
+                    eprintln!("error: the calibration against the simulator failed; the recipe was not run");
+                    return Ok(if code == Outcome::Success {
+                        Outcome::Broken
+                    } else {
+                        code
+                    });
+                }
+            }
+        }
+    }
     run_request(args, None).map(|(code, _)| code)
+}
+
+/// The heaviest load of any trial: its closed-loop users, or else its open-loop rate (each
+/// summed over the trial's workloads, which run together).
+fn heaviest_load(loaded: &Loaded) -> (Option<u32>, Option<f64>) {
+    use aibench_recipe::Load;
+    let (mut users, mut rate) = (0u32, 0.0f64);
+    for t in &loaded.trials {
+        let (mut u, mut r) = (0u32, 0.0f64);
+        for w in &t.recipe.workloads {
+            match &w.load {
+                Load::ClosedLoop { users, .. } => u = u.saturating_add(*users),
+                Load::OpenLoop {
+                    rate: rt,
+                    steps,
+                    ramp,
+                    ..
+                } => {
+                    let peak = rt
+                        .iter()
+                        .chain(steps.iter().map(|s| &s.rate))
+                        .chain(ramp.iter().flat_map(|x| [&x.from, &x.to]))
+                        .map(|x| x.per_second())
+                        .fold(0.0, f64::max);
+                    r += peak;
+                }
+            }
+        }
+        users = users.max(u);
+        rate = rate.max(r);
+    }
+    match (users, rate) {
+        (0, r) if r > 0.0 => (None, Some(r)),
+        (0, _) => (Some(1), None),
+        (u, _) => (Some(u), None),
+    }
 }
 
 /// A recipe made by another command rather than read from a file: `aibench bench URL` builds a
@@ -267,6 +340,7 @@ fn open_run_dir(args: &RunArgs, source: &Source, plan: &Plan) -> anyhow::Result<
             std::fs::write(rd.root.join("recipe.yaml"), &loaded.source.text)?;
             let mut info = new_info(loaded, plan, &source.recipe_path, rd.id(), started_at);
             info.command = source.command;
+            info.calibration = args.calibration.clone();
             (rd, info)
         }
     };
@@ -754,12 +828,14 @@ fn new_info(
             })
         }),
         host: Host::here(),
+        calibration: None,
         trials: plan
             .trials
             .iter()
             .map(|t| TrialInfo {
                 id: t.id.clone(),
                 params: serde_json::to_value(&t.params).unwrap_or_default(),
+                repeat: t.repeat,
                 status: Status::Pending,
             })
             .collect(),

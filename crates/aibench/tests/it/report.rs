@@ -309,3 +309,117 @@ fn runs_lists_and_filters_the_catalog() {
     let out = Cmd::new(&["compare", &id, &id[..id.len() - 2], "--root", root]).run();
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
 }
+
+/// A two-repeat run of the simulator at 4 users; `slow` scales every step time by 1.2.
+fn repeated_run(base: &Path, name: &str, slow: f64) -> PathBuf {
+    let us = |v: f64| format!("{}us", (v * slow).round());
+    let recipe = format!(
+        "name: {name}
+services:
+  - name: llm
+    kind: sim
+    model: noise-sim
+    args:
+      max-batch: 8
+      jitter: 0.1
+      seed: 7
+      decode-base: {}
+      decode-per-seq: {}
+      prefill-base: {}
+      prefill-per-token: {}
+workloads:
+  - name: chat
+    target: llm
+    protocol: openai-completions
+    dataset: {{ kind: synthetic, prompt_tokens: 64, output_tokens: 32 }}
+    load: {{ pattern: closed-loop, users: 4 }}
+    warmup: 1s
+    stop: {{ duration: 4s }}
+repeat: 2
+",
+        us(8000.0),
+        us(150.0),
+        us(2000.0),
+        us(50.0),
+    );
+    std::fs::write(base.join(format!("{name}.yaml")), recipe).unwrap();
+    let root = base.join(name);
+    let out = Cmd::new(&[
+        "run",
+        &format!("{name}.yaml"),
+        "--out",
+        root.to_str().unwrap(),
+        "--quiet",
+    ])
+    .dir(base)
+    .env("AIBENCH_HOME", base.join("home").to_str().unwrap())
+    .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("run.json").is_file())
+        .expect("a run directory")
+}
+
+/// Item: `compare` judges a change with its noise. Two runs of one seeded recipe are not a
+/// regression; the same recipe on a simulator 20 % slower is, with an interval beyond the
+/// limit. Repeats are grouped and their spread counted.
+#[test]
+fn compare_tells_noise_from_a_slower_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = repeated_run(tmp.path(), "same-a", 1.0);
+    let b = repeated_run(tmp.path(), "same-b", 1.0);
+    let slow = repeated_run(tmp.path(), "slower", 1.2);
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("run.json")).unwrap()).unwrap();
+    let ids: Vec<&str> = run["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["01_repeat=1", "01_repeat=2"]);
+    assert_eq!(run["trials"][1]["repeat"], 2);
+
+    let (a, b, slow) = (
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        slow.to_str().unwrap(),
+    );
+    let out = Cmd::new(&["compare", a, b]).run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("no regression") && out.stdout.contains("2 and 2 repeats"),
+        "{}",
+        out.stdout
+    );
+
+    let out = Cmd::new(&["compare", a, slow, "--json"]).run();
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let pair = &v["candidates"][0]["pairs"][0];
+    assert_eq!(pair["repeats"], serde_json::json!([2, 2]));
+    assert_eq!(pair["noise_judged"], true);
+    let e2e = pair["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "E2E p99")
+        .unwrap();
+    let (low, high) = (
+        e2e["interval"][0].as_f64().unwrap(),
+        e2e["interval"][1].as_f64().unwrap(),
+    );
+    assert!(
+        e2e["regression"] == true && low > 10.0 && high < 30.0,
+        "{e2e}"
+    );
+    let out = Cmd::new(&["compare", a, slow]).run();
+    assert!(
+        out.stdout.contains("E2E p99 grew") && out.stdout.contains("95% interval"),
+        "{}",
+        out.stdout
+    );
+}

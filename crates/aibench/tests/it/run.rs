@@ -895,3 +895,75 @@ fn postgres_tpcb_example_end_to_end() {
         "{stderr}"
     );
 }
+
+/// Item: `aibench selfcheck` measures this machine's measuring error against the fixed-timing
+/// simulator, and `run --calibrate` records it in run.json and states it in the report.
+#[test]
+fn selfcheck_measures_the_client_and_run_records_it() {
+    let out = Cmd::new(&[
+        "selfcheck",
+        "--users",
+        "4",
+        "--duration",
+        "2s",
+        "--warmup",
+        "500ms",
+        "--json",
+    ])
+    .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let c: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(c["users"], 4);
+    assert!(c["requests"].as_u64().unwrap() > 0, "{c}");
+    for k in ["ttft_error", "itl_error", "send_lag"] {
+        let (p50, p99, max) = (
+            c[k]["p50_ms"].as_f64().unwrap(),
+            c[k]["p99_ms"].as_f64().unwrap(),
+            c[k]["max_ms"].as_f64().unwrap(),
+        );
+        assert!(0.0 <= p50 && p50 <= p99 && p99 <= max, "{k}: {c}");
+    }
+    // Errors are measured against the schedule (50 ms TTFT, 10 ms ITL), not against zero.
+    assert!(c["ttft_error"]["p50_ms"].as_f64().unwrap() < 25.0, "{c}");
+    assert!(c["itl_error"]["p50_ms"].as_f64().unwrap() < 5.0, "{c}");
+    let resolution = c["resolution_ms"].as_f64().unwrap();
+    assert_eq!(
+        resolution,
+        c["ttft_error"]["p99_ms"]
+            .as_f64()
+            .unwrap()
+            .max(c["itl_error"]["p99_ms"].as_f64().unwrap())
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("r.yaml"), sim_recipe("cal", "2s", "")).unwrap();
+    let out = Cmd::new(&["run", "r.yaml", "--out", "results", "--calibrate"])
+        .dir(tmp.path())
+        .env("AIBENCH_HOME", tmp.path().join("home").to_str().unwrap())
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("resolution:"), "{}", out.stderr);
+    let run = std::fs::read_dir(tmp.path().join("results"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("run.json").is_file())
+        .unwrap();
+    let info = read_json(&run.join("run.json"));
+    // At the recipe's load: 2 users.
+    assert_eq!(info["calibration"]["users"], 2, "{info}");
+    assert!(info["calibration"]["requests"].as_u64().unwrap() > 0);
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("Measurement resolution:"), "{md}");
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("Measurement resolution:"));
+    // The calibration's own run directory does not stay behind in the results root.
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("results"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .count(),
+        1
+    );
+}
