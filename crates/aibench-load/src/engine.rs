@@ -496,12 +496,17 @@ pub(crate) async fn run_driver<D: Driver>(
         }
     }
 
+    // The hard deadline: whatever happens, scheduling and draining end by then.
+    let deadline = tokio::time::Instant::from_std(clock.start)
+        .checked_add(spec.deadline())
+        .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
     // Scheduling: until the pattern ends, or a stop.
     let mut schedule_end: Option<Option<StopReason>> = None;
     tokio::select! {
         r = &mut done_rx => schedule_end = Some(r.ok().flatten()),
         () = external.cancelled() => ctx.stop.trigger(StopReason::Cancelled),
         () = ctx.stop.notify.cancelled() => {}
+        () = tokio::time::sleep_until(deadline) => ctx.stop.trigger(StopReason::Deadline),
     }
     // Draining: requests in flight finish (each bounded by its timeout), unless stopped.
     if !ctx.stop.is_set() {
@@ -509,6 +514,7 @@ pub(crate) async fn run_driver<D: Driver>(
             () = ctx.wait_idle() => {}
             () = external.cancelled() => ctx.stop.trigger(StopReason::Cancelled),
             () = ctx.stop.notify.cancelled() => {}
+            () = tokio::time::sleep_until(deadline) => ctx.stop.trigger(StopReason::Deadline),
         }
     }
     // Stopped: the pattern stops scheduling at once; what is in flight gets the grace period,

@@ -43,4 +43,7 @@ pub use drivers::Workload;
 pub use engine::{run, RunOptions, RunOutcome, PROGRESS_INTERVAL};
 pub use error::LoadError;
 pub use protocol::{prepare, Prepared, Protocol, Target};
-pub use spec::{Arrival, CapPolicy, ErrorRate, LoadSpec, Pattern, Process, Shard, Stop, ThinkTime};
+pub use spec::{
+    Arrival, CapPolicy, ErrorRate, LoadSpec, Pattern, Process, Shard, Stop, ThinkTime,
+    DEFAULT_MAX_DURATION,
+};

@@ -25,6 +25,23 @@ pub struct LoadSpec {
     pub grace: Duration,
 }
 
+impl LoadSpec {
+    /// When the measurement ends whatever happens, from its start: `stop.max_duration` if
+    /// given; else, with a duration, warm-up + window + cool-down + one request timeout (the
+    /// longest a request sent in the window may take); else [`DEFAULT_MAX_DURATION`].
+    pub fn deadline(&self) -> Duration {
+        match (self.stop.max_duration, self.stop.duration) {
+            (Some(d), _) => d,
+            (None, Some(d)) => self
+                .warmup
+                .saturating_add(d)
+                .saturating_add(self.cooldown)
+                .saturating_add(self.timeout),
+            (None, None) => DEFAULT_MAX_DURATION,
+        }
+    }
+}
+
 impl Default for LoadSpec {
     fn default() -> Self {
         LoadSpec {
@@ -186,7 +203,13 @@ pub struct Stop {
     /// Closed loop: after a failure, a user waits this long before its next request, doubling
     /// with each further failure in a row (at most 8×). Zero: no wait.
     pub error_backoff: Duration,
+    /// The hard deadline, from the start: when it passes, scheduling stops and requests in
+    /// flight get the grace period. `None`: [`LoadSpec::deadline`]'s default.
+    pub max_duration: Option<Duration>,
 }
+
+/// A measurement stopped by a request count alone ends at the latest after this.
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(3600);
 
 /// An error-rate threshold, judged only once enough requests have completed.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -858,3 +858,33 @@ async fn servers_that_close_kept_alive_connections_cost_no_request() {
         }
     }
 }
+
+/// Item: a hard deadline ends every measurement. Against a server that never answers, with a
+/// request timeout of five minutes and a request count it can never reach, the run stops at
+/// `max_duration`, gives what is in flight the grace period, records it as cancelled and says
+/// why it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_deadline_ends_a_measurement_that_cannot_finish() {
+    let server = serve(Behavior::Hang).await;
+    let mut spec = closed(2, 1_000);
+    spec.timeout = Duration::from_secs(300);
+    spec.grace = Duration::from_millis(200);
+    spec.stop.max_duration = Some(Duration::from_millis(500));
+    assert_eq!(spec.deadline(), Duration::from_millis(500));
+    let (out, records) = run_recorded(&spec, &openai(server.url()), &dataset(4)).await;
+    assert_eq!(out.stop_reason, StopReason::Deadline);
+    assert_eq!(out.summary.stop_reason, Some(StopReason::Deadline));
+    assert!(!out.summary.interrupted);
+    assert_eq!(out.summary.counts.cancelled, 2, "{:?}", out.summary.counts);
+    assert!(records
+        .iter()
+        .all(|r| r.error == Some(ErrorClass::Cancelled)));
+
+    // The default deadline: the plan plus one request timeout, or an hour for a count alone.
+    let mut d = closed(1, 10);
+    d.stop.duration = Some(Duration::from_secs(10));
+    d.warmup = Duration::from_secs(2);
+    d.timeout = Duration::from_secs(30);
+    assert_eq!(d.deadline(), Duration::from_secs(42));
+    assert_eq!(closed(1, 10).deadline(), aibench_load::DEFAULT_MAX_DURATION);
+}

@@ -1128,6 +1128,11 @@ pub struct Stop {
     /// Pause of a closed-loop user after a failed request, doubling on each failure in a row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_backoff: Option<Duration>,
+    /// Hard deadline from the workload's start, drain included: when it passes, requests in
+    /// flight get 10 s, then are cancelled. Default: warm-up + duration + cool-down + the
+    /// request timeout with `duration`; one hour with `requests` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<Duration>,
 }
 
 impl Default for Stop {
@@ -1138,6 +1143,7 @@ impl Default for Stop {
             max_consecutive_errors: None,
             max_error_rate: None,
             error_backoff: None,
+            max_duration: None,
         }
     }
 }

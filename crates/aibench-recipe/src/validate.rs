@@ -636,6 +636,25 @@ fn workload(cx: &mut Ctx, recipe: &Recipe, w: &Workload, path: &KeyPath, base_di
             Some("leave it out for the default, or give e.g. `timeout: 60s`".into()),
         );
     }
+    if let Some(max) = w.stop.max_duration {
+        let planned = w.warmup.map(|d| d.std()).unwrap_or_default()
+            + w.stop.duration.map(|d| d.std()).unwrap_or_default()
+            + w.cooldown.map(|d| d.std()).unwrap_or_default();
+        if max.std().is_zero() || max.std() < planned {
+            cx.error(
+                &path.key("stop").key("max_duration"),
+                format!(
+                    "a deadline of {max} ends the measurement before its plan does \
+                     (warm-up, duration and cool-down take {})",
+                    crate::units::Duration(planned)
+                ),
+                Some(format!(
+                    "leave it out for the default, or give at least {}",
+                    crate::units::Duration(planned)
+                )),
+            );
+        }
+    }
     if let (PlatformKind::Slurm, Some(limit)) = (
         recipe.platform.kind,
         recipe.platform.slurm.as_ref().and_then(|s| s.time),

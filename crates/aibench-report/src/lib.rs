@@ -86,6 +86,13 @@ fn analyse_data(data: &RunData) -> Analysis {
     let mut no_records = Vec::new();
     for t in &data.trials {
         let summary = t.summary.clone();
+        if summary.stop_reason == Some(aibench_results::StopReason::Deadline) {
+            notes.push(format!(
+                "trial `{}` ({}): its hard deadline (`stop.max_duration`) passed before its plan \
+                 ended; {} requests in flight were cancelled",
+                t.id, t.workload, summary.counts.cancelled
+            ));
+        }
         let records = series::analyse_records(&t.dir.join("requests.jsonl"), &summary);
         if records.is_none() {
             no_records.push(t.id.clone());

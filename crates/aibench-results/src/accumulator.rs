@@ -1031,9 +1031,10 @@ fn stop_rank(r: StopReason) -> u8 {
         StopReason::ScheduleEnd => 0,
         StopReason::Duration => 1,
         StopReason::Requests => 2,
-        StopReason::ErrorBudget => 3,
-        StopReason::Cancelled => 4,
-        StopReason::InternalError => 5,
+        StopReason::Deadline => 3,
+        StopReason::ErrorBudget => 4,
+        StopReason::Cancelled => 5,
+        StopReason::InternalError => 6,
     }
 }
 

@@ -104,6 +104,9 @@ pub enum StopReason {
     /// aibench itself failed (a panic in its scheduler or a user task); every record up to
     /// then is kept.
     InternalError,
+    /// The hard deadline passed (`stop.max_duration`, or the measurement plus one request
+    /// timeout): what was in flight got the grace period, then was cancelled.
+    Deadline,
 }
 
 impl StopReason {

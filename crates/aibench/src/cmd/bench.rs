@@ -119,6 +119,11 @@ pub struct BenchArgs {
     #[arg(long, short = 'd', value_parser = parse_duration, value_name = "DURATION")]
     pub duration: Option<Duration>,
 
+    /// Hard deadline, drain included: then requests in flight get 10 s and are cancelled
+    /// [default: warm-up + duration + cool-down + --timeout; 1h with --requests alone]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub max_duration: Option<Duration>,
+
     /// Requests intended in this first stretch are recorded as warm-up and left out of the summary
     #[arg(long, value_parser = parse_duration, default_value = "0s", value_name = "DURATION")]
     pub warmup: Duration,
@@ -483,6 +488,9 @@ fn stop_json(args: &BenchArgs) -> serde_json::Value {
             }
         }
     }
+    if let Some(d) = args.max_duration {
+        stop.insert("max_duration".into(), json!(duration_text(d)));
+    }
     if args.max_consecutive_errors > 0 {
         stop.insert(
             "max_consecutive_errors".into(),
@@ -610,6 +618,7 @@ fn flag_of(path: &str) -> Option<&'static str> {
         "max_in_flight" => "--max-in-flight",
         "requests" => "--requests",
         "duration" => "--duration",
+        "max_duration" => "--max-duration",
         "warmup" => "--warmup",
         "cooldown" => "--cooldown",
         "timeout" => "--timeout",

@@ -139,6 +139,7 @@ pub fn load_spec(w: &r::Workload, seed: u64, base_dir: &Path) -> anyhow::Result<
                 min_requests: 100,
             }),
             error_backoff: w.stop.error_backoff.map(std).unwrap_or_default(),
+            max_duration: w.stop.max_duration.map(std),
         },
         warmup: w.warmup.map(std).unwrap_or_default(),
         cooldown: w.cooldown.map(std).unwrap_or_default(),

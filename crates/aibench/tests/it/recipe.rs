@@ -425,6 +425,28 @@ workloads:
         "{err}"
     );
 
+    // A hard deadline shorter than the plan it would cut.
+    let err = invalid(
+        "deadline.yaml",
+        b"name: t
+services:
+  - name: llm
+    kind: sim
+workloads:
+  - name: chat
+    target: llm
+    protocol: openai-completions
+    load: { pattern: closed-loop, users: 1 }
+    warmup: 2s
+    stop: { duration: 5s, max_duration: 6s }
+",
+    );
+    assert!(err.contains("deadline.yaml:11:41"), "{err}");
+    assert!(
+        err.contains("ends the measurement before its plan does") && err.contains("at least 7s"),
+        "{err}"
+    );
+
     // Services waiting for each other forever.
     let err = invalid(
         "cycle.yaml",
