@@ -11,6 +11,12 @@
 //! | `host_network_receive_bytes_per_second`, `host_network_transmit_bytes_per_second` | `device` | bytes/s |
 //! | `host_disk_read_bytes_per_second`, `host_disk_write_bytes_per_second` | `device` (whole disks) | bytes/s |
 //! | `host_load1`, `host_load5`, `host_load15`     |                        | runnable tasks |
+//! | `process_cpu_cores`                           | `process`              | cores busy  |
+//! | `process_resident_memory_bytes`, `process_threads` | `process`         | bytes, threads |
+//!
+//! The `process_*` series are the watched processes ([`Watch`]): a service's process group, or
+//! aibench itself with its client shards, so that a busy host can be told apart from a busy
+//! service.
 //!
 //! Utilisation counts every state but idle and iowait as busy.
 
@@ -53,9 +59,51 @@ impl CpuTimes {
     }
 }
 
+/// Processes to sample, under a name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// Every process of this process group (a local service and its children).
+    Group(u32),
+    /// This process and those of its children that share its process group (aibench and its
+    /// client shards, not the services it started in groups of their own).
+    Tree(u32),
+}
+
+/// One process's line of `/proc/<pid>/stat`, the fields used.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct ProcStat {
+    pid: u32,
+    ppid: u32,
+    pgrp: u32,
+    /// utime + stime, clock ticks.
+    ticks: u64,
+    threads: u64,
+    /// Resident set, pages.
+    rss: u64,
+}
+
+fn parse_proc_stat(pid: u32, text: &str) -> Option<ProcStat> {
+    // The command name is in parentheses and may hold spaces: fields follow the last `)`.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    // After the name: state(0) ppid(1) pgrp(2) ... utime(11) stime(12) ... num_threads(17)
+    // ... rss(21).
+    Some(ProcStat {
+        pid,
+        ppid: n(1)? as u32,
+        pgrp: n(2)? as u32,
+        ticks: n(11)? + n(12)?,
+        threads: n(17)?,
+        rss: n(21)?,
+    })
+}
+
 #[derive(Clone, Debug)]
 struct Counters {
     at: Instant,
+    /// CPU ticks of each watched name.
+    procs: BTreeMap<String, u64>,
     /// `cpu` (all) first, then `cpu0`, `cpu1`, ...
     cpus: Vec<(String, CpuTimes)>,
     net: BTreeMap<String, (u64, u64)>,
@@ -67,6 +115,7 @@ pub struct HostSampler {
     proc_root: PathBuf,
     sys_root: PathBuf,
     prev: Option<Counters>,
+    watched: Vec<(String, Watch)>,
 }
 
 impl Default for HostSampler {
@@ -86,7 +135,52 @@ impl HostSampler {
             proc_root: proc_root.into(),
             sys_root: sys_root.into(),
             prev: None,
+            watched: Vec::new(),
         }
+    }
+
+    /// Also sample these processes, each under its name.
+    pub fn watching(mut self, watched: Vec<(String, Watch)>) -> HostSampler {
+        self.watched = watched;
+        self
+    }
+
+    /// CPU ticks, threads and resident pages of each watched name.
+    fn processes(&self) -> BTreeMap<String, (u64, u64, u64)> {
+        let mut out = BTreeMap::new();
+        if self.watched.is_empty() {
+            return out;
+        }
+        let Ok(dir) = std::fs::read_dir(&self.proc_root) else {
+            return out;
+        };
+        let stats: Vec<ProcStat> = dir
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| {
+                let text =
+                    std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("stat"))
+                        .ok()?;
+                parse_proc_stat(pid, &text)
+            })
+            .collect();
+        for (name, watch) in &self.watched {
+            let mine = |p: &ProcStat| match *watch {
+                Watch::Group(g) => p.pgrp == g,
+                Watch::Tree(root) => {
+                    p.pid == root
+                        || (p.ppid == root
+                            && stats.iter().any(|r| r.pid == root && r.pgrp == p.pgrp))
+                }
+            };
+            let e = out.entry(name.clone()).or_insert((0, 0, 0));
+            for p in stats.iter().filter(|p| mine(p)) {
+                e.0 += p.ticks;
+                e.1 += p.threads;
+                e.2 += p.rss;
+            }
+        }
+        out
     }
 
     /// One sample at `now`. Fails only when `/proc/stat` cannot be read; other files that are
@@ -95,14 +189,25 @@ impl HostSampler {
         let stat = std::fs::read_to_string(self.proc_root.join("stat"))?;
         let read =
             |name: &str| std::fs::read_to_string(self.proc_root.join(name)).unwrap_or_default();
+        let procs = self.processes();
         let counters = Counters {
             at: now,
+            procs: procs.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
             cpus: parse_stat(&stat),
             net: parse_net_dev(&read("net/dev")),
             disk: parse_diskstats(&read("diskstats"), &self.whole_disks()),
         };
         let mut out = Vec::new();
         levels(&read("meminfo"), &read("loadavg"), &mut out);
+        let page = page_size();
+        for (name, (_, threads, rss)) in &procs {
+            out.push(s("process_threads", &[("process", name)], *threads as f64));
+            out.push(s(
+                "process_resident_memory_bytes",
+                &[("process", name)],
+                (*rss * page) as f64,
+            ));
+        }
         if let Some(prev) = &self.prev {
             rates(prev, &counters, &mut out);
         }
@@ -153,8 +258,37 @@ fn levels(meminfo: &str, loadavg: &str, out: &mut Vec<Sample>) {
     }
 }
 
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 {
+        v as u64
+    } else {
+        4096
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 {
+        v as f64
+    } else {
+        100.0
+    }
+}
+
 fn rates(prev: &Counters, now: &Counters, out: &mut Vec<Sample>) {
     let dt = now.at.saturating_duration_since(prev.at).as_secs_f64();
+    if dt > 0.0 {
+        let hz = clock_ticks();
+        for (name, ticks) in &now.procs {
+            if let Some(old) = prev.procs.get(name) {
+                let cores = ticks.saturating_sub(*old) as f64 / hz / dt;
+                out.push(s("process_cpu_cores", &[("process", name)], cores));
+            }
+        }
+    }
     for (name, cur) in &now.cpus {
         let Some((_, old)) = prev.cpus.iter().find(|(n, _)| n == name) else {
             continue;
@@ -405,6 +539,75 @@ mod tests {
             get("host_disk_read_bytes_per_second", ("device", "sda1")),
             None
         );
+    }
+
+    /// A `/proc/<pid>/stat` line: pid, (comm), state, ppid, pgrp, then utime and stime as
+    /// fields 14 and 15, num_threads 20, rss 24.
+    fn proc_stat(pid: u32, comm: &str, ppid: u32, pgrp: u32, ticks: u64, threads: u64) -> String {
+        let mut f = vec!["0".to_string(); 22];
+        f[0] = "S".into();
+        f[1] = ppid.to_string();
+        f[2] = pgrp.to_string();
+        f[11] = ticks.to_string();
+        f[12] = "0".into();
+        f[17] = threads.to_string();
+        f[21] = "100".into();
+        format!("{pid} ({comm}) {}\n", f.join(" "))
+    }
+
+    #[test]
+    fn watched_processes_are_summed_by_group_and_tree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        write_fixture(d, "cpu  100 0 100 800 0 0 0 0 0 0\n", NET_HEAD, "");
+        let procs = |ticks: u64| {
+            // aibench (10, group 10) with a client shard (11) and a service it started in a
+            // group of its own (20, with a worker 21); an unrelated process (30).
+            for (pid, comm, ppid, pgrp, t) in [
+                (10, "aibench", 1, 10, ticks),
+                (11, "aibench client", 10, 10, ticks),
+                (20, "sim (x)", 10, 20, 2 * ticks),
+                (21, "worker", 20, 20, 2 * ticks),
+                (30, "other", 1, 30, 50 * ticks),
+            ] {
+                std::fs::create_dir_all(d.join(format!("proc/{pid}"))).unwrap();
+                std::fs::write(
+                    d.join(format!("proc/{pid}/stat")),
+                    proc_stat(pid, comm, ppid, pgrp, t, 2),
+                )
+                .unwrap();
+            }
+        };
+        procs(0);
+        let mut h = HostSampler::with_roots(d.join("proc"), d.join("sys")).watching(vec![
+            ("aibench".into(), Watch::Tree(10)),
+            ("llm".into(), Watch::Group(20)),
+        ]);
+        let t0 = Instant::now();
+        let first = h.sample(t0).unwrap();
+        let find = |v: &[Sample], name: &str, labels: &str| {
+            v.iter()
+                .find(|s| {
+                    s.name == name
+                        && s.labels
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            == [labels]
+                })
+                .map(|s| s.value)
+        };
+        assert_eq!(find(&first, "process_threads", "process=llm"), Some(4.0));
+        assert_eq!(
+            find(&first, "process_resident_memory_bytes", "process=aibench"),
+            Some((200 * page_size()) as f64)
+        );
+        let hz = clock_ticks() as u64;
+        procs(hz);
+        let second = h.sample(t0 + Duration::from_secs(1)).unwrap();
+        let cores = |p: &str| find(&second, "process_cpu_cores", p).unwrap();
+        assert!((cores("process=aibench") - 2.0).abs() < 1e-9);
+        assert!((cores("process=llm") - 4.0).abs() < 1e-9);
     }
 
     #[test]

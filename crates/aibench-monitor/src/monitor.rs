@@ -43,6 +43,9 @@ pub struct MonitorConfig {
     pub targets: Vec<Target>,
     /// Sample this host's CPU, memory, network, disk and load.
     pub system: bool,
+    /// With `system`, also these processes of this host, each under its name (`process_*`
+    /// series).
+    pub processes: Vec<(String, crate::host::Watch)>,
     /// Sample GPUs through NVML where present.
     pub gpu: bool,
     /// Where NVML is when the loader cannot find `libnvidia-ml.so.1` by itself.
@@ -73,6 +76,7 @@ impl MonitorConfig {
             scrape_timeout: None,
             targets: Vec::new(),
             system: true,
+            processes: Vec::new(),
             gpu: true,
             nvml_library: None,
             out_dir: out_dir.into(),
@@ -296,7 +300,9 @@ impl Monitor {
             } else {
                 None
             };
-            let host = config.system.then(HostSampler::new);
+            let host = config
+                .system
+                .then(|| HostSampler::new().watching(config.processes.clone()));
             handle.system = Some(handle.spawn_system(host, gpu)?);
         }
         Ok(handle)

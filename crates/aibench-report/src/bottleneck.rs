@@ -11,6 +11,7 @@ use crate::model::{
     BottleneckKind, BucketPhase, Confidence, Evidence, SweepReport, TrialReport, Verdict,
 };
 use crate::series::slope;
+use std::fmt::Write as _;
 
 /// The client is late when its send lag p99 exceeds this many milliseconds ...
 pub const CLIENT_LAG_P99_MS: f64 = 10.0;
@@ -701,16 +702,88 @@ fn cpu(t: &TrialReport, m: &TrialMetrics) -> Option<Verdict> {
             signals += 1;
         }
     }
+    let mut summary = format!("the host CPUs were {:.0}% busy on average", mean * 100.0);
+    let mut advice = String::from(
+        "The host CPUs are saturated: give a CPU-served model more cores (`resources.cpus`) or \
+         threads, move the load client to another node, or, for a GPU server, check that \
+         tokenisation and scheduling threads are not starved.",
+    );
+    // Who kept them busy: the services, aibench (the load client), or something else.
+    let cores = m
+        .named(CPU_METRICS[0])
+        .filter(|s| s.labels.starts_with("cpu=") && s.labels != "cpu=total")
+        .count();
+    let used = process_cores(m, from, to);
+    if let (true, Some((client, services))) = (cores > 0, used) {
+        let busy = mean * cores as f64;
+        let other = (busy - client - services).max(0.0);
+        evidence.push(ev("aibench CPU (cores)", client, "cores", None, "metrics"));
+        evidence.push(ev(
+            "services' CPU (cores)",
+            services,
+            "cores",
+            None,
+            "metrics",
+        ));
+        evidence.push(ev(
+            "other processes' CPU (cores)",
+            other,
+            "cores",
+            None,
+            "metrics",
+        ));
+        if other > OTHER_SHARE * busy && other > 0.2 {
+            let _ = write!(
+                summary,
+                ", {:.0}% of it by other processes than the services and aibench",
+                100.0 * other / busy
+            );
+            advice = format!(
+                "Other processes kept the CPUs busy ({other:.1} of {cores} cores): measure on a \
+                 node of your own, or stop them, before reading these results as the service's. \
+                 {advice}"
+            );
+        } else if client > services && client > OTHER_SHARE * busy {
+            let _ = write!(
+                summary,
+                ", most of it by aibench itself ({client:.1} cores)"
+            );
+            advice = format!(
+                "The load client took more CPU than the services: run it on other nodes \
+                 (`clients.nodes`) or in more processes (`clients.processes`). {advice}"
+            );
+        }
+    }
     Some(verdict(
         BottleneckKind::Cpu,
         &t.id,
         signals,
-        format!("the host CPUs were {:.0}% busy on average", mean * 100.0),
+        summary,
         evidence,
-        "The host CPUs are saturated: give a CPU-served model more cores (`resources.cpus`) or \
-         threads, move the load client to another node, or, for a GPU server, check that \
-         tokenisation and scheduling threads are not starved.",
+        &advice,
     ))
+}
+
+/// Share of the busy CPU time beyond which other processes are named in the CPU verdict.
+const OTHER_SHARE: f64 = 0.25;
+
+/// Mean cores used over `[from, to]` by aibench and by the services (`process_cpu_cores`).
+fn process_cores(m: &TrialMetrics, from: f64, to: f64) -> Option<(f64, f64)> {
+    let mut client = None;
+    let mut services = 0.0;
+    for s in m.named("process_cpu_cores") {
+        let pts = in_window(s, from, to);
+        if pts.is_empty() {
+            continue;
+        }
+        let mean = pts.iter().map(|p| p.1).sum::<f64>() / pts.len() as f64;
+        if s.labels == "process=aibench" {
+            client = Some(mean);
+        } else {
+            services += mean;
+        }
+    }
+    Some((client?, services))
 }
 
 /// Queueing seen along a sweep: throughput flat on its plateau while latency keeps growing.

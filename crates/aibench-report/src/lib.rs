@@ -220,6 +220,7 @@ fn analyse_data(data: &RunData) -> Analysis {
         run: data.run_report(),
         slo: spec.filter(|s| !slo::is_empty(s)),
         trials,
+        not_run: data.not_run.clone(),
         sweeps,
         bottlenecks,
         plots: Vec::new(),

@@ -27,6 +27,10 @@ pub struct Report {
     pub slo: Option<SloSpec>,
     /// One entry per trial and workload, in the order they ran.
     pub trials: Vec<TrialReport>,
+    /// Trials the run planned but never measured (it stopped before them, or they failed
+    /// before any summary), so that they do not vanish from the report.
+    #[serde(default)]
+    pub not_run: Vec<NotRun>,
     /// One entry per curve of a sweep (a workload, and the values of every other swept
     /// parameter); empty when fewer than three trials vary a numeric parameter.
     pub sweeps: Vec<SweepReport>,
@@ -37,6 +41,15 @@ pub struct Report {
     pub plots: Vec<PlotRef>,
     /// Things the reader should know: missing files, clocks that could not be aligned, ...
     pub notes: Vec<String>,
+}
+
+/// A trial of the plan with no summary.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct NotRun {
+    pub id: String,
+    pub params: IndexMap<String, serde_json::Value>,
+    /// Its status in run.json (`pending`: never started).
+    pub status: Option<Status>,
 }
 
 /// What ran, where and when (from `run.json`).

@@ -50,6 +50,8 @@ pub struct RunData {
     pub status: Option<Status>,
     pub recipe: RecipeFacts,
     pub trials: Vec<TrialData>,
+    /// Trials of the plan without a summary.
+    pub not_run: Vec<crate::model::NotRun>,
     /// Wall-clock start of each trial's load (seconds since the epoch), from `logs/events.jsonl`.
     pub trial_starts: HashMap<String, f64>,
     pub notes: Vec<String>,
@@ -94,7 +96,8 @@ impl RunData {
             }
         };
         let recipe = read_recipe(root, &mut notes);
-        let trials = read_trials(root, &run, &recipe, &mut notes);
+        let mut not_run = Vec::new();
+        let trials = read_trials(root, &run, &recipe, &mut notes, &mut not_run);
         let trial_starts = read_trial_starts(&root.join("logs/events.jsonl"));
         Ok(RunData {
             root: root.to_path_buf(),
@@ -102,6 +105,7 @@ impl RunData {
             status,
             recipe,
             trials,
+            not_run,
             trial_starts,
             notes,
         })
@@ -220,6 +224,7 @@ fn read_trials(
     run: &RunInfo,
     recipe: &RecipeFacts,
     notes: &mut Vec<String>,
+    not_run: &mut Vec<crate::model::NotRun>,
 ) -> Vec<TrialData> {
     // The trials run.json lists, in order, then any other folder under trials/.
     let mut listed: Vec<(TrialInfo, Option<Status>)> = run
@@ -293,6 +298,11 @@ fn read_trials(
             }
         }
         if dirs.is_empty() {
+            not_run.push(crate::model::NotRun {
+                id: t.id.clone(),
+                params: params.clone(),
+                status,
+            });
             if status != Some(Status::Pending) {
                 notes.push(format!(
                     "trial `{}` ({}) has no summary.json; it is left out",

@@ -77,6 +77,15 @@ pub fn trials(r: &Report) -> Table {
             }
             row
         })
+        .chain(r.not_run.iter().map(|t| {
+            let mut row = vec![
+                Cell::Code(t.id.clone()),
+                Cell::Text("–".into()),
+                Cell::Status("not run"),
+            ];
+            row.resize_with(header.len(), || Cell::Text("–".into()));
+            row
+        }))
         .collect();
     Table {
         header,

@@ -204,6 +204,44 @@ fn busy_host_cpus_are_cpu_bound() {
     assert_eq!(kinds(&r), vec![BottleneckKind::Cpu]);
 }
 
+/// Item: a host-CPU verdict says when the CPUs were busy with other processes than the
+/// services and aibench, from the monitor's `process_cpu_cores`.
+#[test]
+fn a_cpu_verdict_names_other_processes_that_kept_the_host_busy() {
+    let host = |service: f64| {
+        let mut m = with(
+            quiet(),
+            "host_cpu_utilisation_ratio",
+            series("host_cpu_utilisation_ratio", "cpu=total", 35, |_| 0.95),
+        );
+        m.extend(series("host_cpu_utilisation_ratio", "cpu=0", 35, |_| 0.95));
+        m.extend(series("host_cpu_utilisation_ratio", "cpu=1", 35, |_| 0.95));
+        m.extend(series("process_cpu_cores", "process=aibench", 35, |_| 0.2));
+        m.extend(series("process_cpu_cores", "process=llm", 35, move |_| {
+            service
+        }));
+        m
+    };
+    // 1.9 of 2 cores busy, 0.5 of them by the service and aibench: 1.4 by others.
+    let r = report(HEALTHY, 5.0, host(0.3));
+    let v = verdict(&r, BottleneckKind::Cpu);
+    assert!(
+        v.summary
+            .contains("74% of it by other processes than the services and aibench"),
+        "{}",
+        v.summary
+    );
+    assert!((evidence(v, "other processes' CPU (cores)") - 1.4).abs() < 1e-9);
+    assert!(v
+        .recommendation
+        .starts_with("Other processes kept the CPUs busy"));
+    // The service itself busy: nobody else is named.
+    let r = report(HEALTHY, 5.0, host(1.6));
+    let v = verdict(&r, BottleneckKind::Cpu);
+    assert!(!v.summary.contains("other processes"), "{}", v.summary);
+    assert!((evidence(v, "services' CPU (cores)") - 1.6).abs() < 1e-9);
+}
+
 #[test]
 fn busy_cpus_outside_the_measure_window_do_not_count() {
     // Busy only during warm-up and after the end: the clocks must line up for this to pass.

@@ -403,13 +403,16 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<Outcome> {
                     exit_code,
                 } = &stamped.event
                 {
-                    events.say(&format!(
-                        "run {status} (exit code {exit_code}){}",
-                        report
-                            .as_ref()
-                            .map(|r| format!("; report: {r}"))
-                            .unwrap_or_default()
-                    ));
+                    events.say_at(
+                        stamped.t,
+                        &format!(
+                            "run {status} (exit code {exit_code}){}",
+                            report
+                                .as_ref()
+                                .map(|r| format!("; report: {r}"))
+                                .unwrap_or_default()
+                        ),
+                    );
                 } else {
                     events.show_stamped(&stamped);
                 }

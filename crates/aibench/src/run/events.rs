@@ -146,6 +146,8 @@ pub struct Events {
     live_line: bool,
     /// When each workload of each trial last printed a plain progress line (its own clock).
     last_plain_progress: std::collections::HashMap<(String, String), f64>,
+    /// The time of the event read back from a log that is being shown (`aibench watch`).
+    replay_t: Option<f64>,
 }
 
 impl Events {
@@ -156,6 +158,7 @@ impl Events {
             mode,
             live_line: false,
             last_plain_progress: Default::default(),
+            replay_t: None,
         }
     }
 
@@ -206,10 +209,18 @@ impl Events {
         }
         self.clear_live();
         if self.mode == Mode::Plain {
-            eprintln!("[{:>7.1}s] {text}", self.elapsed());
+            let t = self.replay_t.unwrap_or_else(|| self.elapsed());
+            eprintln!("[{t:>7.1}s] {text}");
         } else {
             eprintln!("{text}");
         }
+    }
+
+    /// Print a line stamped with a time of the run (an event read back from its log).
+    pub fn say_at(&mut self, t: f64, text: &str) {
+        self.replay_t = Some(t);
+        self.say(text);
+        self.replay_t = None;
     }
 
     /// Problems are shown even with `--quiet`.
@@ -220,7 +231,10 @@ impl Events {
 
     /// Show an event read back from a log (`aibench watch`).
     pub fn show_stamped(&mut self, s: &Stamped) {
+        // The run's time of the event, not the time of reading it.
+        self.replay_t = Some(s.t);
         self.show(s);
+        self.replay_t = None;
     }
 
     fn show(&mut self, s: &Stamped) {

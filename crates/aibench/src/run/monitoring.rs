@@ -94,6 +94,22 @@ impl RunMonitoring {
             MonitorConfig::new(trial_dir.join("metrics"), self.clock_zero, self.epoch_zero);
         config.interval = m.interval.std();
         config.system = m.system;
+        // Who keeps the host busy: each local service's process group, and aibench with its
+        // client shards.
+        config.processes = records
+            .iter()
+            .filter(|r| r.platform == "local")
+            .filter_map(|r| {
+                Some((
+                    r.name.clone(),
+                    aibench_monitor::host::Watch::Group(u32::try_from(r.pgid?).ok()?),
+                ))
+            })
+            .chain(std::iter::once((
+                "aibench".to_string(),
+                aibench_monitor::host::Watch::Tree(std::process::id()),
+            )))
+            .collect();
         config.gpu = m.gpu;
         config.live = Some(self.live.clone());
         if m.services {

@@ -216,6 +216,25 @@ fn quickstart_end_to_end() {
     );
     assert!(dir.join("report.html").exists() && dir.join("report.json").exists());
     assert_no_process_left("sim-7b");
+
+    // `watch` on the finished run replays it with the run's own times.
+    let watched = env
+        .cmd(&["watch", dir.to_str().unwrap(), "--no-follow"])
+        .run();
+    assert_eq!(watched.code, 0, "{}", watched.stderr);
+    let times: Vec<f64> = watched
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix('[')?.split_once("s]"))
+        .filter_map(|(t, _)| t.trim().parse().ok())
+        .collect();
+    assert!(times.len() > 10, "{}", watched.stderr);
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]) && times[times.len() - 1] > 30.0,
+        "the run took more than 30 s (3 trials of 12 s):\n{}",
+        watched.stderr
+    );
+    assert!(watched.stderr.contains("run completed (exit code 0)"));
 }
 
 #[test]
@@ -405,6 +424,21 @@ fn resume_completes_the_same_trials() {
     let info = read_json(&dir.join("run.json"));
     assert_eq!(info["trials"][0]["status"], "completed");
     assert_ne!(info["trials"][2]["status"], "completed");
+    // The trial that never ran is listed as such in every report format.
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("| `03_users=3` | – | not run |"), "{md}");
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("03_users=3") && html.contains("not run"));
+    let report = read_json(&dir.join("report.json"));
+    assert!(
+        report["not_run"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == "03_users=3"),
+        "{}",
+        report["not_run"]
+    );
 
     let run = env.cmd(&["run", "--resume", dir.to_str().unwrap()]).run();
     assert_eq!(run.code, 0, "{}", run.stderr);
