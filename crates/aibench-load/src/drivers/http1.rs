@@ -81,6 +81,8 @@ pub(crate) struct Http1 {
     host: String,
     /// Connections made after the first.
     pub reconnects: u64,
+    /// Responses received on the current connection.
+    answered: u64,
 }
 
 impl Http1 {
@@ -103,6 +105,7 @@ impl Http1 {
             addr,
             host: host.to_string(),
             reconnects: 0,
+            answered: 0,
         })
     }
 
@@ -112,6 +115,7 @@ impl Http1 {
             .map_err(|m| (ErrorClass::Connect, m))?;
         self.sender = fresh.sender;
         self.reconnects += 1;
+        self.answered = 0;
         Ok(())
     }
 
@@ -119,8 +123,10 @@ impl Http1 {
         !self.sender.is_closed()
     }
 
-    /// Send a request for `path_and_query`; `Err` with `Connect` when it never left (a
-    /// kept-alive connection the server had closed: safe to retry on a new one).
+    /// Send a request for `path_and_query`; `Err` with `Connect` when it never left, or when a
+    /// kept-alive connection that had answered before was closed before any byte of this
+    /// response (the server's idle close racing the request): either way nothing was answered,
+    /// and the caller may send it again on a new connection.
     pub async fn send(
         &mut self,
         method: Method,
@@ -170,16 +176,26 @@ impl Http1 {
                     .map_err(|_| (ErrorClass::Other, format!("bad value for header {k}")))?,
             );
         }
-        self.sender.try_send_request(req).await.map_err(|mut e| {
+        let answered_before = self.answered > 0;
+        let resp = self.sender.try_send_request(req).await.map_err(|mut e| {
             if e.take_message().is_some() {
-                (
+                return (
                     ErrorClass::Connect,
                     format!("sending request: {}", e.error()),
+                );
+            }
+            let (class, msg) = classify(e.error(), "sending request");
+            if answered_before && class == ErrorClass::ClosedMidStream {
+                (
+                    ErrorClass::Connect,
+                    format!("kept-alive connection closed before the response: {msg}"),
                 )
             } else {
-                classify(e.error(), "sending request")
+                (class, msg)
             }
-        })
+        })?;
+        self.answered += 1;
+        Ok(resp)
     }
 }
 
@@ -231,4 +247,64 @@ pub(crate) fn classify(e: &hyper::Error, context: &str) -> Failure {
         },
         msg,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Read one request head (the requests here have no body).
+    async fn read_head(s: &mut TcpStream) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// A server that answers a first request, reads the second, and closes without a word:
+    /// the second is reported as never answered (`connect`), which the drivers send again
+    /// once on a fresh connection; on a fresh connection the same cut stays
+    /// `closed_mid_stream`.
+    #[tokio::test]
+    async fn a_kept_alive_connection_closed_before_the_answer_is_never_answered() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            read_head(&mut s).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            read_head(&mut s).await;
+            drop(s);
+            // A fresh connection cut the same way, before its first answer.
+            let (mut s, _) = listener.accept().await.unwrap();
+            read_head(&mut s).await;
+            drop(s);
+        });
+        let mut c = Http1::connect(addr, "test").await.unwrap();
+        let r = c
+            .send(Method::GET, "/a", &[], Pieces::empty())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(&read_all(r, 100).await.unwrap()[..], b"ok");
+        let (class, msg) = c
+            .send(Method::GET, "/b", &[], Pieces::empty())
+            .await
+            .unwrap_err();
+        assert_eq!(class, ErrorClass::Connect, "{msg}");
+        assert!(msg.contains("closed before the response"), "{msg}");
+
+        let mut fresh = Http1::connect(addr, "test").await.unwrap();
+        let (class, msg) = fresh
+            .send(Method::GET, "/c", &[], Pieces::empty())
+            .await
+            .unwrap_err();
+        assert_eq!(class, ErrorClass::ClosedMidStream, "{msg}");
+    }
 }

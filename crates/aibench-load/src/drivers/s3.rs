@@ -683,6 +683,7 @@ impl Driver for S3Driver {
                     Err((ErrorClass::Connect, _)) if reused && !retry => {
                         rec.sent_us = None;
                         rec.first_byte_us = None;
+                        rec.reconnected = true;
                         continue;
                     }
                     other => {

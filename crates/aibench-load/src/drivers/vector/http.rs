@@ -84,6 +84,10 @@ pub(crate) struct Reply {
 pub(crate) enum Failed {
     /// The request never left (a kept-alive connection the server had closed): safe to send again.
     NotSent(String),
+    /// The request left on a connection that closed before any byte of the answer (a server
+    /// closing an idle kept-alive connection as the request arrived): safe to send again once
+    /// when the connection was reused, else `closed_mid_stream`.
+    NoAnswer(String),
     Other(ErrorClass, String),
 }
 
@@ -123,7 +127,11 @@ pub(crate) async fn exchange(
                 return Err(if e.take_message().is_some() {
                     Failed::NotSent(format!("sending request: {}", e.error()))
                 } else {
-                    classify(e.error(), "sending request")
+                    // Cut before the response head: nothing was answered.
+                    match classify(e.error(), "sending request") {
+                        Failed::Other(ErrorClass::ClosedMidStream, m) => Failed::NoAnswer(m),
+                        other => other,
+                    }
                 });
             }
         };
@@ -201,9 +209,92 @@ pub(crate) async fn call(
                 return Ok(r);
             }
             Err(Failed::NotSent(m)) if !reused || retry => return Err((ErrorClass::Connect, m)),
-            Err(Failed::NotSent(_)) => {}
+            Err(Failed::NoAnswer(m)) if !reused || retry => {
+                return Err((ErrorClass::ClosedMidStream, m))
+            }
+            Err(Failed::NotSent(_) | Failed::NoAnswer(_)) => {}
             Err(Failed::Other(class, m)) => return Err((class, m)),
         }
     }
     unreachable!("the second attempt always returns")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Read one request head and its body (`content-length` bytes).
+    async fn read_request(s: &mut tokio::net::TcpStream) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    return;
+                }
+            }
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// A server that closes an idle kept-alive connection as the next request arrives: the
+    /// request is sent again, once, on a new connection, and answered.
+    #[tokio::test]
+    async fn a_request_cut_on_a_reused_connection_is_sent_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            let (mut s, _) = listener.accept().await.unwrap();
+            read_request(&mut s).await;
+            s.write_all(answer).await.unwrap();
+            read_request(&mut s).await;
+            drop(s);
+            let (mut s, _) = listener.accept().await.unwrap();
+            read_request(&mut s).await;
+            s.write_all(answer).await.unwrap();
+            // Then a fresh connection cut before its first answer: not sent again.
+            let (mut s, _) = listener.accept().await.unwrap();
+            read_request(&mut s).await;
+            drop(s);
+        });
+        let headers = Headers::new(&addr.to_string(), &[]).unwrap();
+        let mut conn = None;
+        for _ in 0..2 {
+            let r = call(
+                &mut conn,
+                addr,
+                Method::POST,
+                "/q",
+                &headers,
+                Bytes::from_static(b"{}"),
+            )
+            .await
+            .unwrap();
+            assert_eq!((r.status, &r.body[..]), (200, &b"ok"[..]));
+        }
+        let mut fresh = None;
+        let Err((class, msg)) = call(
+            &mut fresh,
+            addr,
+            Method::POST,
+            "/q",
+            &headers,
+            Bytes::from_static(b"{}"),
+        )
+        .await
+        else {
+            panic!("a fresh connection cut before its answer must fail");
+        };
+        assert_eq!(class, ErrorClass::ClosedMidStream, "{msg}");
+    }
 }

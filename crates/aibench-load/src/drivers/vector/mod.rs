@@ -993,11 +993,13 @@ impl Driver for VectorDriver {
                 let reply = match out {
                     Ok(r) => r,
                     // A kept-alive connection the server had closed: once, connect and send again.
-                    Err(Failed::NotSent(_)) if reused && !retry => {
+                    Err(Failed::NotSent(_) | Failed::NoAnswer(_)) if reused && !retry => {
                         rec.sent_us = None;
+                        rec.reconnected = true;
                         continue;
                     }
                     Err(Failed::NotSent(m)) => return Err((ErrorClass::Connect, m)),
+                    Err(Failed::NoAnswer(m)) => return Err((ErrorClass::ClosedMidStream, m)),
                     Err(Failed::Other(class, m)) => return Err((class, m)),
                 };
                 rec.end_us = Some(clock.now_us());
