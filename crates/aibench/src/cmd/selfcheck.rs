@@ -5,7 +5,9 @@
 //! through the same runner, client and clock as a real run. Whatever the records show beyond
 //! that schedule is the measuring error of this machine at this load: the client's, plus the
 //! simulator's own lateness on the same cores, so an upper bound of the client's. `run
-//! --calibrate` runs it first at the recipe's heaviest load and records it in run.json.
+//! --calibrate` runs it first at the recipe's heaviest load and records it in run.json: here,
+//! or, on Slurm, as a job on a client node (where the load clients will run), through the
+//! platform's client launcher.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,6 +79,10 @@ pub struct SelfcheckArgs {
     /// Print the calibration as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// Also write the calibration as JSON to this file (`run --calibrate` on Slurm reads it
+    /// back from the client node's job)
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
 }
 
 impl SelfcheckArgs {
@@ -92,12 +98,34 @@ impl SelfcheckArgs {
             itl: Duration::from_millis(10),
             out: None,
             json: false,
+            write: None,
         }
     }
 }
 
 fn text(d: Duration) -> String {
     format!("{}us", d.as_micros())
+}
+
+/// The command line of `aibench selfcheck` at this load (for a client node's job).
+pub fn argv(a: &SelfcheckArgs) -> Vec<String> {
+    let mut v = vec!["selfcheck".to_string()];
+    match (a.users, a.rate) {
+        (_, Some(r)) => v.extend(["--rate".into(), r.to_string()]),
+        (u, None) => v.extend(["--users".into(), u.unwrap_or(16).to_string()]),
+    }
+    v.extend([
+        "--duration".into(),
+        text(a.duration),
+        "--warmup".into(),
+        text(a.warmup),
+        "--output-tokens".into(),
+        a.output_tokens.to_string(),
+    ]);
+    if let Some(w) = &a.write {
+        v.extend(["--write".into(), w.display().to_string()]);
+    }
+    v
 }
 
 /// The recipe of the calibration run.
@@ -359,6 +387,9 @@ pub fn run(args: SelfcheckArgs) -> anyhow::Result<Outcome> {
     }
     match calibrate(&args, args.json)? {
         Ok(c) => {
+            if let Some(path) = &args.write {
+                aibench_results::write_json(path, &c)?;
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&c)?);
             } else {

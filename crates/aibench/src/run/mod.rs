@@ -81,8 +81,9 @@ pub struct RunArgs {
     /// Inside a Slurm allocation: the nodes reserved for load clients.
     #[arg(long, value_name = "NODES")]
     pub client_nodes: Option<String>,
-    /// First measure this machine's own measuring error at the recipe's heaviest load (`aibench
-    /// selfcheck`, about 12 s) and record it in run.json and the report.
+    /// First measure the client's own measuring error at the recipe's heaviest load (`aibench
+    /// selfcheck`, about 12 s) where the load clients run (on Slurm, as a job on a client
+    /// node), and record it in run.json and the report.
     #[arg(long, conflicts_with_all = ["resume", "dry_run"])]
     pub calibrate: bool,
     /// The calibration `--calibrate` measured, for run.json.
@@ -117,11 +118,15 @@ fn install_signals(cancel: Cancel, count: Arc<AtomicU32>) -> anyhow::Result<()> 
 
 pub fn run(mut args: RunArgs) -> anyhow::Result<Outcome> {
     if args.calibrate {
-        // A recipe that does not load is reported by the run itself, below.
+        // A recipe that does not load is reported by the run itself, below. On Slurm the
+        // runner calibrates on a client node instead (`Runner::calibrate_on_clients`).
         if let Some(loaded) = args
             .recipe
             .as_deref()
             .and_then(|p| aibench_recipe::load_file(p).ok())
+            .filter(|l| {
+                args.use_running || l.recipe.platform.kind != aibench_recipe::PlatformKind::Slurm
+            })
         {
             let (users, rate) = heaviest_load(&loaded);
             let check = crate::cmd::selfcheck::SelfcheckArgs::at(users, rate);
@@ -253,10 +258,24 @@ async fn run_async(
     generated: Option<Generated>,
     dir_out: &mut Option<PathBuf>,
 ) -> anyhow::Result<Outcome> {
+    let calibrate = args.calibrate && args.calibration.is_none();
     let mut runner = match Runner::setup(args, generated, dir_out).await? {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
+    if calibrate && runner.platform.clients().always_separate() {
+        if let Err(e) = runner.calibrate_on_clients().await {
+            runner.events.problem(&format!(
+                "error: the calibration on a client node failed: {e:#}; the recipe was not run"
+            ));
+            runner.failure = Some(Failure {
+                status: Status::Failed,
+                reason: format!("the calibration on a client node failed: {e:#}"),
+                outcome: Outcome::Broken,
+            });
+            return runner.finish().await;
+        }
+    }
     for i in 0..runner.plan.trials.len() {
         if !runner.run_trial(i).await? {
             break;
@@ -491,6 +510,52 @@ impl Runner {
             failure: None,
             warnings,
         }))
+    }
+
+    /// `--calibrate` where the load clients run apart (Slurm): `aibench selfcheck` as a job or
+    /// step on a client node, at the recipe's heaviest load; its result goes into run.json.
+    async fn calibrate_on_clients(&mut self) -> anyhow::Result<()> {
+        let (users, rate) = heaviest_load(&self.loaded);
+        let out = self.dir.root.join("calibration");
+        std::fs::create_dir_all(&out)?;
+        let file = out.join("calibration.json");
+        let _ = std::fs::remove_file(&file);
+        let mut check = crate::cmd::selfcheck::SelfcheckArgs::at(users, rate);
+        check.write = Some(std::path::absolute(&file)?);
+        let job = shards::ShardJob {
+            exe: self.exe.clone(),
+            run_dir: self.dir.root.clone(),
+            base_dir: self.base_dir.clone(),
+            trial: "calibration".into(),
+            workload: "selfcheck".into(),
+            url: String::new(),
+            nodes: 1,
+            processes: 1,
+            out,
+        };
+        let clients = self.platform.clients();
+        self.events.say(&format!(
+            "calibrating: aibench selfcheck on a client node{} first",
+            clients.place()
+        ));
+        let logs = self.dir.root.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let launched = clients
+            .launch(&job, &crate::cmd::selfcheck::argv(&check), &logs)
+            .await?;
+        shards::wait_for_shards(launched, clients.as_ref(), &self.cancel).await?;
+        let c: aibench_results::Calibration =
+            serde_json::from_slice(&std::fs::read(&file).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e}; see logs/client-calibration-selfcheck-*.log",
+                    file.display()
+                )
+            })?)?;
+        self.events
+            .say(crate::cmd::selfcheck::render(&c).trim_end());
+        self.info.calibration = Some(c);
+        self.dir.write_json("run.json", &self.info)?;
+        Ok(())
     }
 
     /// Trial `i`: skip it if an earlier attempt finished it; deploy if needed; measure; record

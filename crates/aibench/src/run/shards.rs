@@ -80,7 +80,7 @@ pub async fn run(
 
 /// Wait until every client process and the client job have ended; pass a cancel on as
 /// SIGTERM (the clients flush and exit).
-async fn wait_for_shards(
+pub(crate) async fn wait_for_shards(
     mut launched: Launched,
     clients: &dyn Clients,
     cancel: &Cancel,

@@ -132,6 +132,41 @@ fn quickstart_on_slurm_end_to_end() {
     assert_no_job_named(&name);
 }
 
+/// `run --calibrate` on Slurm measures the client's error where the load clients run: as a
+/// job of its own on a client node, before the first trial, into run.json and the report.
+#[test]
+fn calibrate_on_slurm_runs_selfcheck_on_a_client_node() {
+    let _cluster = take_cluster();
+    if !slurm_here() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("slurmcal{}", std::process::id());
+    std::fs::write(dir.path().join("r.yaml"), recipe(&name, "2")).unwrap();
+    let run = Cmd::new(&["run", "r.yaml", "--calibrate"])
+        .dir(dir.path())
+        .env("AIBENCH_HOME", dir.path().join("home").to_str().unwrap())
+        .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("calibrating: aibench selfcheck on a client node on Slurm first"),
+        "{}",
+        run.stderr
+    );
+    let rd = only_run_dir(dir.path());
+    assert!(rd
+        .join("slurm/client-calibration-selfcheck.sbatch")
+        .exists());
+    let info = read_json(&rd.join("run.json"));
+    assert_eq!(info["status"], "completed");
+    assert_eq!(info["calibration"]["users"], 2, "{info}");
+    assert!(info["calibration"]["requests"].as_u64().unwrap() > 0);
+    let md = std::fs::read_to_string(rd.join("report.md")).unwrap();
+    assert!(md.contains("Measurement resolution:"), "{md}");
+    assert_no_job_named(&name);
+}
+
 #[test]
 fn inside_an_allocation_services_are_steps() {
     let _cluster = take_cluster();
