@@ -899,7 +899,8 @@ impl Accumulator {
     /// Write a shard file that another process can [`read_shard`](Self::read_shard) and merge.
     pub fn write_shard(&self, path: &Path) -> Result<(), AccumulatorError> {
         let json = self.to_json()?;
-        std::fs::write(path, json).map_err(|source| AccumulatorError::Io {
+        // Atomically: a reader (the runner merging shards) never sees half a file.
+        crate::write_atomic(path, json.as_bytes()).map_err(|source| AccumulatorError::Io {
             path: path.display().to_string(),
             source,
         })

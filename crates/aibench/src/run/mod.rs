@@ -371,7 +371,7 @@ fn open_run_dir(args: &RunArgs, source: &Source, plan: &Plan) -> anyhow::Result<
         &loaded.recipe,
     )?)?);
     resolved.push('\n');
-    std::fs::write(dir.root.join("resolved.yaml"), resolved)?;
+    aibench_results::write_atomic(&dir.root.join("resolved.yaml"), resolved.as_bytes())?;
     info.status = Status::Running;
     dir.write_json("run.json", &info)?;
     Ok((dir, info))
