@@ -800,13 +800,27 @@ impl<D: Driver> User<D> {
                 .execute(&mut self.conn, id, ctx.clock, &mut rec, &mut limits)
                 .await;
             let failed = rec.error.is_some();
+            let refused = rec.error == Some(ErrorClass::Connect);
             ctx.account(&rec);
             held.push(rec);
             ctx.leave();
 
-            let wait = if failed && !self.backoff.is_zero() {
+            let wait = if failed {
                 failures_in_a_row += 1;
-                self.backoff * (1u32 << (failures_in_a_row - 1).min(3))
+                let configured = if self.backoff.is_zero() {
+                    Duration::ZERO
+                } else {
+                    self.backoff * (1u32 << (failures_in_a_row - 1).min(3))
+                };
+                // A service that refuses connections is down, not fast: trying again at once
+                // would record thousands of errors a second and measure nothing.
+                if refused {
+                    configured.max(connect_backoff(failures_in_a_row))
+                } else if configured.is_zero() {
+                    sample_think(&self.think, &mut rng)
+                } else {
+                    configured
+                }
             } else {
                 failures_in_a_row = 0;
                 sample_think(&self.think, &mut rng)
@@ -832,6 +846,15 @@ impl<D: Driver> User<D> {
         }
     }
 }
+
+/// A closed-loop user's pause after its `n`-th failure in a row that could not connect:
+/// 10 ms, doubling, at most 1 s.
+pub(crate) fn connect_backoff(n: u32) -> Duration {
+    (CONNECT_BACKOFF * (1u32 << n.saturating_sub(1).min(7))).min(MAX_CONNECT_BACKOFF)
+}
+
+const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
 fn sample_think(think: &ThinkTime, rng: &mut SmallRng) -> Duration {
     match *think {

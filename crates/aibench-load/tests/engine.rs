@@ -888,3 +888,23 @@ async fn a_hard_deadline_ends_a_measurement_that_cannot_finish() {
     assert_eq!(d.deadline(), Duration::from_secs(42));
     assert_eq!(closed(1, 10).deadline(), aibench_load::DEFAULT_MAX_DURATION);
 }
+
+/// Item (faults): a refused connection is not retried at once. Closed-loop users back off
+/// (10 ms, doubling, at most 1 s), so a service that is down costs a handful of records per
+/// user and second instead of thousands; each attempt is still recorded as `connect`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connections_back_off_instead_of_spinning() {
+    let url = format!("http://{}", refused_addr().await);
+    let mut spec = closed(4, 1_000_000);
+    spec.stop = Stop {
+        duration: Some(Duration::from_secs(1)),
+        ..Stop::default()
+    };
+    let (out, records) = run_recorded(&spec, &openai(url), &dataset(4)).await;
+    let c = &out.summary.counts;
+    assert!(c.errors > 0, "{c:?}");
+    assert!(records.iter().all(|r| r.error == Some(ErrorClass::Connect)));
+    // The pauses after 1..=7 refusals add up to 1.27 s: at most 7 attempts per user fit in the
+    // 1 s window, however fast the machine.
+    assert!(c.total <= 4 * 7, "{c:?}");
+}
