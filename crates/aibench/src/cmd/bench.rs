@@ -215,6 +215,11 @@ pub struct BenchArgs {
     /// Do not write requests.jsonl (the summary is still written)
     #[arg(long)]
     pub no_record: bool,
+
+    /// First measure the client's own measuring error at this load (`aibench selfcheck`,
+    /// about 12 s) and record it in run.json
+    #[arg(long)]
+    pub calibrate: bool,
 }
 
 /// Parse `30s`, `2m`, `1h30m`, `500ms`, `250us`, `1.5s`; a bare number is seconds.
@@ -516,7 +521,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
             dry_run: false,
             server_nodes: None,
             client_nodes: None,
-            calibrate: false,
+            calibrate: args.calibrate,
             calibration: None,
         });
     }
@@ -562,6 +567,30 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
             return Err(exit::shown_input());
         }
     };
+    let calibration = if args.calibrate {
+        let users = args.concurrency.map(|c| c.min(u32::MAX as usize) as u32);
+        let check = crate::cmd::selfcheck::SelfcheckArgs::at(
+            users.or(args.rate.is_none().then_some(1)),
+            args.rate,
+        );
+        if !args.json {
+            eprintln!("calibrating: aibench selfcheck at this load first");
+        }
+        match crate::cmd::selfcheck::calibrate(&check, true)? {
+            Ok(c) => {
+                if !args.json {
+                    eprint!("{}", crate::cmd::selfcheck::render(&c));
+                }
+                Some(c)
+            }
+            Err(_) => {
+                eprintln!("error: the calibration against the simulator failed; nothing was run");
+                return Ok(Outcome::Broken);
+            }
+        }
+    } else {
+        None
+    };
     let run_args = crate::run::RunArgs {
         recipe: None,
         resume: None,
@@ -574,7 +603,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         server_nodes: None,
         client_nodes: None,
         calibrate: false,
-        calibration: None,
+        calibration,
     };
     let generated = crate::run::Generated {
         loaded,
