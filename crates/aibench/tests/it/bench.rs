@@ -181,3 +181,20 @@ fn a_bench_where_every_request_fails_is_a_failed_run() {
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("Status: **failed**"), "{md}");
 }
+
+/// `bench --calibrate`: the selfcheck runs first at the bench's load and lands in run.json.
+#[test]
+fn bench_calibrate_records_the_measuring_error() {
+    let sim = start_sim();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("results");
+    let out = bench(&sim.url, &root, &["--calibrate"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("resolution:"), "{}", out.stderr);
+    let dirs = run_dirs(&root);
+    assert_eq!(dirs.len(), 1, "only the bench run stays: {dirs:?}");
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dirs[0].join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["calibration"]["users"], 2, "{info}");
+    assert!(info["calibration"]["requests"].as_u64().unwrap() > 0);
+}
