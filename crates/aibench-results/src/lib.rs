@@ -31,7 +31,7 @@ pub use progress::Progress;
 pub use record::{ErrorClass, Phase, RequestRecord, Step, TokenSource};
 pub use run::{
     point_of, run_id, run_schema, write_atomic, write_json, Calibration, Command, ErrorStats, Host,
-    RunInfo, Status, TrialInfo, REPEAT_SUFFIX, RUN_SCHEMA_VERSION,
+    Owner, RunInfo, Status, TrialInfo, REPEAT_SUFFIX, RUN_SCHEMA_VERSION,
 };
 pub use summary::{
     summary_schema, Counts, Latencies, LatencyStats, OperationStats, SloMs, StopReason, Summary,

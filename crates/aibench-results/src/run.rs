@@ -124,6 +124,10 @@ pub struct RunInfo {
     /// The commit of the repository holding the recipe, if it is in one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipe_git: Option<String>,
+    /// The aibench process writing the run, so that a run whose process died (SIGKILL, a
+    /// lost node) is shown as abandoned rather than running forever.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
     pub host: Host,
     /// The measuring error of this machine, when `run --calibrate` measured it first.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,6 +150,46 @@ pub struct TrialInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeat: Option<u32>,
     pub status: Status,
+}
+
+/// A process on a host, identified beyond its pid (pids are reused).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct Owner {
+    pub pid: u32,
+    pub hostname: String,
+    /// When the process started, in clock ticks since boot (`/proc/<pid>/stat`).
+    pub start_ticks: u64,
+}
+
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22 of the line; the command name (field 2) may hold spaces, so count after it.
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+impl Owner {
+    /// This process.
+    pub fn here() -> Owner {
+        let pid = std::process::id();
+        Owner {
+            pid,
+            hostname: Host::here().hostname,
+            start_ticks: start_ticks(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether the process still runs; `None` when it ran on another host.
+    pub fn alive(&self) -> Option<bool> {
+        if self.hostname != Host::here().hostname {
+            return None;
+        }
+        Some(start_ticks(self.pid).is_some_and(|t| self.start_ticks == 0 || t == self.start_ticks))
+    }
 }
 
 /// Quantiles of an error, in milliseconds.

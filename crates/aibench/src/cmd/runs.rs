@@ -79,7 +79,14 @@ pub fn run(args: RunsArgs) -> anyhow::Result<Outcome> {
         status: args.status,
         service: args.service.clone(),
     };
-    let runs = aibench_report::catalog_list(&args.root, &filter)?;
+    let mut runs = aibench_report::catalog_list(&args.root, &filter)?;
+    // A run still marked running whose aibench process is gone was abandoned (SIGKILL, a lost
+    // node): say so rather than "running" forever.
+    for r in runs.iter_mut().filter(|r| r.status == "running") {
+        if crate::cmd::services::abandoned(&r.path).is_some() {
+            r.status = "abandoned".into();
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(Outcome::Success);

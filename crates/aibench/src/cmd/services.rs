@@ -2,7 +2,7 @@
 //! services` shows what runs, `aibench down` stops it; `aibench watch` follows a run.
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aibench_platform::health::{probe, Check};
@@ -361,6 +361,16 @@ pub struct WatchArgs {
     pub no_follow: bool,
 }
 
+/// The owner of a run marked running, when that process is gone from this host.
+pub fn abandoned(run_dir: &Path) -> Option<aibench_results::Owner> {
+    let info = aibench_results::RunInfo::read(run_dir).ok()?;
+    if info.status != aibench_results::Status::Running {
+        return None;
+    }
+    let owner = info.owner?;
+    (owner.alive() == Some(false)).then_some(owner)
+}
+
 pub fn watch(args: WatchArgs) -> anyhow::Result<Outcome> {
     let path = args.run_dir.join("logs/events.jsonl");
     let mut waited = 0;
@@ -420,6 +430,17 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<Outcome> {
         }
         if finished || args.no_follow {
             break;
+        }
+        if let Some(owner) = abandoned(&args.run_dir) {
+            events.finish();
+            eprintln!(
+                "run abandoned: its aibench process (pid {} on {}) is gone without finishing; \
+                 `aibench run --resume {}` continues it",
+                owner.pid,
+                owner.hostname,
+                args.run_dir.display()
+            );
+            return Ok(Outcome::Broken);
         }
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -347,6 +347,20 @@ fn open_run_dir(args: &RunArgs, source: &Source, plan: &Plan) -> anyhow::Result<
                     d.display()
                 ))
             })?;
+            if let Some(o) = info.owner.as_ref().filter(|o| {
+                info.status == Status::Running
+                    && o.alive() == Some(true)
+                    && o.pid != std::process::id()
+            }) {
+                return Err(exit::bad_input(format!(
+                    "{} is still being run by aibench (pid {} on {}); stop it first, or follow \
+                     it with `aibench watch {}`",
+                    d.display(),
+                    o.pid,
+                    o.hostname,
+                    d.display()
+                )));
+            }
             (rd, info)
         }
         None => {
@@ -373,6 +387,7 @@ fn open_run_dir(args: &RunArgs, source: &Source, plan: &Plan) -> anyhow::Result<
     resolved.push('\n');
     aibench_results::write_atomic(&dir.root.join("resolved.yaml"), resolved.as_bytes())?;
     info.status = Status::Running;
+    info.owner = Some(aibench_results::Owner::here());
     dir.write_json("run.json", &info)?;
     Ok((dir, info))
 }
@@ -893,6 +908,7 @@ fn new_info(
             })
         }),
         host: Host::here(),
+        owner: Some(aibench_results::Owner::here()),
         calibration: None,
         trials: plan
             .trials

@@ -1001,3 +1001,45 @@ fn selfcheck_measures_the_client_and_run_records_it() {
         1
     );
 }
+
+/// Item (faults 7): a run whose aibench died (SIGKILL) does not stay "running" forever:
+/// `runs` shows it abandoned, `watch` ends saying so (exit 3), and nothing is left running.
+/// While a run's process lives, `--resume` of it is refused.
+#[test]
+fn a_run_whose_process_died_is_abandoned_not_running() {
+    let env = Env::new();
+    let m = marker("abandon");
+    let recipe = env.recipe("a.yaml", &sim_recipe(&m, "60s", ""));
+    let mut child = env.spawn(&["run", recipe.to_str().unwrap()]);
+    let dir = env.wait_for_event("\"phase\":\"measure\"", Duration::from_secs(30));
+    // Alive: a second aibench may not take it over.
+    let resume = env.cmd(&["run", "--resume", dir.to_str().unwrap()]).run();
+    assert_eq!(resume.code, 2, "{}", resume.stderr);
+    assert!(
+        resume.stderr.contains("is still being run by aibench"),
+        "{}",
+        resume.stderr
+    );
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGKILL);
+    }
+    let _ = child.wait();
+    assert_no_process_left(&m);
+    let info = read_json(&dir.join("run.json"));
+    assert_eq!(info["status"], "running");
+    assert_eq!(info["owner"]["pid"], child.id());
+
+    let root = dir.parent().unwrap().to_str().unwrap().to_string();
+    let runs = env.cmd(&["runs", "--root", &root, "--json"]).run();
+    assert_eq!(runs.code, 0, "{}", runs.stderr);
+    let listed: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(listed[0]["status"], "abandoned", "{listed}");
+
+    let watched = env.cmd(&["watch", dir.to_str().unwrap()]).run();
+    assert_eq!(watched.code, 3, "{}", watched.stderr);
+    assert!(
+        watched.stderr.contains("run abandoned") && watched.stderr.contains("--resume"),
+        "{}",
+        watched.stderr
+    );
+}
