@@ -221,6 +221,7 @@ fn analyse_data(data: &RunData) -> Analysis {
         slo: spec.filter(|s| !slo::is_empty(s)),
         trials,
         not_run: data.not_run.clone(),
+        damaged: data.damaged.clone(),
         sweeps,
         bottlenecks,
         plots: Vec::new(),

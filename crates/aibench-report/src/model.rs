@@ -31,6 +31,10 @@ pub struct Report {
     /// before any summary), so that they do not vanish from the report.
     #[serde(default)]
     pub not_run: Vec<NotRun>,
+    /// Trials run.json calls completed whose summaries are missing or unreadable: the run
+    /// directory is damaged (`aibench run --resume` runs them again).
+    #[serde(default)]
+    pub damaged: Vec<String>,
     /// One entry per curve of a sweep (a workload, and the values of every other swept
     /// parameter); empty when fewer than three trials vary a numeric parameter.
     pub sweeps: Vec<SweepReport>,

@@ -52,6 +52,8 @@ pub struct RunData {
     pub trials: Vec<TrialData>,
     /// Trials of the plan without a summary.
     pub not_run: Vec<crate::model::NotRun>,
+    /// Trials run.json calls completed whose summaries are missing or unreadable.
+    pub damaged: Vec<String>,
     /// Wall-clock start of each trial's load (seconds since the epoch), from `logs/events.jsonl`.
     pub trial_starts: HashMap<String, f64>,
     pub notes: Vec<String>,
@@ -97,7 +99,8 @@ impl RunData {
         };
         let recipe = read_recipe(root, &mut notes);
         let mut not_run = Vec::new();
-        let trials = read_trials(root, &run, &recipe, &mut notes, &mut not_run);
+        let mut damaged = Vec::new();
+        let trials = read_trials(root, &run, &recipe, &mut notes, &mut not_run, &mut damaged);
         let trial_starts = read_trial_starts(&root.join("logs/events.jsonl"));
         Ok(RunData {
             root: root.to_path_buf(),
@@ -106,6 +109,7 @@ impl RunData {
             recipe,
             trials,
             not_run,
+            damaged,
             trial_starts,
             notes,
         })
@@ -225,6 +229,7 @@ fn read_trials(
     recipe: &RecipeFacts,
     notes: &mut Vec<String>,
     not_run: &mut Vec<crate::model::NotRun>,
+    damaged: &mut Vec<String>,
 ) -> Vec<TrialData> {
     // The trials run.json lists, in order, then any other folder under trials/.
     let mut listed: Vec<(TrialInfo, Option<Status>)> = run
@@ -297,7 +302,11 @@ fn read_trials(
                 dirs.push((n, d));
             }
         }
+        let completed = status == Some(Status::Completed);
         if dirs.is_empty() {
+            if completed {
+                damaged.push(t.id.clone());
+            }
             not_run.push(crate::model::NotRun {
                 id: t.id.clone(),
                 params: params.clone(),
@@ -324,13 +333,18 @@ fn read_trials(
                     dir,
                     summary,
                 }),
-                Some(Err(e)) => notes.push(format!(
-                    "{}: unreadable summary ({e}); the trial is left out",
-                    dir.join("summary.json")
-                        .strip_prefix(root)
-                        .unwrap_or(&dir)
-                        .display()
-                )),
+                Some(Err(e)) => {
+                    if completed && !damaged.contains(&t.id) {
+                        damaged.push(t.id.clone());
+                    }
+                    notes.push(format!(
+                        "{}: unreadable summary ({e}); the trial is left out",
+                        dir.join("summary.json")
+                            .strip_prefix(root)
+                            .unwrap_or(&dir)
+                            .display()
+                    ))
+                }
                 None => {}
             }
         }

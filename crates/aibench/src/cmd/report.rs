@@ -42,6 +42,23 @@ pub fn run(args: ReportArgs) -> anyhow::Result<Outcome> {
             continue;
         }
         let paths = aibench_report::write_reports(dir)?;
+        let written: aibench_report::Report = serde_json::from_slice(&std::fs::read(&paths.json)?)?;
+        if !written.damaged.is_empty() {
+            eprintln!(
+                "error: {}: run.json says trial{} {} finished, but {} summaries are missing or \
+                 unreadable; the report leaves them out. `aibench run --resume {}` runs them again",
+                dir.display(),
+                if written.damaged.len() == 1 { "" } else { "s" },
+                written.damaged.join(", "),
+                if written.damaged.len() == 1 {
+                    "its"
+                } else {
+                    "their"
+                },
+                dir.display()
+            );
+            bad = true;
+        }
         // Keep the catalog of the results root in step, when there is one.
         if let Some(root) = dir
             .parent()

@@ -584,18 +584,26 @@ impl Runner {
             .get(i)
             .is_some_and(|t| t.status == Status::Completed)
         {
-            self.events.emit(Event::TrialSkipped {
-                trial: trial.id.clone(),
-                reason: "finished before".into(),
+            // Finished before, if its files say so too: a summary that is missing or does not
+            // read (a truncated file, a lost disk block) means the trial runs again.
+            let rows = read_rows(&self.dir, &trial.id, recipe, self.single, &trial.params);
+            if rows.len() == recipe.workloads.len() {
+                self.events.emit(Event::TrialSkipped {
+                    trial: trial.id.clone(),
+                    reason: "finished before".into(),
+                });
+                self.rows.extend(rows);
+                return Ok(true);
+            }
+            self.events.emit(Event::Warning {
+                message: format!(
+                    "trial {} was finished, but {} of its {} summaries are missing or \
+                     unreadable: it runs again",
+                    trial.id,
+                    recipe.workloads.len() - rows.len(),
+                    recipe.workloads.len()
+                ),
             });
-            self.rows.extend(read_rows(
-                &self.dir,
-                &trial.id,
-                recipe,
-                self.single,
-                &trial.params,
-            ));
-            return Ok(true);
         }
         if self.cancel.is_cancelled() {
             return Ok(false);

@@ -461,6 +461,37 @@ fn resume_completes_the_same_trials() {
     }
     let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
+
+    // A trial run.json calls finished whose summary was damaged runs again (faults item 10).
+    let summary = dir.join("trials/02_users=2/summary.json");
+    let text = std::fs::read_to_string(&summary).unwrap();
+    std::fs::write(&summary, &text[..text.len() / 2]).unwrap();
+    // `report` on the damaged run says so and fails, naming the trial.
+    let report = env.cmd(&["report", dir.to_str().unwrap()]).run();
+    assert_eq!(report.code, 2, "{}", report.stderr);
+    assert!(
+        report
+            .stderr
+            .contains("run.json says trial 02_users=2 finished")
+            && report.stderr.contains("--resume"),
+        "{}",
+        report.stderr
+    );
+    let run = env.cmd(&["run", "--resume", dir.to_str().unwrap()]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("trial 02_users=2 was finished, but 1 of its 1 summaries are missing or unreadable: it runs again"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("trial 01_users=1: skipped"),
+        "{}",
+        run.stderr
+    );
+    let again = read_json(&summary);
+    assert!(again["counts"]["successes"].as_u64().unwrap() > 0);
     assert_no_process_left(&m);
 }
 
