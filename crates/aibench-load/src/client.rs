@@ -192,6 +192,32 @@ enum Failure {
 pub(crate) struct Limits {
     abort: AbortWatch,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// Where a streamed response says it is still arriving (see [`Activity`]).
+    pub activity: Activity,
+}
+
+/// When the run last saw progress, in microseconds on its clock: a byte of a streamed
+/// response, a request that ended, or the first request after an idle spell. Every request of
+/// a run shares it; the engine's stall detector reads it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Activity(Arc<AtomicU64>);
+
+impl Activity {
+    /// Progress at `at_us`. Stored at most once a millisecond: every stream shares the value.
+    pub fn touch(&self, at_us: u64) {
+        if self.0.load(Ordering::Relaxed).saturating_add(1000) <= at_us {
+            self.0.fetch_max(at_us, Ordering::Relaxed);
+        }
+    }
+
+    /// Progress now, whenever the last was (the first request after an idle spell).
+    pub fn reset(&self, at_us: u64) {
+        self.0.fetch_max(at_us, Ordering::Relaxed);
+    }
+
+    pub fn last_us(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl Limits {
@@ -203,12 +229,13 @@ impl Limits {
         (&mut self.abort, self.timer.as_mut())
     }
 
-    pub fn new(cancel: &crate::cancel::Cancel, timeout: Duration) -> Limits {
+    pub fn new(cancel: &crate::cancel::Cancel, timeout: Duration, activity: &Activity) -> Limits {
         let mut timer = Box::pin(tokio::time::sleep(timeout));
         timer.as_mut().reset(tokio::time::Instant::now() + timeout);
         Limits {
             abort: AbortWatch::new(cancel),
             timer,
+            activity: activity.clone(),
         }
     }
 }
@@ -222,7 +249,11 @@ pub(crate) async fn execute(
     limits: &mut Limits,
 ) {
     let mut state = ResponseState::new(ex.endpoint.body_kind);
-    let Limits { abort, timer } = limits;
+    let Limits {
+        abort,
+        timer,
+        activity,
+    } = limits;
     timer
         .as_mut()
         .reset(tokio::time::Instant::now() + ex.timeout);
@@ -248,7 +279,7 @@ pub(crate) async fn execute(
     let result = tokio::select! {
         biased;
         () = abort => Err((ErrorClass::Cancelled, "run stopped and the grace period ran out".to_string())),
-        r = attempt(slot, ex, rec, &mut state) => r,
+        r = attempt(slot, ex, rec, &mut state, activity) => r,
         () = expired => Err((ErrorClass::Timeout, format!("no complete response within {:?}", ex.timeout))),
     };
     let now = ex.clock.now_us();
@@ -280,6 +311,7 @@ async fn attempt(
     ex: &Exchange<'_>,
     rec: &mut RequestRecord,
     state: &mut ResponseState,
+    activity: &Activity,
 ) -> Result<(), (ErrorClass, String)> {
     for retry in [false, true] {
         let (mut conn, reused) = match slot.take() {
@@ -304,7 +336,7 @@ async fn attempt(
                 (conn, false)
             }
         };
-        match exchange(&mut conn, ex, rec, state).await {
+        match exchange(&mut conn, ex, rec, state, activity).await {
             Ok(reusable) => {
                 if reusable && conn.usable() {
                     *slot = Some(conn);
@@ -355,6 +387,7 @@ async fn exchange(
     ex: &Exchange<'_>,
     rec: &mut RequestRecord,
     state: &mut ResponseState,
+    activity: &Activity,
 ) -> Result<bool, Failure> {
     let Conn {
         sender,
@@ -406,7 +439,9 @@ async fn exchange(
                 });
             }
         };
-        rec.first_byte_us = Some(received());
+        let first = received();
+        rec.first_byte_us = Some(first);
+        activity.touch(first);
         let announced = KeepAlive::from_headers(resp.headers());
         if announced.closing || announced.remaining.is_some() || announced.idle_until.is_some() {
             *keep = announced;
@@ -447,7 +482,11 @@ async fn exchange(
             match frame {
                 Ok(f) => {
                     if let Ok(data) = f.into_data() {
-                        state.on_frame(&data, now());
+                        let at = now();
+                        if timed {
+                            activity.touch(at);
+                        }
+                        state.on_frame(&data, at);
                         if let Some((class, msg)) = &state.failure {
                             return Err(Failure::Failed(*class, msg.clone()));
                         }
@@ -567,6 +606,10 @@ pub(crate) struct HttpDriver {
 
 impl crate::driver::Driver for HttpDriver {
     type Conn = Conn;
+
+    fn streams(&self) -> bool {
+        self.endpoint.body_kind.is_streamed()
+    }
 
     async fn connect(&self) -> Result<Conn, String> {
         Conn::connect(self.endpoint.addr, self.endpoint.body_kind.is_streamed()).await

@@ -26,6 +26,12 @@ pub(crate) trait Driver: Send + Sync + 'static {
     /// One user's (or open-loop slot's) connection or session.
     type Conn: Send + Sync + 'static;
 
+    /// Whether responses arrive piece by piece (a token stream), so that silence while a
+    /// request is in flight means a stall (see [`crate::LoadSpec::stall`]).
+    fn streams(&self) -> bool {
+        false
+    }
+
     /// Open a connection. Errors are messages: the engine records them as `connect` failures.
     fn connect(&self) -> impl Future<Output = Result<Self::Conn, String>> + Send;
 

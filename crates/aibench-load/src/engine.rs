@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::arrival::Schedule;
 use crate::cancel::Cancel;
-use crate::client::{Clock, HttpDriver, Limits};
+use crate::client::{Activity, Clock, HttpDriver, Limits};
 use crate::dataset::Dataset;
 use crate::driver::Driver;
 use crate::error::LoadError;
@@ -196,6 +196,8 @@ struct Ctx<D: Driver> {
     abort: Cancel,
     gate: Mutex<Gate>,
     in_flight: AtomicU64,
+    /// The last sign of progress, for the stall detector (see [`Activity`]).
+    activity: Activity,
     idle: Notify,
     sent: AtomicU64,
     pool: Mutex<Vec<D::Conn>>,
@@ -247,7 +249,11 @@ impl Budget {
 
 impl<D: Driver> Ctx<D> {
     fn begin(&self) {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        // A stall is counted from the later of the last progress and the moment requests were
+        // in flight again.
+        if self.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.activity.reset(self.clock.now_us());
+        }
     }
 
     /// Count the request, hand its record to the collector, then leave the in-flight count
@@ -261,6 +267,7 @@ impl<D: Driver> Ctx<D> {
 
     /// The sent count and the error budget, as soon as a request is over.
     fn account(&self, rec: &RequestRecord) {
+        self.activity.touch(self.clock.now_us());
         if rec.sent_us.is_some() {
             self.sent.fetch_add(1, Ordering::Relaxed);
         }
@@ -279,6 +286,22 @@ impl<D: Driver> Ctx<D> {
         let mut r = RequestRecord::new(id, phase, intended_us);
         r.shard = self.shard;
         r
+    }
+
+    /// Returns once requests have been in flight for `stall` with no progress (never if
+    /// `stall` is `None`).
+    async fn stalled(&self, stall: Option<Duration>) {
+        let Some(stall) = stall else {
+            return std::future::pending().await;
+        };
+        let check = (stall / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        loop {
+            tokio::time::sleep(check).await;
+            let quiet = self.clock.now_us().saturating_sub(self.activity.last_us());
+            if self.in_flight.load(Ordering::SeqCst) > 0 && quiet >= micros(stall) {
+                return;
+            }
+        }
     }
 
     async fn wait_idle(&self) {
@@ -360,6 +383,7 @@ pub(crate) async fn run_driver<D: Driver>(
             (shard.share(want as u64) as usize).clamp(1, MAX_PREWARM)
         }
     };
+    let stall = spec.stall(driver.streams());
     let driver = Arc::new(driver);
     let mut conns = prewarm(
         &driver,
@@ -371,9 +395,10 @@ pub(crate) async fn run_driver<D: Driver>(
     // Closed-loop users' timers enter the timer wheel now, not in the first burst of requests
     // (see `Limits`).
     let abort = Cancel::new();
+    let activity = Activity::default();
     let mut user_limits: Vec<Limits> = match &spec.pattern {
         Pattern::ClosedLoop { .. } => (0..prewarm_n)
-            .map(|_| Limits::new(&abort, spec.timeout))
+            .map(|_| Limits::new(&abort, spec.timeout, &activity))
             .collect(),
         Pattern::OpenLoop { .. } => Vec::new(),
     };
@@ -390,6 +415,7 @@ pub(crate) async fn run_driver<D: Driver>(
         abort,
         gate: Mutex::new(Gate::new(spec, gate_requests)),
         in_flight: AtomicU64::new(0),
+        activity,
         idle: Notify::new(),
         sent: AtomicU64::new(0),
         pool: Mutex::new(Vec::new()),
@@ -507,6 +533,7 @@ pub(crate) async fn run_driver<D: Driver>(
         () = external.cancelled() => ctx.stop.trigger(StopReason::Cancelled),
         () = ctx.stop.notify.cancelled() => {}
         () = tokio::time::sleep_until(deadline) => ctx.stop.trigger(StopReason::Deadline),
+        () = ctx.stalled(stall) => ctx.stop.trigger(StopReason::Stalled),
     }
     // Draining: requests in flight finish (each bounded by its timeout), unless stopped.
     if !ctx.stop.is_set() {
@@ -515,6 +542,7 @@ pub(crate) async fn run_driver<D: Driver>(
             () = external.cancelled() => ctx.stop.trigger(StopReason::Cancelled),
             () = ctx.stop.notify.cancelled() => {}
             () = tokio::time::sleep_until(deadline) => ctx.stop.trigger(StopReason::Deadline),
+            () = ctx.stalled(stall) => ctx.stop.trigger(StopReason::Stalled),
         }
     }
     // Stopped: the pattern stops scheduling at once; what is in flight gets the grace period,
@@ -782,7 +810,8 @@ impl<D: Driver> User<D> {
             return;
         }
         let mut failures_in_a_row = 0u32;
-        let mut limits = limits.unwrap_or_else(|| Limits::new(&ctx.abort, ctx.timeout));
+        let mut limits =
+            limits.unwrap_or_else(|| Limits::new(&ctx.abort, ctx.timeout, &ctx.activity));
         let mut held = Held::new(&ctx);
         for j in 0u64.. {
             if ctx.stop.is_set() {
@@ -987,7 +1016,7 @@ async fn open_request<D: Driver>(
             id,
             ctx.clock,
             &mut rec,
-            &mut Limits::new(&ctx.abort, ctx.timeout),
+            &mut Limits::new(&ctx.abort, ctx.timeout, &ctx.activity),
         )
         .await;
     if let Some(c) = conn {

@@ -45,5 +45,5 @@ pub use error::LoadError;
 pub use protocol::{prepare, Prepared, Protocol, Target};
 pub use spec::{
     Arrival, CapPolicy, ErrorRate, LoadSpec, Pattern, Process, Shard, Stop, ThinkTime,
-    DEFAULT_MAX_DURATION,
+    DEFAULT_MAX_DURATION, DEFAULT_STALL,
 };

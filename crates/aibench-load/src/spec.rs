@@ -40,6 +40,16 @@ impl LoadSpec {
             (None, None) => DEFAULT_MAX_DURATION,
         }
     }
+
+    /// How long requests in flight may go without a byte (`None`: never). By default only
+    /// `streamed` responses are watched: they show progress byte by byte, where a slow
+    /// unstreamed answer is silent until it ends (its request timeout bounds a hang).
+    pub fn stall(&self, streamed: bool) -> Option<Duration> {
+        match self.stop.stall {
+            Some(d) => Some(d).filter(|d| !d.is_zero()),
+            None => streamed.then_some(DEFAULT_STALL),
+        }
+    }
 }
 
 impl Default for LoadSpec {
@@ -206,10 +216,18 @@ pub struct Stop {
     /// The hard deadline, from the start: when it passes, scheduling stops and requests in
     /// flight get the grace period. `None`: [`LoadSpec::deadline`]'s default.
     pub max_duration: Option<Duration>,
+    /// A hung server: requests are in flight, yet none has received a byte or ended for this
+    /// long. The measurement stops ([`aibench_results::StopReason::Stalled`]) and what is in
+    /// flight gets the grace period. `None`: [`DEFAULT_STALL`] for streamed responses, never
+    /// otherwise (see [`LoadSpec::stall`]); zero: never.
+    pub stall: Option<Duration>,
 }
 
 /// A measurement stopped by a request count alone ends at the latest after this.
 pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// How long requests in flight may go without a byte before the server is judged hung.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(60);
 
 /// An error-rate threshold, judged only once enough requests have completed.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -889,6 +889,55 @@ async fn a_hard_deadline_ends_a_measurement_that_cannot_finish() {
     assert_eq!(closed(1, 10).deadline(), aibench_load::DEFAULT_MAX_DURATION);
 }
 
+/// Item (faults): a hung server is detected on the load side. The server streams a few
+/// chunks, then sends nothing while keeping every connection open; the request timeout is five
+/// minutes and the plan an hour, yet the run stops once no byte has arrived for `stop.stall`,
+/// says why, and keeps every request as a record (cancelled after the grace period).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_stops_sending_is_a_stall() {
+    let server = serve(Behavior::StallAfter(3)).await;
+    let mut spec = closed(3, 1_000_000);
+    spec.stop.duration = Some(Duration::from_secs(3600));
+    spec.timeout = Duration::from_secs(300);
+    spec.grace = Duration::from_millis(100);
+    spec.stop.stall = Some(Duration::from_millis(400));
+    let (out, records) = run_recorded(&spec, &openai(server.url()), &dataset(4)).await;
+    assert_eq!(out.stop_reason, StopReason::Stalled);
+    assert_eq!(out.summary.stop_reason, Some(StopReason::Stalled));
+    assert!(out.summary.interrupted || out.stop_reason.is_interruption());
+    assert_eq!(records.len(), 3, "one request per user, each recorded");
+    assert!(records
+        .iter()
+        .all(|r| r.error == Some(ErrorClass::Cancelled) && r.first_byte_us.is_some()));
+    // Zero turns the detector off; by default it watches streamed responses for a minute.
+    spec.stop.stall = Some(Duration::ZERO);
+    assert_eq!(spec.stall(true), None);
+    spec.stop.stall = None;
+    assert_eq!(spec.stall(true), Some(aibench_load::DEFAULT_STALL));
+    assert_eq!(spec.stall(false), None);
+}
+
+/// A closed loop whose users think longer than `stop.stall` between requests is not a stall:
+/// nothing is in flight while they think.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thinking_users_are_not_a_stall() {
+    let server = serve(Behavior::Stream {
+        ttft: Duration::from_millis(1),
+        itl: Duration::from_millis(1),
+    })
+    .await;
+    let mut spec = closed(2, 4);
+    spec.pattern = Pattern::ClosedLoop {
+        users: 2,
+        think_time: ThinkTime::Fixed(Duration::from_millis(300)),
+        ramp_up: Duration::ZERO,
+    };
+    spec.stop.stall = Some(Duration::from_millis(100));
+    let (out, _) = run_recorded(&spec, &openai(server.url()), &dataset(4)).await;
+    assert_eq!(out.stop_reason, StopReason::Requests);
+    assert_eq!(out.summary.counts.successes, 4);
+}
+
 /// Item (faults): a refused connection is not retried at once. Closed-loop users back off
 /// (10 ms, doubling, at most 1 s), so a service that is down costs a handful of records per
 /// user and second instead of thousands; each attempt is still recorded as `connect`.

@@ -77,7 +77,13 @@ pub struct HealthPlan {
     pub path: Option<String>,
     pub timeout_s: f64,
     pub interval_s: f64,
+    /// During the measurement, how long the check may fail before the service is judged hung
+    /// or down (0: not checked then).
+    pub hung_after_s: f64,
 }
+
+/// `health.hung_after` when the recipe does not say.
+pub const DEFAULT_HUNG_AFTER_S: f64 = 15.0;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct WorkloadPlan {
@@ -156,12 +162,14 @@ pub fn plan_service(_recipe: &Recipe, s: &Service) -> ServicePlan {
             }),
             timeout_s: h.timeout.as_secs_f64(),
             interval_s: h.interval.as_secs_f64(),
+            hung_after_s: h.hung_after.as_secs_f64(),
         },
         None => HealthPlan {
             check: d.health,
             path: d.health_path.clone(),
             timeout_s: d.health_timeout_s,
             interval_s: 1.0,
+            hung_after_s: DEFAULT_HUNG_AFTER_S,
         },
     };
     let metrics_path = match &s.metrics {

@@ -532,6 +532,8 @@ impl ServiceSet {
         for svc in &self.services {
             if let Some(pgid) = svc.record.pgid {
                 signal_group(pgid, libc::SIGTERM);
+                // A stopped (hung) service would hold SIGTERM until the grace ran out.
+                signal_group(pgid, libc::SIGCONT);
             }
         }
         let deadline = Instant::now() + grace;
@@ -599,6 +601,7 @@ pub fn stop_record(record: &ServiceRecord, grace: Duration) -> bool {
         return false;
     };
     signal_group(pgid, libc::SIGTERM);
+    signal_group(pgid, libc::SIGCONT);
     let deadline = Instant::now() + grace;
     while record.alive() == Some(true) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

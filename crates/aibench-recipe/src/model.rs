@@ -292,6 +292,15 @@ pub struct Health {
     /// How often to check.
     #[serde(default = "default_health_interval")]
     pub interval: Duration,
+    /// During the measurement the check goes on at `interval`; a service whose check has
+    /// failed (no answer, refused, an error status) for this long is judged hung or down and
+    /// the trial fails. `0s`: not checked during the measurement.
+    #[serde(default = "default_hung_after")]
+    pub hung_after: Duration,
+}
+
+fn default_hung_after() -> Duration {
+    Duration(std::time::Duration::from_secs(15))
 }
 
 fn default_health_timeout() -> Duration {
@@ -1133,6 +1142,12 @@ pub struct Stop {
     /// request timeout with `duration`; one hour with `requests` alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_duration: Option<Duration>,
+    /// A hung server: when requests are in flight and none has received a byte or ended for
+    /// this long, the workload stops and fails (`stalled`). Default 60s for streamed responses
+    /// (LLM streams); otherwise off unless set, since an unstreamed answer is silent until it
+    /// ends. `0s`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall: Option<Duration>,
 }
 
 impl Default for Stop {
@@ -1144,6 +1159,7 @@ impl Default for Stop {
             max_error_rate: None,
             error_backoff: None,
             max_duration: None,
+            stall: None,
         }
     }
 }

@@ -93,6 +93,14 @@ fn analyse_data(data: &RunData) -> Analysis {
                 t.id, t.workload, summary.counts.cancelled
             ));
         }
+        if summary.stop_reason == Some(aibench_results::StopReason::Stalled) {
+            notes.push(format!(
+                "trial `{}` ({}): stopped because the service stalled: requests were in flight \
+                 and none received a byte for `stop.stall`; {} requests in flight were \
+                 cancelled",
+                t.id, t.workload, summary.counts.cancelled
+            ));
+        }
         let records = series::analyse_records(&t.dir.join("requests.jsonl"), &summary);
         if records.is_none() {
             no_records.push(t.id.clone());

@@ -1034,8 +1034,9 @@ fn stop_rank(r: StopReason) -> u8 {
         StopReason::Requests => 2,
         StopReason::Deadline => 3,
         StopReason::ErrorBudget => 4,
-        StopReason::Cancelled => 5,
-        StopReason::InternalError => 6,
+        StopReason::Stalled => 5,
+        StopReason::Cancelled => 6,
+        StopReason::InternalError => 7,
     }
 }
 
@@ -1254,7 +1255,14 @@ mod tests {
     #[test]
     fn stop_reason_merge_is_commutative() {
         use StopReason::*;
-        let all = [Duration, Requests, ScheduleEnd, ErrorBudget, Cancelled];
+        let all = [
+            Duration,
+            Requests,
+            ScheduleEnd,
+            ErrorBudget,
+            Stalled,
+            Cancelled,
+        ];
         for a in all {
             for b in all {
                 assert_eq!(merge_stop(Some(a), Some(b)), merge_stop(Some(b), Some(a)));

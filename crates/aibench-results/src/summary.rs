@@ -107,6 +107,10 @@ pub enum StopReason {
     /// The hard deadline passed (`stop.max_duration`, or the measurement plus one request
     /// timeout): what was in flight got the grace period, then was cancelled.
     Deadline,
+    /// Requests were in flight but none of them received a byte, and none ended, for
+    /// `stop.stall` (a hung server): what was in flight got the grace period, then was
+    /// cancelled.
+    Stalled,
 }
 
 impl StopReason {
@@ -114,7 +118,10 @@ impl StopReason {
     pub fn is_interruption(self) -> bool {
         matches!(
             self,
-            StopReason::ErrorBudget | StopReason::Cancelled | StopReason::InternalError
+            StopReason::ErrorBudget
+                | StopReason::Cancelled
+                | StopReason::InternalError
+                | StopReason::Stalled
         )
     }
 }

@@ -29,6 +29,9 @@ pub enum Behavior {
     CutAfter(u32),
     /// Stream `n` good chunks, then end the body properly but without the end marker.
     EndWithoutMarker(u32),
+    /// Stream `n` good chunks, then send nothing more, keeping the connection open (a server
+    /// whose generation hung).
+    StallAfter(u32),
     /// Stream as `Stream` (1 ms TTFT and ITL), but end each connection after `after`
     /// responses, saying so as `announce` tells.
     Closing { after: u32, announce: Announce },
@@ -282,7 +285,10 @@ async fn respond(
             }
             chunk(sock, &end(tokens)).await && sock.write_all(b"0\r\n\r\n").await.is_ok()
         }
-        Behavior::MalformedAfter(n) | Behavior::CutAfter(n) | Behavior::EndWithoutMarker(n) => {
+        Behavior::MalformedAfter(n)
+        | Behavior::CutAfter(n)
+        | Behavior::EndWithoutMarker(n)
+        | Behavior::StallAfter(n) => {
             if sock.write_all(stream_head.as_bytes()).await.is_err() {
                 return false;
             }
@@ -303,6 +309,11 @@ async fn respond(
                 Behavior::CutAfter(_) => {
                     let _ = sock.flush().await;
                     tokio::time::sleep(Duration::from_millis(20)).await;
+                    false
+                }
+                Behavior::StallAfter(_) => {
+                    let _ = sock.flush().await;
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
                     false
                 }
                 _ => sock.write_all(b"0\r\n\r\n").await.is_ok(),

@@ -7,6 +7,7 @@
 //! even when it is killed outright, through the parent-death signal.
 
 pub mod events;
+pub mod liveness;
 pub mod monitoring;
 pub mod platform;
 pub mod report;
@@ -875,6 +876,10 @@ fn failed_workloads(rows: &[Row]) -> Option<String> {
         .map(|r| {
             let c = &r.summary.counts;
             let why = match r.summary.stop_reason {
+                Some(StopReason::Stalled) => {
+                    "the service stalled: requests were in flight and none received a byte for \
+                     `stop.stall` (a hung server)"
+                }
                 _ if c.total > 0 && c.successes == 0 => "every request failed",
                 Some(StopReason::ErrorBudget) => "its error budget ran out",
                 Some(StopReason::InternalError) => "aibench failed internally (see stderr)",
@@ -1069,8 +1074,15 @@ async fn measure(
     let mut crash: Option<String> = None;
     let mut results = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // Alive is not enough: each service goes on answering its health check.
+    let mut liveness = liveness::watch(&platform.records(), &trial.services);
     loop {
         tokio::select! {
+            u = liveness.next(), if crash.is_none() => {
+                events.emit(Event::ServiceCrashed { name: u.name, message: u.message.clone() });
+                crash = Some(u.message);
+                cancel.cancel();
+            }
             Some((name, p)) = prx.recv() => {
                 live.observe_progress(&name, &p);
                 // Past the planned end (cool-down included), what is left is requests finishing.
@@ -1144,7 +1156,7 @@ fn workload_rows(
         let every_request_failed = summary.counts.total > 0 && summary.counts.successes == 0;
         let gave_up = matches!(
             summary.stop_reason,
-            Some(StopReason::ErrorBudget | StopReason::InternalError)
+            Some(StopReason::ErrorBudget | StopReason::InternalError | StopReason::Stalled)
         );
         let status = if crashed || every_request_failed || gave_up {
             Status::Failed

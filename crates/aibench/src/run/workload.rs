@@ -140,6 +140,7 @@ pub fn load_spec(w: &r::Workload, seed: u64, base_dir: &Path) -> anyhow::Result<
             }),
             error_backoff: w.stop.error_backoff.map(std).unwrap_or_default(),
             max_duration: w.stop.max_duration.map(std),
+            stall: w.stop.stall.map(std),
         },
         warmup: w.warmup.map(std).unwrap_or_default(),
         cooldown: w.cooldown.map(std).unwrap_or_default(),

@@ -3,6 +3,7 @@
 mod bench;
 mod exit_codes;
 mod factory;
+mod faults;
 mod harness;
 mod prepare;
 mod recipe;

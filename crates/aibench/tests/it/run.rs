@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{bin, workspace, Cmd};
 
 /// Processes whose command line contains `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
+pub(crate) fn processes_with(marker: &str) -> Vec<String> {
     let mut out = Vec::new();
     let me = std::process::id().to_string();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -27,7 +27,7 @@ fn processes_with(marker: &str) -> Vec<String> {
 }
 
 /// Wait for processes to go (their parent reaps them asynchronously).
-fn assert_no_process_left(marker: &str) {
+pub(crate) fn assert_no_process_left(marker: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left = processes_with(marker);
@@ -42,7 +42,7 @@ fn assert_no_process_left(marker: &str) {
     }
 }
 
-fn marker(name: &str) -> String {
+pub(crate) fn marker(name: &str) -> String {
     format!(
         "{name}-{}-{}",
         std::process::id(),
@@ -53,34 +53,34 @@ fn marker(name: &str) -> String {
     )
 }
 
-struct Env {
+pub(crate) struct Env {
     dir: tempfile::TempDir,
 }
 
 impl Env {
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         Env {
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn recipe(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn recipe(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path().join(name);
         std::fs::write(&p, text).unwrap();
         p
     }
 
-    fn cmd(&self, args: &[&str]) -> Cmd {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Cmd {
         Cmd::new(args)
             .dir(self.path())
             .env("AIBENCH_HOME", self.path().join("home").to_str().unwrap())
     }
 
-    fn spawn(&self, args: &[&str]) -> Child {
+    pub(crate) fn spawn(&self, args: &[&str]) -> Child {
         Command::new(bin())
             .args(args)
             .current_dir(self.path())
@@ -92,7 +92,7 @@ impl Env {
             .unwrap()
     }
 
-    fn run_dirs(&self) -> Vec<PathBuf> {
+    pub(crate) fn run_dirs(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(self.path().join("results"))
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -101,7 +101,7 @@ impl Env {
     }
 
     /// Wait until the single run directory's events show `needle`.
-    fn wait_for_event(&self, needle: &str, timeout: Duration) -> PathBuf {
+    pub(crate) fn wait_for_event(&self, needle: &str, timeout: Duration) -> PathBuf {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(dir) = self.run_dirs().pop() {
@@ -120,12 +120,12 @@ impl Env {
     }
 }
 
-fn read_json(p: &Path) -> serde_json::Value {
+pub(crate) fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
         .unwrap()
 }
 
-fn sim_recipe(model: &str, duration: &str, sweep: &str) -> String {
+pub(crate) fn sim_recipe(model: &str, duration: &str, sweep: &str) -> String {
     format!(
         "name: t
 services:
@@ -143,7 +143,7 @@ workloads:
     )
 }
 
-fn wait_exit(child: &mut Child, timeout: Duration) -> i32 {
+pub(crate) fn wait_exit(child: &mut Child, timeout: Duration) -> i32 {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
